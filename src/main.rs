@@ -1,1 +1,138 @@
-fn main() {}
+//! Command line: parses arguments and calls the library.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use trivy_digest::config::Config;
+use trivy_digest::scan::{self, ScanOptions, exit};
+use trivy_digest::source::files::Input;
+
+#[derive(Parser)]
+#[command(name = "trivy-digest", version, about = "Trivy Operator reports, deduplicated by image digest, exported to DefectDojo")]
+struct Cli {
+    /// Configuration file (default: trivy-digest.yaml in the working directory, if present).
+    #[arg(long, global = true, env = "TRIVY_DIGEST_CONFIG")]
+    config: Option<PathBuf>,
+    /// SQLite store file (overrides the config's `store`).
+    #[arg(long, global = true)]
+    store: Option<PathBuf>,
+    /// Cluster name (overrides the config's `cluster` and TRIVY_DIGEST_CLUSTER).
+    #[arg(long, global = true)]
+    cluster: Option<String>,
+    /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
+    #[arg(long, global = true, env = "TRIVY_DIGEST_LOG", default_value = "warn")]
+    log_level: String,
+    /// Log format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum OutputFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Read exported reports once: deduplicate, record history, export, summarize.
+    Scan {
+        /// A report file, a directory of them, or `-` for stdin (repeatable).
+        #[arg(long = "from", required = true, num_args = 1..)]
+        from: Vec<String>,
+        /// Summary format on stdout.
+        #[arg(long, value_enum, default_value_t = OutputFormat::Text)]
+        format: OutputFormat,
+        /// Write the DefectDojo requests that would be sent into DIR; send nothing and
+        /// leave the store unchanged.
+        #[arg(long, value_name = "DIR")]
+        dry_run: Option<PathBuf>,
+        /// Push every DefectDojo test again, even those acknowledged before.
+        #[arg(long)]
+        resync: bool,
+        /// Pretend the current time is this (RFC 3339); for replaying exports and tests.
+        #[arg(long, hide = true)]
+        now: Option<DateTime<Utc>>,
+    },
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration and print it with secrets redacted.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(&cli.log_level, cli.log_format);
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            exit::FATAL
+        }
+    };
+    ExitCode::from(u8::try_from(code).unwrap_or(1))
+}
+
+fn run(cli: Cli) -> anyhow::Result<i32> {
+    let mut config = Config::load(cli.config.as_deref())?;
+    if let Some(s) = cli.store {
+        config.store = s;
+    }
+    if let Some(c) = cli.cluster {
+        config.cluster = c;
+    }
+    match cli.command {
+        Command::Scan { from, format, dry_run, resync, now } => {
+            let opts = ScanOptions {
+                inputs: from.iter().map(|s| Input::parse(s)).collect(),
+                dry_run,
+                resync,
+                now: now.unwrap_or_else(Utc::now),
+                progress: format == OutputFormat::Text,
+            };
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()?;
+            let summary = runtime.block_on(scan::scan(&config, opts))?;
+            match format {
+                OutputFormat::Text => print!("{}", scan::render_text(&summary)),
+                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+            }
+            Ok(summary.exit_code)
+        }
+        Command::Config { command: ConfigCommand::Check } => {
+            print!("{}", config.to_redacted_yaml());
+            eprintln!("configuration is valid");
+            Ok(exit::OK)
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_new(level)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}

@@ -1,0 +1,337 @@
+//! Configuration: one YAML file plus environment overrides for the essentials and every
+//! secret. Secrets come from the environment or from files only (`*_FILE` variables for
+//! mounted Kubernetes Secrets), never from the YAML itself.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::secret::Secret;
+use crate::template::Template;
+
+pub const DEFAULT_CONFIG_FILE: &str = "trivy-digest.yaml";
+pub const DEFAULT_STORE_FILE: &str = "trivy-digest.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Cluster name: the default DefectDojo product, and a guard against mixing clusters in one store.
+    pub cluster: String,
+    /// SQLite store file.
+    pub store: PathBuf,
+    /// How long an image stays exported after the last workload using it disappeared.
+    /// Longer than the operator's report TTL (24h), so daily re-creation changes nothing.
+    pub grace_period: HumanDuration,
+    pub defectdojo: Option<DojoConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            cluster: "kubernetes".into(),
+            store: PathBuf::from(DEFAULT_STORE_FILE),
+            grace_period: HumanDuration(Duration::from_secs(24 * 3600)),
+            defectdojo: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DojoConfig {
+    /// Base URL, e.g. `https://defectdojo.example.com` (env `DEFECTDOJO_URL`).
+    pub url: String,
+    /// File holding the API token (env `DEFECTDOJO_TOKEN` or `DEFECTDOJO_TOKEN_FILE` win).
+    pub token_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub token: Option<Secret>,
+    pub product_type: Template,
+    pub product: Template,
+    pub engagement: Template,
+    /// Test title, also sent as `service` so that fixed findings are closed.
+    pub test: Template,
+    /// Report families exported; SBOMs have no findings and are never exported.
+    pub families: Vec<crate::model::Family>,
+    pub environment: Option<String>,
+    pub tags: Vec<String>,
+    pub active: bool,
+    pub verified: bool,
+    pub do_not_reactivate: bool,
+    /// `sync` makes the answer's statistics final; null leaves the server's default.
+    pub deduplication_execution_mode: Option<String>,
+    /// Parallel pushes; the first push into a new engagement is always alone.
+    pub concurrency: usize,
+    pub timeout: HumanDuration,
+    pub retry: RetryConfig,
+    /// PEM bundle of extra CA certificates.
+    pub ca_bundle: Option<PathBuf>,
+    /// Turns off TLS verification; logs a warning on every start.
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl Default for DojoConfig {
+    fn default() -> Self {
+        let t = |s: &str| Template::parse(s).unwrap_or_else(|e| unreachable!("built-in template: {e}"));
+        DojoConfig {
+            url: String::new(),
+            token_file: None,
+            token: None,
+            product_type: t("Kubernetes"),
+            product: t("{{ cluster }}"),
+            engagement: t("trivy-digest"),
+            test: t("{{ subject }}"),
+            families: vec![
+                crate::model::Family::Vulnerability,
+                crate::model::Family::Secret,
+                crate::model::Family::ConfigAudit,
+                crate::model::Family::Rbac,
+                crate::model::Family::Infra,
+                crate::model::Family::Compliance,
+            ],
+            environment: None,
+            tags: Vec::new(),
+            active: true,
+            verified: false,
+            do_not_reactivate: false,
+            deduplication_execution_mode: None,
+            concurrency: 2,
+            timeout: HumanDuration(Duration::from_secs(120)),
+            retry: RetryConfig::default(),
+            ca_bundle: None,
+            insecure_skip_tls_verify: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per push within one run (then it waits in the outbox for the next run).
+    pub max_attempts: u32,
+    pub initial_backoff: HumanDuration,
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 6,
+            initial_backoff: HumanDuration(Duration::from_secs(1)),
+            max_backoff: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+/// A duration written as `24h`, `90s`, `1h 30m`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HumanDuration(pub Duration);
+
+impl Serialize for HumanDuration {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(self.0).to_string())
+    }
+}
+
+impl<'de> Deserialize<'de> for HumanDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        humantime::parse_duration(&s)
+            .map(HumanDuration)
+            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
+    }
+}
+
+/// Reads an environment variable, or the file named by `<NAME>_FILE`.
+fn env_or_file(name: &str) -> Result<Option<String>, ConfigError> {
+    if let Some(v) = std::env::var_os(name) {
+        let v = v.into_string().map_err(|_| ConfigError::Env {
+            name: name.into(),
+            message: "not valid UTF-8".into(),
+        })?;
+        if !v.trim().is_empty() {
+            return Ok(Some(v.trim().to_owned()));
+        }
+    }
+    let file_var = format!("{name}_FILE");
+    if let Some(p) = std::env::var_os(&file_var) {
+        let path = PathBuf::from(p);
+        return read_secret_file(&path)
+            .map(Some)
+            .map_err(|message| ConfigError::Env {
+                name: file_var,
+                message,
+            });
+    }
+    Ok(None)
+}
+
+fn read_secret_file(path: &Path) -> Result<String, String> {
+    let v = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(v.to_owned())
+}
+
+impl Config {
+    /// Loads `path`, or `trivy-digest.yaml` in the working directory if present, or the
+    /// defaults; then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        let mut config = match path {
+            Some(p) => Config::from_file(p)?,
+            None if Path::new(DEFAULT_CONFIG_FILE).is_file() => {
+                Config::from_file(Path::new(DEFAULT_CONFIG_FILE))?
+            }
+            None => Config::default(),
+        };
+        config.apply_env()?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let file_err = |message: String| ConfigError::File {
+            path: path.display().to_string(),
+            message,
+        };
+        let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+        Config::from_yaml(&text).map_err(file_err)
+    }
+
+    pub fn from_yaml(text: &str) -> Result<Config, String> {
+        if text.trim().is_empty() {
+            return Ok(Config::default());
+        }
+        serde_saphyr::from_str::<Config>(text).map_err(|e| e.to_string())
+    }
+
+    fn apply_env(&mut self) -> Result<(), ConfigError> {
+        if let Some(c) = env_or_file("TRIVY_DIGEST_CLUSTER")? {
+            self.cluster = c;
+        }
+        if let Some(s) = env_or_file("TRIVY_DIGEST_STORE")? {
+            self.store = PathBuf::from(s);
+        }
+        let url = env_or_file("DEFECTDOJO_URL")?;
+        let token = env_or_file("DEFECTDOJO_TOKEN")?;
+        // DEFECTDOJO_URL alone turns the export on with default mapping.
+        if self.defectdojo.is_none() && url.is_some() {
+            self.defectdojo = Some(DojoConfig::default());
+        }
+        if let Some(d) = &mut self.defectdojo {
+            if let Some(u) = url {
+                d.url = u;
+            }
+            d.token = match (token, &d.token_file) {
+                (Some(t), _) => Some(Secret::new(t)),
+                (None, Some(f)) => Some(Secret::new(read_secret_file(f).map_err(|m| {
+                    ConfigError::Invalid(format!("defectdojo.token_file: {m}"))
+                })?)),
+                (None, None) => None,
+            };
+        }
+        Ok(())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.cluster.trim().is_empty() {
+            return Err(ConfigError::Invalid("cluster: must not be empty".into()));
+        }
+        if let Some(d) = &self.defectdojo {
+            let url = reqwest::Url::parse(&d.url).map_err(|e| {
+                ConfigError::Invalid(format!("defectdojo.url {:?}: {e}", d.url))
+            })?;
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(ConfigError::Invalid(format!(
+                    "defectdojo.url {:?}: must be http or https",
+                    d.url
+                )));
+            }
+            if d.token.is_none() {
+                return Err(ConfigError::Invalid(
+                    "defectdojo: no API token; set DEFECTDOJO_TOKEN, DEFECTDOJO_TOKEN_FILE or \
+                     defectdojo.token_file"
+                        .into(),
+                ));
+            }
+            if d.concurrency == 0 {
+                return Err(ConfigError::Invalid("defectdojo.concurrency: must be at least 1".into()));
+            }
+            if d.retry.max_attempts == 0 {
+                return Err(ConfigError::Invalid(
+                    "defectdojo.retry.max_attempts: must be at least 1".into(),
+                ));
+            }
+            if d.families.contains(&crate::model::Family::Sbom) {
+                return Err(ConfigError::Invalid(
+                    "defectdojo.families: sbom reports have no findings to export".into(),
+                ));
+            }
+            if let Some(m) = &d.deduplication_execution_mode
+                && !matches!(m.as_str(), "async" | "async_wait" | "sync")
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "defectdojo.deduplication_execution_mode {m:?}: one of async, async_wait, sync"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The configuration as YAML, secrets redacted (for `config check`).
+    pub fn to_redacted_yaml(&self) -> String {
+        serde_saphyr::to_string(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_unknown_fields() {
+        let c = Config::from_yaml("cluster: prod\n").expect("ok");
+        assert_eq!(c.cluster, "prod");
+        assert_eq!(c.grace_period.0, Duration::from_secs(86400));
+        let e = Config::from_yaml("clustr: prod\n").expect_err("typo");
+        assert!(e.contains("clustr"), "{e}");
+        let e = Config::from_yaml("defectdojo:\n  product: '{{ nope }}'\n").expect_err("bad template");
+        assert!(e.contains("unknown field `nope`"), "{e}");
+        let c = Config::from_yaml("grace_period: 36h\ndefectdojo:\n  url: https://x\n  concurrency: 4\n")
+            .expect("ok");
+        assert_eq!(c.grace_period.0, Duration::from_secs(36 * 3600));
+        assert_eq!(c.defectdojo.expect("dojo").concurrency, 4);
+    }
+
+    #[test]
+    fn token_is_not_accepted_inline() {
+        let e = Config::from_yaml("defectdojo:\n  token: abc\n").expect_err("inline token");
+        assert!(e.contains("token"), "{e}");
+    }
+
+    #[test]
+    fn redacted_yaml_hides_token() {
+        let mut c = Config::default();
+        let mut d = DojoConfig {
+            url: "https://dojo".into(),
+            ..Default::default()
+        };
+        d.token = Some(Secret::new("supersecrettoken"));
+        c.defectdojo = Some(d);
+        let y = c.to_redacted_yaml();
+        assert!(!y.contains("supersecrettoken"), "{y}");
+        assert!(y.contains("<redacted>"), "{y}");
+    }
+}

@@ -1,0 +1,361 @@
+//! The DefectDojo v2 API calls we make, with errors classified as DefectDojo 3.2.0
+//! really answers them (research/defectdojo-real.md): 403 for a missing or wrong token,
+//! 400 with a `message` (often a Python list repr) for a payload it refuses, 5xx/429 and
+//! network failures for a server that is down or busy.
+
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode, Url, multipart};
+use serde::Deserialize;
+
+use crate::config::DojoConfig;
+use crate::retry::{Backoff, parse_retry_after};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DojoError {
+    /// 403: the token is wrong or missing. Never retried: every call would fail the same way.
+    #[error("DefectDojo refused the API token (HTTP 403): {0}")]
+    Auth(String),
+    /// 400 and other 4xx: our request is wrong. Not retried; the server's message is kept.
+    #[error("DefectDojo refused the request (HTTP {status}): {message}")]
+    Refused { status: u16, message: String },
+    /// 5xx, 429, timeouts, refused or dropped connections: worth retrying later.
+    #[error("DefectDojo unavailable: {reason}")]
+    Unavailable {
+        reason: String,
+        retry_after: Option<Duration>,
+    },
+    /// A 2xx answer we cannot read.
+    #[error("unexpected answer from DefectDojo: {0}")]
+    Protocol(String),
+    #[error("DefectDojo client setup: {0}")]
+    Setup(String),
+}
+
+impl DojoError {
+    pub fn retryable(&self) -> bool {
+        matches!(self, DojoError::Unavailable { .. })
+    }
+}
+
+pub struct DojoClient {
+    http: reqwest::Client,
+    base: Url,
+    token: Secret,
+    backoff: Backoff,
+}
+
+/// The parts of a reimport answer we use.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ReimportAnswer {
+    pub test: Option<i64>,
+    pub test_id: Option<i64>,
+    #[serde(default)]
+    pub statistics: serde_json::Value,
+}
+
+impl ReimportAnswer {
+    pub fn test_id(&self) -> Option<i64> {
+        self.test_id.or(self.test)
+    }
+}
+
+/// A finding as listed by `GET /api/v2/findings/`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DojoFinding {
+    pub id: i64,
+    #[serde(default)]
+    pub unique_id_from_tool: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub mitigation: Option<String>,
+    #[serde(default)]
+    pub impact: Option<String>,
+    #[serde(default)]
+    pub references: Option<String>,
+    #[serde(default)]
+    pub fix_available: Option<bool>,
+    #[serde(default)]
+    pub fix_version: Option<String>,
+    #[serde(default)]
+    pub cvssv3_score: Option<f64>,
+    #[serde(default)]
+    pub active: bool,
+    #[serde(default)]
+    pub is_mitigated: bool,
+    #[serde(default)]
+    pub risk_accepted: bool,
+    #[serde(default)]
+    pub false_p: bool,
+    #[serde(default)]
+    pub out_of_scope: bool,
+}
+
+#[derive(Deserialize)]
+struct Page<T> {
+    #[serde(default)]
+    next: Option<String>,
+    results: Vec<T>,
+}
+
+const PAGE_SIZE: usize = 100;
+
+impl DojoClient {
+    pub fn new(cfg: &DojoConfig) -> Result<DojoClient, DojoError> {
+        let token = cfg
+            .token
+            .clone()
+            .ok_or_else(|| DojoError::Setup("no API token configured".into()))?;
+        let mut base = Url::parse(&cfg.url).map_err(|e| DojoError::Setup(format!("url {:?}: {e}", cfg.url)))?;
+        if !base.path().ends_with('/') {
+            base.set_path(&format!("{}/", base.path()));
+        }
+        let mut builder = reqwest::Client::builder()
+            .timeout(cfg.timeout.0)
+            .connect_timeout(Duration::from_secs(15))
+            .user_agent(concat!("trivy-digest/", env!("CARGO_PKG_VERSION")));
+        if let Some(path) = &cfg.ca_bundle {
+            let pem = std::fs::read(path)
+                .map_err(|e| DojoError::Setup(format!("ca_bundle {}: {e}", path.display())))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| DojoError::Setup(format!("ca_bundle {}: {e}", path.display())))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        if cfg.insecure_skip_tls_verify {
+            tracing::warn!("defectdojo.insecure_skip_tls_verify is on: the DefectDojo server's certificate is not verified");
+            builder = builder.tls_danger_accept_invalid_certs(true);
+        }
+        let http = builder.build().map_err(|e| DojoError::Setup(e.to_string()))?;
+        Ok(DojoClient {
+            http,
+            base,
+            token,
+            backoff: Backoff::from_config(&cfg.retry),
+        })
+    }
+
+    pub fn backoff(&self) -> Backoff {
+        self.backoff
+    }
+
+    fn url(&self, path: &str) -> Result<Url, DojoError> {
+        self.base
+            .join(path)
+            .map_err(|e| DojoError::Setup(format!("url {path}: {e}")))
+    }
+
+    /// `POST /api/v2/reimport-scan/`, multipart: the form fields and the file.
+    pub async fn reimport(&self, form: &[(String, String)], file: &[u8]) -> Result<ReimportAnswer, DojoError> {
+        let url = self.url("api/v2/reimport-scan/")?;
+        self.with_retry("reimport-scan", || {
+            let mut f = multipart::Form::new();
+            for (k, v) in form {
+                f = f.text(k.clone(), v.clone());
+            }
+            let part = multipart::Part::bytes(file.to_vec())
+                .file_name("findings.json")
+                .mime_str("application/json");
+            let part = match part {
+                Ok(p) => p,
+                Err(e) => return Err(DojoError::Setup(e.to_string())),
+            };
+            f = f.part("file", part);
+            Ok(self.request(Method::POST, url.clone()).multipart(f))
+        })
+        .await
+    }
+
+    /// Every finding of a test, paged.
+    pub async fn test_findings(&self, dd_test_id: i64) -> Result<Vec<DojoFinding>, DojoError> {
+        let mut url = self.url("api/v2/findings/")?;
+        url.query_pairs_mut()
+            .append_pair("test", &dd_test_id.to_string())
+            .append_pair("limit", &PAGE_SIZE.to_string())
+            .append_pair("offset", "0");
+        let mut out = Vec::new();
+        let mut next = Some(url);
+        let mut pages = 0;
+        while let Some(u) = next.take() {
+            pages += 1;
+            if pages > 100_000 {
+                return Err(DojoError::Protocol("findings list does not end".into()));
+            }
+            let page: Page<DojoFinding> = self
+                .with_retry("list findings", || Ok(self.request(Method::GET, u.clone())))
+                .await?;
+            out.extend(page.results);
+            if let Some(n) = page.next {
+                // `next` is absolute; keep our scheme/host in case a proxy rewrote it.
+                let parsed = Url::parse(&n).map_err(|e| DojoError::Protocol(format!("next {n:?}: {e}")))?;
+                let mut same = u.clone();
+                same.set_query(parsed.query());
+                next = Some(same);
+            }
+        }
+        Ok(out)
+    }
+
+    /// `PATCH /api/v2/findings/<id>/` with a JSON body.
+    pub async fn patch_finding(&self, id: i64, body: &serde_json::Value) -> Result<(), DojoError> {
+        let url = self.url(&format!("api/v2/findings/{id}/"))?;
+        let _: serde_json::Value = self
+            .with_retry("patch finding", || Ok(self.request(Method::PATCH, url.clone()).json(body)))
+            .await?;
+        Ok(())
+    }
+
+    fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
+        self.http
+            .request(method, url)
+            .header("Authorization", format!("Token {}", self.token.expose()))
+            .header("Accept", "application/json")
+    }
+
+    async fn with_retry<T, F>(&self, what: &str, build: F) -> Result<T, DojoError>
+    where
+        T: serde::de::DeserializeOwned,
+        F: Fn() -> Result<reqwest::RequestBuilder, DojoError>,
+    {
+        let mut attempt = 0u32;
+        loop {
+            attempt += 1;
+            let result = match build() {
+                Ok(req) => send(req).await,
+                Err(e) => return Err(e),
+            };
+            match result {
+                Ok(v) => return Ok(v),
+                Err(e @ DojoError::Unavailable { .. }) => {
+                    let DojoError::Unavailable { retry_after, .. } = &e else { unreachable!() };
+                    match self.backoff.delay(attempt, *retry_after) {
+                        Some(d) => {
+                            tracing::warn!(call = what, attempt, wait_ms = d.as_millis() as u64, error = %e, "retrying");
+                            tokio::time::sleep(d).await;
+                        }
+                        None => return Err(e),
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, DojoError> {
+    let resp = req.send().await.map_err(|e| DojoError::Unavailable {
+        reason: describe(&e),
+        retry_after: None,
+    })?;
+    let status = resp.status();
+    let retry_after = resp
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+    let body = resp.bytes().await.map_err(|e| DojoError::Unavailable {
+        reason: format!("reading the answer: {}", describe(&e)),
+        retry_after: None,
+    })?;
+    if status.is_success() {
+        return serde_json::from_slice(&body).map_err(|e| {
+            DojoError::Protocol(format!("HTTP {status}: {e}: {}", snippet(&body)))
+        });
+    }
+    Err(classify(status, &body, retry_after))
+}
+
+fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> DojoError {
+    let message = server_message(body);
+    match status.as_u16() {
+        403 | 401 => DojoError::Auth(message),
+        429 | 500..=599 => DojoError::Unavailable {
+            reason: format!("HTTP {}: {message}", status.as_u16()),
+            retry_after,
+        },
+        s => DojoError::Refused { status: s, message },
+    }
+}
+
+/// `detail` or `message` of the body, the field errors beside them, or the raw text.
+fn server_message(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::Object(m)) => {
+            if let Some(serde_json::Value::String(d)) = m.get("detail") {
+                return d.clone();
+            }
+            let mut parts = Vec::new();
+            if let Some(serde_json::Value::String(msg)) = m.get("message") {
+                parts.push(msg.clone());
+            }
+            for (k, v) in &m {
+                if k != "message" && k != "pro" && k != "detail" {
+                    parts.push(format!("{k}: {v}"));
+                }
+            }
+            if parts.is_empty() { snippet(body) } else { parts.join("; ") }
+        }
+        Ok(serde_json::Value::Array(a)) => a
+            .iter()
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_owned))
+            .collect::<Vec<_>>()
+            .join("; "),
+        _ => snippet(body),
+    }
+}
+
+fn snippet(body: &[u8]) -> String {
+    let s = String::from_utf8_lossy(body);
+    let s = s.trim();
+    if s.chars().count() > 300 {
+        format!("{}…", s.chars().take(300).collect::<String>())
+    } else if s.is_empty() {
+        "(empty body)".into()
+    } else {
+        s.to_owned()
+    }
+}
+
+/// reqwest's Display hides the cause (`error sending request`); the chain says
+/// "connection refused" or "operation timed out", which is what an operator needs.
+fn describe(e: &reqwest::Error) -> String {
+    let mut s = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        e.to_string()
+    };
+    let mut src = std::error::Error::source(e);
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    // Never echo a URL with credentials.
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_as_the_server_writes_them() {
+        assert_eq!(server_message(br#"{"detail":"Invalid token."}"#), "Invalid token.");
+        assert_eq!(
+            server_message(br#"{"message":"[\"Not allowed fields are present: ['bogus']\"]","pro":["x"]}"#),
+            "[\"Not allowed fields are present: ['bogus']\"]"
+        );
+        assert_eq!(server_message(br#"["Product \"Nope\" does not exist"]"#), "Product \"Nope\" does not exist");
+        assert!(matches!(classify(StatusCode::FORBIDDEN, b"{}", None), DojoError::Auth(_)));
+        assert!(classify(StatusCode::BAD_GATEWAY, b"", None).retryable());
+        assert!(classify(StatusCode::TOO_MANY_REQUESTS, b"", None).retryable());
+        assert!(!classify(StatusCode::BAD_REQUEST, b"", None).retryable());
+        assert!(!classify(StatusCode::UNSUPPORTED_MEDIA_TYPE, b"", None).retryable());
+    }
+}

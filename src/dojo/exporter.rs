@@ -1,0 +1,405 @@
+//! Delivers the outbox to DefectDojo: reimport (membership), then PATCH every matched
+//! finding whose volatile fields changed, since a reimport never refreshes them.
+//!
+//! Pushes run with a concurrency limit, except the first push into a product/engagement
+//! not yet known to exist: those run one at a time, because parallel auto-creation makes
+//! duplicate engagements (DefectDojo #10607).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use anyhow::{Context as _, Result};
+use futures_util::stream::{self, StreamExt};
+use serde::Serialize;
+
+use super::client::{DojoClient, DojoError, DojoFinding};
+use super::format::{GenericFile, GenericFinding, Volatile};
+use super::outbox::{self, Pending, Triage};
+use super::plan::{Action, Context};
+use crate::model::Family;
+use crate::store::Store;
+
+/// What happened to one test.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestOutcome {
+    pub product_type: String,
+    pub product: String,
+    pub engagement: String,
+    pub test: String,
+    pub family: Family,
+    pub action: Action,
+    pub findings: usize,
+    #[serde(flatten)]
+    pub result: Outcome,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Outcome {
+    /// DefectDojo accepted the push. Counts are DefectDojo's own statistics; a test it
+    /// created reports only `created`.
+    Done {
+        dd_test_id: i64,
+        new_test: bool,
+        created: u64,
+        closed: u64,
+        reactivated: u64,
+        untouched: u64,
+        patched: u64,
+    },
+    /// Refused with 400: kept in the outbox with the server's message, not retried.
+    Refused { error: String },
+    /// Not delivered (server down, token refused, or a patch failed): stays queued.
+    Pending { error: String },
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ExportReport {
+    pub tests: Vec<TestOutcome>,
+    /// Why delivery stopped early, if it did (bad token, server unavailable).
+    pub stopped: Option<String>,
+    pub pending: u64,
+    pub refused: u64,
+}
+
+impl ExportReport {
+    pub fn ok(&self) -> bool {
+        self.stopped.is_none() && self.pending == 0 && self.refused == 0
+    }
+}
+
+struct Shared<'a, 's> {
+    client: &'a DojoClient,
+    store: &'a Mutex<&'s mut Store>,
+    now: i64,
+    stop: AtomicBool,
+    stop_reason: Mutex<Option<String>>,
+}
+
+impl Shared<'_, '_> {
+    fn db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+        let guard = self
+            .store
+            .lock()
+            .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+        f(guard.conn())
+    }
+
+    fn halt(&self, reason: String) {
+        if !self.stop.swap(true, Ordering::SeqCst)
+            && let Ok(mut r) = self.stop_reason.lock()
+        {
+            *r = Some(reason);
+        }
+    }
+}
+
+/// Sends every queued push. Returns what happened per test.
+pub async fn deliver(store: &mut Store, client: &DojoClient, concurrency: usize, now: i64) -> Result<ExportReport> {
+    let pending = outbox::pending(store.conn())?;
+    let mut known = outbox::known_contexts(store.conn())?;
+    let lock = Mutex::new(store);
+    let shared = Shared {
+        client,
+        store: &lock,
+        now,
+        stop: AtomicBool::new(false),
+        stop_reason: Mutex::new(None),
+    };
+
+    // First pushes into unknown contexts, one at a time, until each context exists.
+    let mut rest: Vec<Pending> = Vec::new();
+    let mut waiting: HashMap<Context, Vec<Pending>> = HashMap::new();
+    for p in pending {
+        if known.contains(&p.context) {
+            rest.push(p);
+        } else {
+            waiting.entry(p.context.clone()).or_default().push(p);
+        }
+    }
+    let mut outcomes = Vec::new();
+    let mut contexts: Vec<Context> = waiting.keys().cloned().collect();
+    contexts.sort();
+    for c in contexts {
+        let mut queue = waiting.remove(&c).unwrap_or_default();
+        queue.reverse();
+        while let Some(p) = queue.pop() {
+            if shared.stop.load(Ordering::SeqCst) {
+                break; // left in the outbox for the next run
+            }
+            let o = push(&shared, p).await?;
+            let done = matches!(o.result, Outcome::Done { .. });
+            outcomes.push(o);
+            if done {
+                known.insert(c.clone());
+                rest.extend(queue.drain(..));
+            }
+        }
+    }
+
+    let results: Vec<Result<TestOutcome>> = stream::iter(rest)
+        .map(|p| {
+            let shared = &shared;
+            async move {
+                if shared.stop.load(Ordering::SeqCst) {
+                    return Ok(None);
+                }
+                push(shared, p).await.map(Some)
+            }
+        })
+        .buffer_unordered(concurrency.max(1))
+        .filter_map(|r| async move { r.transpose() })
+        .collect()
+        .await;
+    for r in results {
+        outcomes.push(r?);
+    }
+    outcomes.sort_by(|a, b| (&a.product, &a.engagement, &a.test).cmp(&(&b.product, &b.engagement, &b.test)));
+
+    let stopped = shared.stop_reason.lock().ok().and_then(|r| r.clone());
+    drop(shared);
+    let store = lock.into_inner().map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+    let (pending, refused) = outbox::depth(store.conn())?;
+    Ok(ExportReport {
+        tests: outcomes,
+        stopped,
+        pending,
+        refused,
+    })
+}
+
+async fn push(s: &Shared<'_, '_>, p: Pending) -> Result<TestOutcome> {
+    let mut outcome = TestOutcome {
+        product_type: p.context.product_type.clone(),
+        product: p.context.product.clone(),
+        engagement: p.context.engagement.clone(),
+        test: p.title.clone(),
+        family: p.family,
+        action: p.action,
+        findings: 0,
+        result: Outcome::Pending { error: String::new() },
+    };
+    let file: GenericFile = serde_json::from_slice(&p.file)
+        .with_context(|| format!("outbox entry {} for test {:?} is unreadable", p.id, p.title))?;
+    outcome.findings = file.findings.len();
+    s.db(|c| outbox::attempt(c, p.id, s.now))?;
+
+    let mut stats = Stats::default();
+    let dd_test_id = match (p.action, p.dd_test_id) {
+        (Action::Sync, Some(id)) => id,
+        _ => match s.client.reimport(&p.form, &p.file).await {
+            Ok(answer) => {
+                let Some(id) = answer.test_id() else {
+                    let e = "the reimport answer has no test id".to_owned();
+                    s.db(|c| outbox::note_error(c, p.id, &e))?;
+                    outcome.result = Outcome::Pending { error: e };
+                    return Ok(outcome);
+                };
+                stats = Stats::from(&answer.statistics);
+                let result = serde_json::to_string(&answer.statistics).unwrap_or_default();
+                s.db(|c| outbox::reimported(c, &p, id, &result, s.now))?;
+                tracing::info!(test = %p.title, product = %p.context.product, created = stats.created,
+                    closed = stats.closed, reactivated = stats.reactivated, untouched = stats.untouched,
+                    "DefectDojo reimport done");
+                id
+            }
+            Err(e) => return failed(s, &p, outcome, e),
+        },
+    };
+
+    let patched = match sync_findings(s, &p, dd_test_id, &file.findings, p.action == Action::Reimport).await {
+        Ok(n) => n,
+        Err(e) => return failed(s, &p, outcome, e),
+    };
+    s.db(|c| outbox::synced(c, &p))?;
+    outcome.result = Outcome::Done {
+        dd_test_id,
+        new_test: stats.new_test,
+        created: stats.created,
+        closed: stats.closed,
+        reactivated: stats.reactivated,
+        untouched: stats.untouched,
+        patched,
+    };
+    Ok(outcome)
+}
+
+fn failed(s: &Shared<'_, '_>, p: &Pending, mut outcome: TestOutcome, e: DojoError) -> Result<TestOutcome> {
+    let msg = e.to_string();
+    match &e {
+        DojoError::Refused { .. } => {
+            tracing::error!(test = %p.title, error = %msg, "DefectDojo refused the push; it stays in the outbox until its content changes");
+            s.db(|c| outbox::refuse(c, p.id, &msg))?;
+            outcome.result = Outcome::Refused { error: msg };
+        }
+        DojoError::Auth(_) | DojoError::Setup(_) => {
+            tracing::error!(error = %msg, "stopping DefectDojo export");
+            s.db(|c| outbox::note_error(c, p.id, &msg))?;
+            s.halt(msg.clone());
+            outcome.result = Outcome::Pending { error: msg };
+        }
+        DojoError::Unavailable { .. } | DojoError::Protocol(_) => {
+            tracing::error!(test = %p.title, error = %msg, "DefectDojo push failed after retries; it stays in the outbox");
+            s.db(|c| outbox::note_error(c, p.id, &msg))?;
+            if e.retryable() {
+                // The server is down: further pushes would only wait out their retries too.
+                s.halt(msg.clone());
+            }
+            outcome.result = Outcome::Pending { error: msg };
+        }
+    }
+    Ok(outcome)
+}
+
+/// Brings DefectDojo's copy of each finding's volatile fields up to date. Reads the test's
+/// findings when their ids are needed (always after a reimport, which may have created
+/// some), and records their triage state (risk accepted, false positive, out of scope).
+async fn sync_findings(
+    s: &Shared<'_, '_>,
+    p: &Pending,
+    dd_test_id: i64,
+    desired: &[GenericFinding],
+    after_reimport: bool,
+) -> Result<u64, DojoError> {
+    let states = s
+        .db(|c| outbox::finding_states(c, p.test_id))
+        .map_err(|e| DojoError::Setup(e.to_string()))?;
+    let need_list = after_reimport
+        || desired.iter().any(|g| {
+            let st = states.get(&g.unique_id_from_tool);
+            let up_to_date = st.and_then(|s| s.sent_hash.as_deref()) == Some(g.volatile.hash().as_str());
+            !up_to_date && st.and_then(|s| s.dd_id).is_none()
+        });
+    let listed: HashMap<String, DojoFinding> = if need_list {
+        s.client
+            .test_findings(dd_test_id)
+            .await?
+            .into_iter()
+            .filter_map(|f| f.unique_id_from_tool.clone().map(|u| (u, f)))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let db = |f: &dyn Fn(&rusqlite::Connection) -> Result<()>| {
+        s.db(|c| f(c)).map_err(|e| DojoError::Setup(e.to_string()))
+    };
+
+    let mut patched = 0u64;
+    for g in desired {
+        let uid = &g.unique_id_from_tool;
+        let want = g.volatile.hash();
+        let state = states.get(uid);
+        let dd = listed.get(uid);
+        let dd_id = dd.map(|f| f.id).or(state.and_then(|s| s.dd_id));
+        let triage = dd.map(triage_of);
+        let Some(dd_id) = dd_id else {
+            // Not in DefectDojo (a finding it refused, or a test deleted there): the next
+            // reimport will create it.
+            tracing::warn!(test = %p.title, uid = %uid, "finding not found in DefectDojo; not patched");
+            continue;
+        };
+        let up_to_date = match state.and_then(|s| s.sent_hash.as_deref()) {
+            Some(h) => h == want,
+            // Never recorded: compare with what DefectDojo holds (a new finding holds
+            // exactly what we sent).
+            None => dd.is_some_and(|f| holds(f, &g.volatile)),
+        };
+        if !up_to_date {
+            let body = serde_json::to_value(&g.volatile).map_err(|e| DojoError::Setup(e.to_string()))?;
+            s.client.patch_finding(dd_id, &body).await?;
+            patched += 1;
+        }
+        db(&|c| outbox::record_finding(c, p.test_id, uid, dd_id, triage, Some(&want), s.now))?;
+    }
+    if need_list {
+        let keep: Vec<String> = desired.iter().map(|g| g.unique_id_from_tool.clone()).collect();
+        db(&|c| outbox::forget_findings_except(c, p.test_id, &keep))?;
+    }
+    if patched > 0 {
+        tracing::info!(test = %p.title, patched, "DefectDojo findings patched");
+    }
+    Ok(patched)
+}
+
+fn triage_of(f: &DojoFinding) -> Triage {
+    Triage {
+        active: f.active,
+        risk_accepted: f.risk_accepted,
+        false_p: f.false_p,
+        out_of_scope: f.out_of_scope,
+    }
+}
+
+/// True when DefectDojo's copy already has these volatile values.
+fn holds(f: &DojoFinding, v: &Volatile) -> bool {
+    let s = |o: &Option<String>| o.as_deref().unwrap_or("").trim().to_owned();
+    f.severity.as_deref().unwrap_or("").eq_ignore_ascii_case(&v.severity)
+        && s(&f.mitigation) == v.mitigation.trim()
+        && s(&f.impact) == v.impact.trim()
+        && s(&f.references) == v.references.trim()
+        && f.fix_available.unwrap_or(false) == v.fix_available
+        && s(&f.fix_version) == v.fix_version.as_deref().unwrap_or("").trim()
+        && match (f.cvssv3_score, v.cvssv3_score) {
+            (Some(a), Some(b)) => (a - b).abs() < 0.05,
+            (None, None) => true,
+            _ => false,
+        }
+}
+
+/// Counts from DefectDojo's `statistics`: `delta` when it updated a test, only `after`
+/// when it created one.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Stats {
+    new_test: bool,
+    created: u64,
+    closed: u64,
+    reactivated: u64,
+    untouched: u64,
+}
+
+impl Stats {
+    fn from(v: &serde_json::Value) -> Stats {
+        let total = |bucket: &serde_json::Value| -> u64 {
+            bucket
+                .get("total")
+                .and_then(|t| t.get("total"))
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0)
+        };
+        match v.get("delta") {
+            Some(d) => Stats {
+                new_test: false,
+                created: d.get("created").map_or(0, total),
+                closed: d.get("closed").map_or(0, total),
+                reactivated: d.get("reactivated").map_or(0, total),
+                untouched: d.get("untouched").map_or(0, total),
+            },
+            None => Stats {
+                new_test: true,
+                created: v.get("after").map_or(0, total),
+                ..Stats::default()
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statistics_shapes() {
+        let created = serde_json::json!({"after": {"total": {"active": 5, "total": 5}}});
+        let s = Stats::from(&created);
+        assert!(s.new_test);
+        assert_eq!(s.created, 5);
+        let updated = serde_json::json!({
+            "before": {}, "after": {},
+            "delta": {"created": {"total": {"total": 1}}, "closed": {"total": {"total": 2}},
+                      "reactivated": {"total": {"total": 0}}, "untouched": {"total": {"total": 4}}}
+        });
+        let s = Stats::from(&updated);
+        assert_eq!((s.new_test, s.created, s.closed, s.untouched), (false, 1, 2, 4));
+    }
+}

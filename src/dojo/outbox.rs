@@ -1,0 +1,295 @@
+//! The DefectDojo outbox: a push is recorded before it is sent and removed only once
+//! DefectDojo accepted it, so a crash or restart loses nothing and repeats at most the
+//! push that was in flight.
+
+use anyhow::Result;
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::plan::{Action, Context, PlannedTest};
+use crate::model::Family;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Enqueued {
+    New,
+    /// Replaced an older queued push of the same test.
+    Replaced,
+    /// The same content was refused before (HTTP 400); it is not sent again until it changes.
+    StillRefused(String),
+}
+
+pub fn enqueue(conn: &Connection, p: &PlannedTest, now: i64) -> Result<Enqueued> {
+    let existing: Option<(String, String, Option<String>)> = conn
+        .prepare_cached("SELECT state, full_hash, last_error FROM outbox WHERE test_id = ?1")?
+        .query_row(params![p.test_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    let form = serde_json::to_string(&p.form)?;
+    match existing {
+        Some((state, full, err)) if state == "failed" && full == p.full_hash => {
+            Ok(Enqueued::StillRefused(err.unwrap_or_default()))
+        }
+        Some(_) => {
+            conn.prepare_cached(
+                "UPDATE outbox SET action = ?2, content_hash = ?3, full_hash = ?4, form = ?5, file = ?6,
+                     created_at = ?7, state = 'pending', attempts = 0, last_error = NULL
+                 WHERE test_id = ?1",
+            )?
+            .execute(params![
+                p.test_id,
+                p.action.as_str(),
+                p.content_hash,
+                p.full_hash,
+                form,
+                p.file,
+                now
+            ])?;
+            Ok(Enqueued::Replaced)
+        }
+        None => {
+            conn.prepare_cached(
+                "INSERT INTO outbox(test_id, action, content_hash, full_hash, form, file, created_at, state)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
+            )?
+            .execute(params![
+                p.test_id,
+                p.action.as_str(),
+                p.content_hash,
+                p.full_hash,
+                form,
+                p.file,
+                now
+            ])?;
+            Ok(Enqueued::New)
+        }
+    }
+}
+
+/// A queued push as the exporter reads it back.
+#[derive(Debug, Clone)]
+pub struct Pending {
+    pub id: i64,
+    pub test_id: i64,
+    pub action: Action,
+    pub content_hash: String,
+    pub full_hash: String,
+    pub form: Vec<(String, String)>,
+    pub file: Vec<u8>,
+    pub attempts: u32,
+    pub context: Context,
+    pub title: String,
+    pub family: Family,
+    pub dd_test_id: Option<i64>,
+}
+
+pub fn pending(conn: &Connection) -> Result<Vec<Pending>> {
+    let mut stmt = conn.prepare(
+        "SELECT o.id, o.test_id, o.action, o.content_hash, o.full_hash, o.form, o.file, o.attempts,
+                t.product_type, t.product, t.engagement, t.title, t.family, t.dd_test_id
+         FROM outbox o JOIN dojo_tests t ON t.id = o.test_id
+         WHERE o.state = 'pending' ORDER BY o.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, String>(5)?,
+            r.get::<_, Vec<u8>>(6)?,
+            r.get::<_, i64>(7)?.max(0) as u32,
+            Context {
+                product_type: r.get(8)?,
+                product: r.get(9)?,
+                engagement: r.get(10)?,
+            },
+            r.get::<_, String>(11)?,
+            r.get::<_, String>(12)?,
+            r.get::<_, Option<i64>>(13)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (id, test_id, action, content_hash, full_hash, form, file, attempts, context, title, family, dd) = row?;
+        let action = if action == "sync" { Action::Sync } else { Action::Reimport };
+        let form: Vec<(String, String)> = serde_json::from_str(&form)?;
+        let family = Family::parse(&family).unwrap_or(Family::Vulnerability);
+        out.push(Pending {
+            id,
+            test_id,
+            action,
+            content_hash,
+            full_hash,
+            form,
+            file,
+            attempts,
+            context,
+            title,
+            family,
+            dd_test_id: dd,
+        });
+    }
+    Ok(out)
+}
+
+/// Counted before sending, so a push that crashed the process is visible as an attempt.
+pub fn attempt(conn: &Connection, id: i64, now: i64) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2 WHERE id = ?1",
+        params![id, now],
+    )?;
+    Ok(())
+}
+
+pub fn note_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
+    conn.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, error])?;
+    Ok(())
+}
+
+/// DefectDojo refused the content (400): kept with its message, not retried.
+pub fn refuse(conn: &Connection, id: i64, error: &str) -> Result<()> {
+    conn.execute(
+        "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
+        params![id, error],
+    )?;
+    Ok(())
+}
+
+/// The reimport was accepted: the test's membership is acknowledged and the push leaves
+/// the outbox unless a patch step is still owed (then it stays as a sync).
+pub fn reimported(
+    conn: &Connection,
+    p: &Pending,
+    dd_test_id: i64,
+    result: &str,
+    now: i64,
+) -> Result<()> {
+    conn.execute(
+        "UPDATE dojo_tests SET acked_hash = ?2, dd_test_id = ?3, last_push_at = ?4, last_result = ?5
+         WHERE id = ?1",
+        params![p.test_id, p.content_hash, dd_test_id, now, result],
+    )?;
+    conn.execute(
+        "UPDATE outbox SET action = 'sync', attempts = 0, last_error = NULL WHERE id = ?1",
+        params![p.id],
+    )?;
+    conn.execute(
+        "INSERT INTO dojo_contexts(product_type, product, engagement) VALUES(?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
+        params![p.context.product_type, p.context.product, p.context.engagement],
+    )?;
+    Ok(())
+}
+
+/// Every changed finding was patched: the test is fully in sync.
+pub fn synced(conn: &Connection, p: &Pending) -> Result<()> {
+    conn.execute(
+        "UPDATE dojo_tests SET synced_hash = ?2 WHERE id = ?1",
+        params![p.test_id, p.full_hash],
+    )?;
+    conn.execute("DELETE FROM outbox WHERE id = ?1", params![p.id])?;
+    Ok(())
+}
+
+pub fn known_contexts(conn: &Connection) -> Result<std::collections::HashSet<Context>> {
+    let mut stmt = conn.prepare("SELECT product_type, product, engagement FROM dojo_contexts")?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Context {
+            product_type: r.get(0)?,
+            product: r.get(1)?,
+            engagement: r.get(2)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Counts for the summary: pushes waiting and pushes refused.
+pub fn depth(conn: &Connection) -> Result<(u64, u64)> {
+    let (p, f): (i64, i64) = conn.query_row(
+        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0) FROM outbox",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    Ok((p.max(0) as u64, f.max(0) as u64))
+}
+
+/// What DefectDojo holds for a finding of a test.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DojoFindingState {
+    pub dd_id: Option<i64>,
+    pub sent_hash: Option<String>,
+}
+
+pub fn finding_states(conn: &Connection, test_id: i64) -> Result<std::collections::HashMap<String, DojoFindingState>> {
+    let mut stmt = conn.prepare_cached("SELECT uid, dd_id, sent_hash FROM dojo_findings WHERE test_id = ?1")?;
+    let rows = stmt.query_map(params![test_id], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            DojoFindingState {
+                dd_id: r.get(1)?,
+                sent_hash: r.get(2)?,
+            },
+        ))
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Triage state read back from DefectDojo.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Triage {
+    pub active: bool,
+    pub risk_accepted: bool,
+    pub false_p: bool,
+    pub out_of_scope: bool,
+}
+
+pub fn record_finding(
+    conn: &Connection,
+    test_id: i64,
+    uid: &str,
+    dd_id: i64,
+    triage: Option<Triage>,
+    sent_hash: Option<&str>,
+    now: i64,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO dojo_findings(test_id, uid, dd_id, sent_hash, active, risk_accepted, false_p,
+                                   out_of_scope, checked_at)
+         VALUES(?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0), COALESCE(?7, 0), COALESCE(?8, 0), ?9)
+         ON CONFLICT(test_id, uid) DO UPDATE SET
+             dd_id = excluded.dd_id,
+             sent_hash = COALESCE(excluded.sent_hash, dojo_findings.sent_hash),
+             active = COALESCE(?5, dojo_findings.active),
+             risk_accepted = COALESCE(?6, dojo_findings.risk_accepted),
+             false_p = COALESCE(?7, dojo_findings.false_p),
+             out_of_scope = COALESCE(?8, dojo_findings.out_of_scope),
+             checked_at = COALESCE(?9, dojo_findings.checked_at)",
+    )?
+    .execute(params![
+        test_id,
+        uid,
+        dd_id,
+        sent_hash,
+        triage.map(|t| t.active),
+        triage.map(|t| t.risk_accepted),
+        triage.map(|t| t.false_p),
+        triage.map(|t| t.out_of_scope),
+        triage.map(|_| now),
+    ])?;
+    Ok(())
+}
+
+/// Drops the records of findings no longer in the test (closed by the reimport).
+pub fn forget_findings_except(conn: &Connection, test_id: i64, keep: &[String]) -> Result<()> {
+    let existing: Vec<String> = conn
+        .prepare_cached("SELECT uid FROM dojo_findings WHERE test_id = ?1")?
+        .query_map(params![test_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let keep: std::collections::HashSet<&String> = keep.iter().collect();
+    for uid in existing {
+        if !keep.contains(&uid) {
+            conn.prepare_cached("DELETE FROM dojo_findings WHERE test_id = ?1 AND uid = ?2")?
+                .execute(params![test_id, uid])?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! trivy-digest: Trivy Operator reports, deduplicated by image digest, with history,
+//! exported to DefectDojo.
+//!
+//! Data flows one way: `source` (files, stdin) → `trivy` (parse, normalize into `model`)
+//! → `store` (SQLite: dedupe, history, outbox) → outputs (`dojo`). `scan` wires one sweep.
+
+pub mod config;
+pub mod dojo;
+pub mod model;
+pub mod retry;
+pub mod scan;
+pub mod secret;
+pub mod source;
+pub mod store;
+pub mod template;
+pub mod trivy;

@@ -1,0 +1,503 @@
+//! `scan`: one sweep over exported reports. Read every object, normalize, store with
+//! deduplication and history, export to DefectDojo when configured, and summarize.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context as _, Result};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::config::{Config, DojoConfig};
+use crate::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
+use crate::model::SeverityCounts;
+use crate::source::files::{self, Input};
+use crate::source::{InputError, RawObject};
+use crate::store::{FinishStats, Session, Store, query};
+use crate::trivy::{ObjectError, Parsed, parse_object};
+
+/// Exit codes (documented in the README).
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const FATAL: i32 = 1;
+    /// Command-line usage error (clap's own code).
+    pub const USAGE: i32 = 2;
+    /// The sweep completed, but some input could not be read (see `skipped`).
+    pub const SKIPPED: i32 = 3;
+    /// DefectDojo did not take everything: pushes refused or still queued.
+    pub const EXPORT: i32 = 4;
+}
+
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    pub inputs: Vec<Input>,
+    /// Write what would be sent here; send nothing and change nothing in the store.
+    pub dry_run: Option<PathBuf>,
+    /// Push every test again, whatever DefectDojo acknowledged before.
+    pub resync: bool,
+    pub now: DateTime<Utc>,
+    pub progress: bool,
+}
+
+/// Everything `scan` reports; `--format json` prints it as is. Field names are stable.
+#[derive(Debug, Default, Serialize)]
+pub struct ScanSummary {
+    pub cluster: String,
+    pub store: String,
+    pub inputs: Vec<String>,
+    pub files: u64,
+    pub reports: ReportCounts,
+    /// Objects that could not be read, with where and why.
+    pub skipped: Vec<Skipped>,
+    /// Objects that are not Trivy Operator reports.
+    pub ignored: Vec<Ignored>,
+    pub images: ImageCounts,
+    pub workloads: u64,
+    pub findings: FindingCounts,
+    pub history: FinishStats,
+    /// False when part of the input was unreadable: then nothing was marked gone.
+    pub complete: bool,
+    pub defectdojo: Option<DojoSummary>,
+    pub exit_code: i32,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReportCounts {
+    /// Report objects read and stored.
+    pub stored: u64,
+    pub skipped: u64,
+    pub ignored: u64,
+    pub namespaces: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    /// Reports whose own summary disagreed with their lists (we recount).
+    pub summary_mismatches: u64,
+    /// Severities that were not one of the five levels (mapped, never dropped).
+    pub mapped_severities: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub origin: String,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub field: Option<String>,
+    pub error: String,
+    /// True when the report was known from an earlier sweep and keeps its findings.
+    pub kept_previous: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ignored {
+    pub origin: String,
+    pub reason: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ImageCounts {
+    pub unique: u64,
+    pub pinned: u64,
+    pub unpinned: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct FindingCounts {
+    /// Summed over every report, as the operator wrote them (recounted from the lists).
+    pub before_dedup: SeverityCounts,
+    /// Distinct open findings of the images and resources seen in this sweep.
+    pub after_dedup: SeverityCounts,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct DojoSummary {
+    pub url: Option<String>,
+    pub dry_run: Option<String>,
+    pub plan: PlanStats,
+    /// Pushes refused earlier for the same content, not sent again.
+    pub still_refused: Vec<String>,
+    #[serde(flatten)]
+    pub export: ExportReport,
+}
+
+/// Runs one sweep.
+pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
+    let mut store = Store::open(&config.store)?;
+    store.claim_cluster(&config.cluster)?;
+    let now = opts.now.timestamp();
+    let mut summary = ScanSummary {
+        cluster: config.cluster.clone(),
+        store: config.store.display().to_string(),
+        inputs: opts
+            .inputs
+            .iter()
+            .map(|i| match i {
+                Input::Stdin => "-".to_owned(),
+                Input::Path(p) => p.display().to_string(),
+            })
+            .collect(),
+        ..ScanSummary::default()
+    };
+
+    let (found, discover_errors) = files::discover(&opts.inputs);
+    summary.files = found.len() as u64;
+    let mut input_errors: Vec<InputError> = discover_errors;
+    let source = format!("scan {}", summary.inputs.join(" "));
+    let mut session = Session::begin(&mut store, &source, now)?;
+    let progress = progress_bar(&found, opts.progress);
+    let mut anonymous_failures = 0u64;
+    let mut store_error: Option<anyhow::Error> = None;
+    let mut before = SeverityCounts::default();
+
+    for file in &found {
+        let mut on_object = |obj: RawObject| {
+            if store_error.is_some() {
+                return;
+            }
+            if let Err(e) = handle(&mut session, &obj, &mut summary, &mut before, &mut anonymous_failures) {
+                store_error = Some(e);
+            }
+        };
+        let mut on_bytes = |n: u64| {
+            if let Some(p) = &progress {
+                p.inc(n);
+            }
+        };
+        let errs = files::read_file(file, &mut on_object, &mut on_bytes);
+        if let Some(e) = store_error.take() {
+            return Err(e);
+        }
+        input_errors.extend(errs);
+    }
+    if let Some(p) = progress {
+        p.finish_and_clear();
+    }
+    for e in &input_errors {
+        summary.skipped.push(Skipped {
+            origin: e.origin.to_string(),
+            kind: None,
+            name: None,
+            field: None,
+            error: e.message.clone(),
+            kept_previous: false,
+        });
+    }
+    summary.reports.skipped = summary.skipped.len() as u64;
+    summary.findings.before_dedup = before;
+
+    // An unreadable file or object without identity may have held any report: nothing
+    // may be concluded from what is missing this time.
+    summary.complete = input_errors.is_empty() && anonymous_failures == 0;
+    if !summary.complete {
+        tracing::info!("part of the input could not be read: no report is marked gone in this sweep");
+    }
+    let grace = config.grace_period.0.as_secs() as i64;
+    summary.history = session.finish(summary.complete, grace)?;
+    let totals = query::scan_totals(session.store(), session.scan_id())?;
+    summary.images = ImageCounts {
+        unique: totals.images,
+        pinned: totals.pinned,
+        unpinned: totals.unpinned,
+    };
+    summary.workloads = totals.workloads;
+    summary.findings.after_dedup = totals.findings;
+
+    let dojo_cfg: Option<DojoConfig> = match (&config.defectdojo, &opts.dry_run) {
+        (Some(c), _) => Some(c.clone()),
+        (None, Some(_)) => Some(DojoConfig::default()),
+        (None, None) => None,
+    };
+    let Some(dojo_cfg) = dojo_cfg else {
+        session.commit()?;
+        summary.exit_code = exit_code(&summary);
+        return Ok(summary);
+    };
+
+    let mut dsum = DojoSummary {
+        url: config.defectdojo.as_ref().map(|d| d.url.clone()),
+        ..DojoSummary::default()
+    };
+    if let Some(dir) = &opts.dry_run {
+        std::fs::create_dir_all(dir).with_context(|| format!("--dry-run {}: cannot create", dir.display()))?;
+        let mut written = 0usize;
+        dsum.plan = dojo::plan(
+            session.store().conn(),
+            &dojo_cfg,
+            &config.cluster,
+            opts.resync,
+            &mut |t| {
+                written += 1;
+                write_dry_run(dir, written, &t)
+            },
+        )?;
+        dsum.dry_run = Some(dir.display().to_string());
+        // A dry run changes nothing: not the history, not the outbox.
+        session.rollback()?;
+        summary.defectdojo = Some(dsum);
+        summary.exit_code = exit_code(&summary);
+        return Ok(summary);
+    }
+
+    let mut still_refused = Vec::new();
+    dsum.plan = dojo::plan(
+        session.store().conn(),
+        &dojo_cfg,
+        &config.cluster,
+        opts.resync,
+        &mut |t| {
+            if let outbox::Enqueued::StillRefused(e) = outbox::enqueue(session.store().conn(), &t, now)? {
+                still_refused.push(format!("{}: {e}", t.title));
+            }
+            Ok(())
+        },
+    )?;
+    dsum.still_refused = still_refused;
+    session.commit()?;
+
+    let client = DojoClient::new(&dojo_cfg)?;
+    dsum.export = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now).await?;
+    summary.defectdojo = Some(dsum);
+    summary.exit_code = exit_code(&summary);
+    Ok(summary)
+}
+
+fn handle(
+    session: &mut Session<'_>,
+    obj: &RawObject,
+    summary: &mut ScanSummary,
+    before: &mut SeverityCounts,
+    anonymous_failures: &mut u64,
+) -> Result<()> {
+    match parse_object(obj) {
+        Ok(Parsed::Report(r)) => {
+            session.report(&r)?;
+            summary.reports.stored += 1;
+            *summary.reports.by_kind.entry(r.id.kind.as_str().to_owned()).or_default() += 1;
+            summary.reports.summary_mismatches += u64::from(r.summary_mismatch);
+            summary.reports.mapped_severities += r.mapped_severities;
+            before.merge(&r.counts());
+        }
+        Ok(Parsed::Namespace(ns)) => {
+            session.namespace(&ns)?;
+            summary.reports.namespaces += 1;
+        }
+        Ok(Parsed::NotReady { origin, id, reason }) => {
+            session.keep(&id)?;
+            summary.reports.ignored += 1;
+            summary.ignored.push(Ignored {
+                origin: origin.to_string(),
+                reason,
+            });
+        }
+        Ok(Parsed::Ignored { origin, reason }) => {
+            summary.reports.ignored += 1;
+            summary.ignored.push(Ignored {
+                origin: origin.to_string(),
+                reason,
+            });
+        }
+        Err(e) => {
+            tracing::debug!("skipped: {e}");
+            let kept = match &e.id {
+                Some(id) => session.keep(id)?,
+                None => {
+                    *anonymous_failures += 1;
+                    false
+                }
+            };
+            summary.skipped.push(skipped(&e, kept));
+        }
+    }
+    Ok(())
+}
+
+fn skipped(e: &ObjectError, kept: bool) -> Skipped {
+    Skipped {
+        origin: e.origin.to_string(),
+        kind: e.kind.clone(),
+        name: e.name.clone(),
+        field: e.field.clone(),
+        error: e.message.clone(),
+        kept_previous: kept,
+    }
+}
+
+fn exit_code(s: &ScanSummary) -> i32 {
+    let export_failed = s
+        .defectdojo
+        .as_ref()
+        .is_some_and(|d| d.dry_run.is_none() && (!d.export.ok() || !d.still_refused.is_empty()));
+    if export_failed {
+        exit::EXPORT
+    } else if !s.skipped.is_empty() {
+        exit::SKIPPED
+    } else {
+        exit::OK
+    }
+}
+
+/// `<n>-<family>-<title>.form.json` and `.findings.json`: exactly what would be sent.
+fn write_dry_run(dir: &Path, n: usize, t: &PlannedTest) -> Result<()> {
+    let slug: String = t
+        .title
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .take(80)
+        .collect();
+    let base = format!("{n:04}-{}-{slug}", t.family);
+    let form = serde_json::json!({
+        "action": t.action,
+        "emptied": t.emptied,
+        "findings": t.findings,
+        "fields": t.form,
+    });
+    let form_path = dir.join(format!("{base}.form.json"));
+    std::fs::write(&form_path, serde_json::to_vec_pretty(&form)?)
+        .with_context(|| format!("--dry-run: cannot write {}", form_path.display()))?;
+    let file_path = dir.join(format!("{base}.findings.json"));
+    let pretty: serde_json::Value = serde_json::from_slice(&t.file)?;
+    std::fs::write(&file_path, serde_json::to_vec_pretty(&pretty)?)
+        .with_context(|| format!("--dry-run: cannot write {}", file_path.display()))?;
+    Ok(())
+}
+
+fn progress_bar(files: &[files::SourceFile], wanted: bool) -> Option<indicatif::ProgressBar> {
+    if !wanted || !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let total: u64 = files.iter().filter_map(|f| f.size).sum();
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{spinner} reading reports {bytes}/{total_bytes} {wide_bar} {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    Some(bar)
+}
+
+/// The human summary printed by `scan --format text`.
+pub fn render_text(s: &ScanSummary) -> String {
+    use std::fmt::Write;
+    let mut o = String::new();
+    let _ = writeln!(o, "trivy-digest scan: cluster {}, store {}", s.cluster, s.store);
+    let r = &s.reports;
+    let _ = writeln!(
+        o,
+        "Reports    {} stored, {} skipped, {} ignored ({} files)",
+        r.stored, r.skipped, r.ignored, s.files
+    );
+    if !r.by_kind.is_empty() {
+        let kinds: Vec<String> = r.by_kind.iter().map(|(k, n)| format!("{k} {n}")).collect();
+        let _ = writeln!(o, "           {}", kinds.join(", "));
+    }
+    if r.summary_mismatches > 0 {
+        let _ = writeln!(o, "           {} reports had summary counts that disagreed with their lists (recounted)", r.summary_mismatches);
+    }
+    if r.mapped_severities > 0 {
+        let _ = writeln!(o, "           {} findings had a non-standard severity (mapped)", r.mapped_severities);
+    }
+    if !s.skipped.is_empty() {
+        let _ = writeln!(o, "Skipped (not read):");
+        for k in &s.skipped {
+            let mut line = k.origin.clone();
+            match (&k.kind, &k.name) {
+                (Some(kd), Some(n)) => line.push_str(&format!(" ({kd} {n})")),
+                (Some(kd), None) => line.push_str(&format!(" ({kd})")),
+                (None, Some(n)) => line.push_str(&format!(" ({n})")),
+                (None, None) => {}
+            }
+            if let Some(f) = &k.field {
+                line.push_str(&format!(": field `{f}`"));
+            }
+            line.push_str(&format!(": {}", k.error));
+            if k.kept_previous {
+                line.push_str(" [previous content kept]");
+            }
+            let _ = writeln!(o, "  {line}");
+        }
+    }
+    if !s.ignored.is_empty() {
+        let _ = writeln!(o, "Ignored:");
+        for i in s.ignored.iter().take(20) {
+            let _ = writeln!(o, "  {}: {}", i.origin, i.reason);
+        }
+        if s.ignored.len() > 20 {
+            let _ = writeln!(o, "  and {} more", s.ignored.len() - 20);
+        }
+    }
+    let _ = writeln!(
+        o,
+        "Images     {} unique ({} pinned by digest, {} unpinned)",
+        s.images.unique, s.images.pinned, s.images.unpinned
+    );
+    let _ = writeln!(o, "Workloads  {}", s.workloads);
+    let _ = writeln!(o, "Findings   {:>9} {:>6} {:>7} {:>6} {:>8} {:>7}", "critical", "high", "medium", "low", "unknown", "total");
+    for (label, c) in [("in reports", &s.findings.before_dedup), ("unique", &s.findings.after_dedup)] {
+        let _ = writeln!(
+            o,
+            "  {label:<10}{:>8} {:>6} {:>7} {:>6} {:>8} {:>7}",
+            c.0[0], c.0[1], c.0[2], c.0[3], c.0[4], c.total()
+        );
+    }
+    let h = &s.history;
+    let _ = writeln!(
+        o,
+        "History    {} new, {} resolved, {} reopened, {} re-rated, {} newly fixable",
+        h.findings_opened, h.findings_resolved, h.findings_reopened, h.severities_changed, h.fixes_published
+    );
+    if s.complete {
+        let _ = writeln!(
+            o,
+            "           {} reports gone (grace period started), {} expired, {} images/resources removed",
+            h.reports_gone, h.reports_expired, h.targets_removed
+        );
+    } else {
+        let _ = writeln!(o, "           input incomplete: no report was marked gone");
+    }
+    match &s.defectdojo {
+        None => {
+            let _ = writeln!(o, "DefectDojo not configured (set DEFECTDOJO_URL and DEFECTDOJO_TOKEN to export)");
+        }
+        Some(d) => {
+            let p = &d.plan;
+            if let Some(dir) = &d.dry_run {
+                let _ = writeln!(
+                    o,
+                    "DefectDojo dry run: {} tests, {} would be reimported, {} patched only, {} unchanged; files in {dir}",
+                    p.tests, p.reimports, p.syncs, p.unchanged
+                );
+            } else {
+                let _ = writeln!(
+                    o,
+                    "DefectDojo {} tests: {} to reimport, {} to patch, {} unchanged, {} emptied after the grace period",
+                    p.tests, p.reimports, p.syncs, p.unchanged, p.emptied
+                );
+                for t in &d.export.tests {
+                    let what = match &t.result {
+                        dojo::Outcome::Done { new_test, created, closed, reactivated, untouched, patched, .. } => {
+                            if *new_test {
+                                format!("new test, created {created}, patched {patched}")
+                            } else {
+                                format!("created {created}, closed {closed}, reactivated {reactivated}, untouched {untouched}, patched {patched}")
+                            }
+                        }
+                        dojo::Outcome::Refused { error } => format!("REFUSED: {error}"),
+                        dojo::Outcome::Pending { error } => format!("queued: {error}"),
+                    };
+                    let _ = writeln!(o, "  {} / {} / {} [{}]: {what}", t.product, t.engagement, t.test, t.family);
+                }
+                for r in &d.still_refused {
+                    let _ = writeln!(o, "  refused earlier, not resent until it changes: {r}");
+                }
+                if let Some(why) = &d.export.stopped {
+                    let _ = writeln!(o, "  export stopped: {why}");
+                }
+                if d.export.pending > 0 || d.export.refused > 0 {
+                    let _ = writeln!(o, "  outbox: {} waiting, {} refused", d.export.pending, d.export.refused);
+                }
+            }
+            for l in &p.left_alone {
+                let _ = writeln!(o, "  left alone (no longer produced by the mapping): {l}");
+            }
+        }
+    }
+    o
+}

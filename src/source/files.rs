@@ -1,0 +1,593 @@
+//! Reports from files, directories and stdin, in every container users export them in:
+//! a single object, `kind: List`, a bare JSON array, an object keyed by CRD plural name,
+//! multi-document YAML, and Trivy Operator's alternate-storage folders.
+//!
+//! JSON is streamed: each object is handed to the caller as soon as it is read and then
+//! dropped, so memory does not grow with the size of a `kubectl get -A -o json` export.
+
+use std::fmt;
+use std::fs::File;
+use std::io::{self, BufReader, Read};
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::value::RawValue;
+
+use super::{InputError, Origin, Position, RawObject};
+use crate::model::ReportKind;
+
+/// An input named on the command line.
+#[derive(Debug, Clone)]
+pub enum Input {
+    Stdin,
+    Path(PathBuf),
+}
+
+impl Input {
+    pub fn parse(s: &str) -> Input {
+        if s == "-" {
+            Input::Stdin
+        } else {
+            Input::Path(PathBuf::from(s))
+        }
+    }
+}
+
+/// One file to read, found by expanding the inputs.
+#[derive(Debug, Clone)]
+pub struct SourceFile {
+    pub input: Input,
+    pub display: String,
+    /// Known size, for progress.
+    pub size: Option<u64>,
+}
+
+/// Expands directories (recursively, sorted, skipping hidden entries and files that are
+/// not JSON or YAML). A path that cannot be listed becomes an error, not a stop.
+pub fn discover(inputs: &[Input]) -> (Vec<SourceFile>, Vec<InputError>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Stdin => files.push(SourceFile {
+                input: Input::Stdin,
+                display: "<stdin>".into(),
+                size: None,
+            }),
+            Input::Path(p) => walk(p, true, &mut files, &mut errors),
+        }
+    }
+    (files, errors)
+}
+
+fn walk(path: &Path, explicit: bool, files: &mut Vec<SourceFile>, errors: &mut Vec<InputError>) {
+    let display = path.display().to_string();
+    let meta = match std::fs::metadata(path) {
+        Ok(m) => m,
+        Err(e) => {
+            errors.push(InputError {
+                origin: Origin::file(display),
+                message: format!("cannot read: {e}"),
+            });
+            return;
+        }
+    };
+    if meta.is_file() {
+        // A file named explicitly is read whatever its extension.
+        if explicit || has_report_extension(path) {
+            files.push(SourceFile {
+                input: Input::Path(path.to_owned()),
+                display,
+                size: Some(meta.len()),
+            });
+        }
+        return;
+    }
+    if !meta.is_dir() {
+        return;
+    }
+    // Symlinked directories are not followed (a ConfigMap mount's `..data` would loop).
+    if !explicit && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return;
+    }
+    let entries = match std::fs::read_dir(path) {
+        Ok(rd) => rd,
+        Err(e) => {
+            errors.push(InputError {
+                origin: Origin::file(display),
+                message: format!("cannot list directory: {e}"),
+            });
+            return;
+        }
+    };
+    let mut children: Vec<PathBuf> = Vec::new();
+    for entry in entries {
+        match entry {
+            Ok(e) => {
+                if !e.file_name().to_string_lossy().starts_with('.') {
+                    children.push(e.path());
+                }
+            }
+            Err(e) => errors.push(InputError {
+                origin: Origin::file(display.clone()),
+                message: format!("cannot list directory: {e}"),
+            }),
+        }
+    }
+    children.sort();
+    for child in children {
+        walk(&child, false, files, errors);
+    }
+}
+
+fn has_report_extension(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        Some("json" | "yaml" | "yml")
+    )
+}
+
+/// The kind implied by an alternate-storage folder (`vulnerability_reports`,
+/// `cluster_compliance_report`, ...), compared without separators or case.
+pub fn kind_from_folder(path: &Path) -> Option<ReportKind> {
+    let folder = path.parent()?.file_name()?.to_str()?;
+    let squashed: String = folder
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    ReportKind::ALL.into_iter().find(|k| {
+        let lower = k.as_str().to_ascii_lowercase();
+        squashed == lower || squashed == k.plural()
+    })
+}
+
+/// Reads one file and hands every object in it to `sink`. Returns what could not be read.
+/// `progress` is told how many bytes were consumed.
+pub fn read_file(
+    file: &SourceFile,
+    sink: &mut dyn FnMut(RawObject),
+    progress: &mut dyn FnMut(u64),
+) -> Vec<InputError> {
+    let (reader, hints): (Box<dyn Read>, Hints) = match &file.input {
+        Input::Stdin => (Box::new(io::stdin().lock()), Hints::default()),
+        Input::Path(p) => match File::open(p) {
+            Ok(f) => (Box::new(f), Hints::for_path(p)),
+            Err(e) => {
+                return vec![InputError {
+                    origin: Origin::file(&file.display),
+                    message: format!("cannot open: {e}"),
+                }];
+            }
+        },
+    };
+    let mut reader = BufReader::with_capacity(256 * 1024, CountingReader::new(reader, progress));
+    let format = match &file.input {
+        Input::Path(p) => Format::from_extension(p),
+        Input::Stdin => None,
+    };
+    let format = match format {
+        Some(f) => f,
+        None => match sniff(&mut reader) {
+            Ok(f) => f,
+            Err(e) => {
+                return vec![InputError {
+                    origin: Origin::file(&file.display),
+                    message: format!("cannot read: {e}"),
+                }];
+            }
+        },
+    };
+    let mut ctx = Ctx {
+        file: &file.display,
+        document: None,
+        hints: &hints,
+        sink,
+    };
+    match format {
+        Format::Json => read_json(&mut reader, &mut ctx).into_iter().collect(),
+        Format::Yaml => read_yaml(&mut reader, &mut ctx),
+    }
+}
+
+/// Reads objects from an in-memory buffer (used for fuzzing and tests).
+pub fn read_bytes(display: &str, bytes: &[u8], sink: &mut dyn FnMut(RawObject)) -> Vec<InputError> {
+    let hints = Hints::default();
+    let mut ctx = Ctx {
+        file: display,
+        document: None,
+        hints: &hints,
+        sink,
+    };
+    let mut reader = bytes;
+    match sniff_bytes(bytes) {
+        Format::Json => read_json(&mut reader, &mut ctx).into_iter().collect(),
+        Format::Yaml => read_yaml(&mut reader, &mut ctx),
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Yaml,
+}
+
+impl Format {
+    fn from_extension(p: &Path) -> Option<Format> {
+        match p.extension()?.to_str()?.to_ascii_lowercase().as_str() {
+            "json" => Some(Format::Json),
+            "yaml" | "yml" => Some(Format::Yaml),
+            _ => None,
+        }
+    }
+}
+
+/// JSON starts with `{` or `[` after optional whitespace and BOM; anything else is YAML.
+fn sniff_bytes(buf: &[u8]) -> Format {
+    let buf = buf.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(buf);
+    match buf.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'{' | b'[') => Format::Json,
+        _ => Format::Yaml,
+    }
+}
+
+fn sniff<R: io::BufRead>(reader: &mut R) -> io::Result<Format> {
+    loop {
+        let buf = reader.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(Format::Json);
+        }
+        let skip = buf
+            .iter()
+            .position(|b| !b.is_ascii_whitespace())
+            .unwrap_or(buf.len());
+        if skip < buf.len() {
+            return Ok(sniff_bytes(&buf[skip..]));
+        }
+        let n = buf.len();
+        reader.consume(n);
+    }
+}
+
+#[derive(Default)]
+struct Hints {
+    kind: Option<ReportKind>,
+    name: Option<String>,
+}
+
+impl Hints {
+    fn for_path(p: &Path) -> Hints {
+        Hints {
+            kind: kind_from_folder(p),
+            name: p.file_stem().and_then(|s| s.to_str()).map(str::to_owned),
+        }
+    }
+}
+
+struct Ctx<'a> {
+    file: &'a str,
+    document: Option<usize>,
+    hints: &'a Hints,
+    sink: &'a mut dyn FnMut(RawObject),
+}
+
+impl Ctx<'_> {
+    fn origin(&self, position: Position) -> Origin {
+        Origin {
+            file: self.file.to_owned(),
+            document: self.document,
+            position,
+        }
+    }
+
+    fn emit(&mut self, position: Position, json: Box<RawValue>, kind: Option<ReportKind>) {
+        let whole = position == Position::Whole;
+        let obj = RawObject {
+            origin: self.origin(position),
+            json,
+            kind_hint: kind.or(self.hints.kind),
+            // A file name names the object only when the file holds just that object.
+            name_hint: if whole { self.hints.name.clone() } else { None },
+        };
+        (self.sink)(obj);
+    }
+}
+
+fn read_json<R: Read>(reader: R, ctx: &mut Ctx<'_>) -> Option<InputError> {
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let result = TopLevel { ctx }.deserialize(&mut de).and_then(|()| de.end());
+    result.err().map(|e| json_error(ctx_origin(ctx), &e))
+}
+
+fn ctx_origin(ctx: &Ctx<'_>) -> Origin {
+    ctx.origin(Position::Whole)
+}
+
+fn json_error(origin: Origin, e: &serde_json::Error) -> InputError {
+    let message = match e.classify() {
+        serde_json::error::Category::Io => format!("cannot read: {e}"),
+        serde_json::error::Category::Eof => {
+            format!("unexpected end of JSON ({e}); objects before this point were read")
+        }
+        _ => format!("invalid JSON: {e}; objects after this point were not read"),
+    };
+    InputError { origin, message }
+}
+
+fn read_yaml<R: Read>(reader: &mut R, ctx: &mut Ctx<'_>) -> Vec<InputError> {
+    let mut errors = Vec::new();
+    let options = serde_saphyr::options! {
+        budget: serde_saphyr::budget! {
+            max_reader_input_bytes: None,
+            max_documents: usize::MAX,
+            max_nodes: usize::MAX,
+            max_events: usize::MAX,
+            max_total_scalar_bytes: usize::MAX,
+            max_depth: 256,
+        },
+    };
+    let mut docs = serde_saphyr::read_with_options::<_, serde_json::Value>(reader, options);
+    let mut n = 0usize;
+    loop {
+        // The iterator skips empty documents, so numbering counts the documents it yields.
+        let next = docs.next();
+        let Some(doc) = next else { break };
+        n += 1;
+        ctx.document = Some(n);
+        match doc {
+            Ok(serde_json::Value::Null) => {}
+            Ok(value) => {
+                // One code path for every container: the YAML document is re-read as JSON.
+                match serde_json::to_vec(&value) {
+                    Ok(bytes) => {
+                        drop(value);
+                        if let Some(e) = read_json(bytes.as_slice(), ctx) {
+                            errors.push(e);
+                        }
+                    }
+                    Err(e) => errors.push(InputError {
+                        origin: ctx.origin(Position::Whole),
+                        message: format!("cannot convert YAML document: {e}"),
+                    }),
+                }
+            }
+            Err(e) => errors.push(InputError {
+                origin: ctx.origin(Position::Whole),
+                message: format!("invalid YAML: {}", one_line(&e.to_string())),
+            }),
+        }
+    }
+    errors
+}
+
+fn one_line(s: &str) -> String {
+    s.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// The top level of a file: an array of objects, or an object that is a List, a map of
+/// CRD plural names to arrays, or a single report.
+struct TopLevel<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+}
+
+impl<'de> DeserializeSeed<'de> for TopLevel<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for TopLevel<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a report object, a List, an array of reports, or a map of CRD names to arrays")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        stream_items(seq, self.ctx, |i| Position::Index(i), None)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
+        let mut streamed = false;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                map.next_value_seed(Items {
+                    ctx: &mut *self.ctx,
+                    key: None,
+                    kind: None,
+                })?;
+                streamed = true;
+            } else if let Some(kind) = plural_key(&key) {
+                map.next_value_seed(Items {
+                    ctx: &mut *self.ctx,
+                    key: Some(key),
+                    kind: Some(kind),
+                })?;
+                streamed = true;
+            } else {
+                let value: Box<RawValue> = map.next_value()?;
+                fields.push((key, value));
+            }
+        }
+        if !streamed {
+            let json = reassemble(&fields).map_err(de::Error::custom)?;
+            self.ctx.emit(Position::Whole, json, None);
+        }
+        Ok(())
+    }
+}
+
+/// `vulnerabilityreports.aquasecurity.github.io` or `vulnerabilityreports`.
+fn plural_key(key: &str) -> Option<ReportKind> {
+    let (name, group) = key.split_once('.').unwrap_or((key, ""));
+    if !group.is_empty() && group != "aquasecurity.github.io" {
+        return None;
+    }
+    ReportKind::from_plural(name)
+}
+
+fn reassemble(fields: &[(String, Box<RawValue>)]) -> Result<Box<RawValue>, serde_json::Error> {
+    let cap = fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 2;
+    let mut out = String::with_capacity(cap);
+    out.push('{');
+    for (i, (k, v)) in fields.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(k)?);
+        out.push(':');
+        out.push_str(v.get());
+    }
+    out.push('}');
+    RawValue::from_string(out)
+}
+
+struct Items<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    key: Option<String>,
+    kind: Option<ReportKind>,
+}
+
+impl<'de> DeserializeSeed<'de> for Items<'_, '_> {
+    type Value = ();
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Items<'_, '_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of report objects")
+    }
+
+    // `items: null` is an empty list.
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
+        let key = self.key;
+        stream_items(
+            seq,
+            self.ctx,
+            |i| match &key {
+                Some(k) => Position::Keyed(k.clone(), i),
+                None => Position::Index(i),
+            },
+            self.kind,
+        )
+    }
+}
+
+fn stream_items<'de, A: SeqAccess<'de>>(
+    mut seq: A,
+    ctx: &mut Ctx<'_>,
+    position: impl Fn(usize) -> Position,
+    kind: Option<ReportKind>,
+) -> Result<(), A::Error> {
+    let mut i = 0usize;
+    while let Some(item) = seq.next_element::<Box<RawValue>>()? {
+        ctx.emit(position(i), item, kind);
+        i += 1;
+    }
+    Ok(())
+}
+
+/// Counts bytes for the progress bar.
+struct CountingReader<'p, R> {
+    inner: R,
+    progress: &'p mut dyn FnMut(u64),
+}
+
+impl<'p, R> CountingReader<'p, R> {
+    fn new(inner: R, progress: &'p mut dyn FnMut(u64)) -> Self {
+        CountingReader { inner, progress }
+    }
+}
+
+impl<R: Read> Read for CountingReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.progress)(n as u64);
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(text: &str) -> (Vec<(String, String)>, Vec<InputError>) {
+        let mut out = Vec::new();
+        let errs = read_bytes("t", text.as_bytes(), &mut |o| {
+            out.push((o.origin.to_string(), o.json.get().to_owned()))
+        });
+        (out, errs)
+    }
+
+    #[test]
+    fn list_array_dict_and_single() {
+        let (o, e) = collect(r#"{"apiVersion":"v1","items":[{"a":1},{"b":2}],"kind":"List"}"#);
+        assert!(e.is_empty());
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[1].0, "t item 1");
+
+        let (o, _) = collect(r#"[{"a":1}]"#);
+        assert_eq!(o[0].0, "t item 0");
+
+        let (o, _) = collect(
+            r#"{"vulnerabilityreports.aquasecurity.github.io":[{"x":1}],"sbomreports.aquasecurity.github.io":[]}"#,
+        );
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].0, "t vulnerabilityreports.aquasecurity.github.io[0]");
+
+        let (o, _) = collect(r#"{"kind":"VulnerabilityReport","report":{"x":[1,2]}}"#);
+        assert_eq!(o.len(), 1);
+        assert_eq!(o[0].1, r#"{"kind":"VulnerabilityReport","report":{"x":[1,2]}}"#);
+    }
+
+    #[test]
+    fn multi_document_yaml() {
+        let (o, e) = collect("---\nkind: A\n---\n# nothing\n---\nitems:\n- kind: B\n- kind: C\n");
+        assert!(e.is_empty(), "{e:?}");
+        let origins: Vec<_> = o.iter().map(|x| x.0.as_str()).collect();
+        assert_eq!(origins, ["t document 1", "t document 2 item 0", "t document 2 item 1"]);
+    }
+
+    #[test]
+    fn syntax_error_keeps_earlier_items() {
+        let (o, e) = collect(r#"{"items":[{"a":1},{"b":}]}"#);
+        assert_eq!(o.len(), 1);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].message.contains("invalid JSON"), "{}", e[0].message);
+    }
+
+    #[test]
+    fn bad_yaml_document_does_not_stop_the_next() {
+        let (o, e) = collect("kind: A\n---\n{ [ }\n");
+        assert_eq!(o.len(), 1);
+        assert_eq!(e.len(), 1);
+        assert!(e[0].to_string().contains("invalid YAML"), "{}", e[0]);
+    }
+
+    #[test]
+    fn folder_names_imply_kinds() {
+        assert_eq!(
+            kind_from_folder(Path::new("/x/vulnerability_reports/a.json")),
+            Some(ReportKind::VulnerabilityReport)
+        );
+        assert_eq!(
+            kind_from_folder(Path::new("/x/cluster_compliance_report/a.json")),
+            Some(ReportKind::ClusterComplianceReport)
+        );
+        assert_eq!(kind_from_folder(Path::new("/x/other/a.json")), None);
+    }
+}

@@ -1,0 +1,560 @@
+//! The write path: reports in, deduplicated images and findings with history out.
+//!
+//! N reports of one image digest are one target: the first report stores the finding
+//! set, every further report with the same set only records that the image is used
+//! there (the fast path: one row upsert, no finding writes).
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use rusqlite::{OptionalExtension, params};
+use sha2::{Digest, Sha256};
+
+use super::Store;
+use crate::model::{
+    Family, Finding, Image, NamespaceMeta, Report, ReportId, Subject, WorkloadKey,
+};
+
+/// What closing a sweep changed.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct FinishStats {
+    /// Reports not seen this sweep: their grace period starts.
+    pub reports_gone: u64,
+    /// Reports whose grace period ended: removed.
+    pub reports_expired: u64,
+    /// Image or resource contents no report referred to for the grace period: removed.
+    pub targets_removed: u64,
+    pub findings_resolved: u64,
+    /// Findings seen for the first time in their subject.
+    pub findings_opened: u64,
+    pub findings_reopened: u64,
+    pub severities_changed: u64,
+    pub fixes_published: u64,
+}
+
+/// One sweep (or one controller batch) in one transaction. Dropping it without
+/// `commit` rolls everything back.
+pub struct Session<'s> {
+    store: &'s mut Store,
+    scan_id: i64,
+    now: i64,
+    open: bool,
+    changes: FinishStats,
+    workloads: HashMap<WorkloadKey, i64>,
+    images: HashMap<String, i64>,
+    subjects: HashMap<Subject, i64>,
+    targets: HashMap<(i64, String, [u8; 32]), i64>,
+    /// Newest report timestamp per target in this sweep.
+    scanned: HashMap<i64, i64>,
+}
+
+impl<'s> Session<'s> {
+    pub fn begin(store: &'s mut Store, source: &str, now: i64) -> Result<Session<'s>> {
+        store.conn().execute_batch("BEGIN IMMEDIATE")?;
+        let scan_id = match store.conn().query_row(
+            "INSERT INTO scans(started_at, source) VALUES(?1, ?2) RETURNING id",
+            params![now, source],
+            |r| r.get(0),
+        ) {
+            Ok(id) => id,
+            Err(e) => {
+                let _ = store.conn().execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        };
+        Ok(Session {
+            store,
+            scan_id,
+            now,
+            open: true,
+            changes: FinishStats::default(),
+            workloads: HashMap::new(),
+            images: HashMap::new(),
+            subjects: HashMap::new(),
+            targets: HashMap::new(),
+            scanned: HashMap::new(),
+        })
+    }
+
+    pub fn scan_id(&self) -> i64 {
+        self.scan_id
+    }
+
+    pub fn store(&self) -> &Store {
+        self.store
+    }
+
+    /// Records one report: its workload, its image, and (when it is the newest scan of
+    /// its target with a different content) its findings.
+    pub fn report(&mut self, r: &Report) -> Result<()> {
+        self.write_report(r)
+            .with_context(|| format!("store: writing report {}", r.id))
+    }
+
+    fn write_report(&mut self, r: &Report) -> Result<()> {
+        let family = r.family();
+        let workload_id = self.workload_id(&r.workload)?;
+        let subject_id = self.subject_id(&r.subject())?;
+        let image_id = match &r.image {
+            Some(img) => Some(self.image_id(img)?),
+            None => None,
+        };
+        let findings = dedupe(family, &r.findings);
+        let hash = set_hash(family, r.components, &findings);
+        let scanned_at = r.scanned_at.map(|t| t.timestamp());
+        let target_id = self.target_id(subject_id, &r.target_key(), hash, image_id, r.components, &findings, scanned_at)?;
+        if let Some(t) = scanned_at {
+            let m = self.scanned.entry(target_id).or_insert(t);
+            *m = (*m).max(t);
+        }
+        self.store
+            .conn()
+            .prepare_cached(
+                "INSERT INTO reports(kind, namespace, name, workload_id, container, target_id,
+                                     scanned_at, seen_scan, gone_since)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)
+                 ON CONFLICT(kind, namespace, name) DO UPDATE SET
+                     workload_id = excluded.workload_id, container = excluded.container,
+                     target_id = excluded.target_id, scanned_at = excluded.scanned_at,
+                     seen_scan = excluded.seen_scan, gone_since = NULL",
+            )?
+            .execute(params![
+                r.id.kind.as_str(),
+                r.id.namespace,
+                r.id.name,
+                workload_id,
+                r.container,
+                target_id,
+                scanned_at,
+                self.scan_id,
+            ])?;
+        Ok(())
+    }
+
+    /// Records a namespace's labels and annotations.
+    pub fn namespace(&mut self, ns: &NamespaceMeta) -> Result<()> {
+        self.store
+            .conn()
+            .prepare_cached(
+                "INSERT INTO namespaces(name, labels, annotations, updated_at) VALUES(?1, ?2, ?3, ?4)
+                 ON CONFLICT(name) DO UPDATE SET labels = excluded.labels,
+                     annotations = excluded.annotations, updated_at = excluded.updated_at",
+            )?
+            .execute(params![
+                ns.name,
+                serde_json::to_string(&ns.labels)?,
+                serde_json::to_string(&ns.annotations)?,
+                self.now
+            ])?;
+        Ok(())
+    }
+
+    /// A report that could not be parsed this time: it still exists, so it keeps the
+    /// content it had (a parse error never counts as "no findings").
+    pub fn keep(&mut self, id: &ReportId) -> Result<bool> {
+        let n = self
+            .store
+            .conn()
+            .prepare_cached(
+                "UPDATE reports SET seen_scan = ?4, gone_since = NULL
+                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+            )?
+            .execute(params![id.kind.as_str(), id.namespace, id.name, self.scan_id])?;
+        Ok(n > 0)
+    }
+
+    /// A report deleted: its grace period starts now (controller delete events).
+    pub fn gone(&mut self, id: &ReportId) -> Result<bool> {
+        let n = self
+            .store
+            .conn()
+            .prepare_cached(
+                "UPDATE reports SET gone_since = ?4
+                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3 AND gone_since IS NULL",
+            )?
+            .execute(params![id.kind.as_str(), id.namespace, id.name, self.now])?;
+        Ok(n > 0)
+    }
+
+    /// Closes the sweep. With `complete`, every report not seen in it starts its grace
+    /// period; pass `false` when part of the input could not be read, since then an
+    /// absence proves nothing. Reports gone for longer than `grace_secs` are removed, and
+    /// findings no live target carries any more are resolved.
+    pub fn finish(&mut self, complete: bool, grace_secs: i64) -> Result<FinishStats> {
+        let conn = self.store.conn();
+        let now = self.now;
+        let mut stats = self.changes;
+        for (target, at) in &self.scanned {
+            let newer = conn
+                .prepare_cached(
+                    "UPDATE targets SET last_scanned = ?2 WHERE id = ?1
+                     AND (last_scanned IS NULL OR last_scanned < ?2)",
+                )?
+                .execute(params![target, at])?;
+            if newer > 0 {
+                conn.prepare_cached(
+                    "UPDATE findings SET last_seen = ?2 WHERE last_seen < ?2
+                     AND id IN (SELECT finding_id FROM target_findings WHERE target_id = ?1)",
+                )?
+                .execute(params![target, at])?;
+            }
+        }
+        if complete {
+            stats.reports_gone = conn.execute(
+                "UPDATE reports SET gone_since = ?2 WHERE seen_scan <> ?1 AND gone_since IS NULL",
+                params![self.scan_id, now],
+            )? as u64;
+        }
+        stats.reports_expired = conn.execute(
+            "DELETE FROM reports WHERE gone_since IS NOT NULL AND gone_since <= ?1",
+            params![now.saturating_sub(grace_secs)],
+        )? as u64;
+
+        // Content no report refers to any more is kept for a grace period, then removed.
+        conn.execute(
+            "UPDATE targets SET orphaned_at = ?1 WHERE orphaned_at IS NULL
+             AND NOT EXISTS (SELECT 1 FROM reports r WHERE r.target_id = targets.id)",
+            params![now],
+        )?;
+        conn.execute(
+            "UPDATE targets SET orphaned_at = NULL WHERE orphaned_at IS NOT NULL
+             AND EXISTS (SELECT 1 FROM reports r WHERE r.target_id = targets.id)",
+            [],
+        )?;
+        conn.execute(
+            "DELETE FROM target_findings WHERE target_id IN
+                (SELECT id FROM targets WHERE orphaned_at <= ?1)",
+            params![now.saturating_sub(grace_secs)],
+        )?;
+        stats.targets_removed = conn.execute(
+            "DELETE FROM targets WHERE orphaned_at <= ?1",
+            params![now.saturating_sub(grace_secs)],
+        )? as u64;
+
+        // A finding is open while a target with a report (live or within its grace
+        // period) lists it. Reopen what such targets of this sweep list...
+        let mut reopened = Vec::new();
+        for target in self.targets.values() {
+            let ids: Vec<i64> = conn
+                .prepare_cached(
+                    "UPDATE findings SET resolved_at = NULL
+                     WHERE resolved_at IS NOT NULL
+                       AND id IN (SELECT finding_id FROM target_findings WHERE target_id = ?1)
+                       AND EXISTS (SELECT 1 FROM reports WHERE target_id = ?1)
+                     RETURNING id",
+                )?
+                .query_map(params![target], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            reopened.extend(ids);
+        }
+        for id in &reopened {
+            event(conn, *id, now, "reopened", None)?;
+        }
+        stats.findings_reopened = reopened.len() as u64;
+        // ...and resolve what no such target lists.
+        let resolved: Vec<i64> = conn
+            .prepare(
+                "UPDATE findings SET resolved_at = ?1
+                 WHERE resolved_at IS NULL AND NOT EXISTS
+                    (SELECT 1 FROM target_findings tf JOIN reports r ON r.target_id = tf.target_id
+                     WHERE tf.finding_id = findings.id)
+                 RETURNING id",
+            )?
+            .query_map(params![now], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for id in &resolved {
+            event(conn, *id, now, "resolved", None)?;
+        }
+        stats.findings_resolved = resolved.len() as u64;
+        conn.execute(
+            "UPDATE scans SET finished_at = ?2, complete = ?3 WHERE id = ?1",
+            params![self.scan_id, now, complete],
+        )?;
+        Ok(stats)
+    }
+
+    pub fn commit(mut self) -> Result<()> {
+        self.open = false;
+        self.store.conn().execute_batch("COMMIT")?;
+        Ok(())
+    }
+
+    pub fn rollback(mut self) -> Result<()> {
+        self.open = false;
+        self.store.conn().execute_batch("ROLLBACK")?;
+        Ok(())
+    }
+
+    fn workload_id(&mut self, w: &WorkloadKey) -> Result<i64> {
+        if let Some(id) = self.workloads.get(w) {
+            return Ok(*id);
+        }
+        let conn = self.store.conn();
+        conn.prepare_cached(
+            "INSERT INTO workloads(namespace, kind, name, first_seen) VALUES(?1, ?2, ?3, ?4)
+             ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![w.namespace, w.kind, w.name, self.now])?;
+        let id: i64 = conn
+            .prepare_cached("SELECT id FROM workloads WHERE namespace = ?1 AND kind = ?2 AND name = ?3")?
+            .query_row(params![w.namespace, w.kind, w.name], |r| r.get(0))?;
+        self.workloads.insert(w.clone(), id);
+        Ok(id)
+    }
+
+    fn image_id(&mut self, img: &Image) -> Result<i64> {
+        let key = img.key();
+        if let Some(id) = self.images.get(&key) {
+            return Ok(*id);
+        }
+        let conn = self.store.conn();
+        conn.prepare_cached(
+            "INSERT INTO images(key, registry, repository, tag, digest, first_seen)
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![key, img.registry, img.repository, img.tag, img.digest, self.now])?;
+        // A pinned image keeps the tag it was last seen with (tags move, digests do not).
+        if img.pinned() && img.tag.is_some() {
+            conn.prepare_cached("UPDATE images SET tag = ?2 WHERE key = ?1 AND tag IS NOT ?2")?
+                .execute(params![key, img.tag])?;
+        }
+        let id: i64 = conn
+            .prepare_cached("SELECT id FROM images WHERE key = ?1")?
+            .query_row(params![key], |r| r.get(0))?;
+        self.images.insert(key, id);
+        Ok(id)
+    }
+
+    fn subject_id(&mut self, s: &Subject) -> Result<i64> {
+        if let Some(id) = self.subjects.get(s) {
+            return Ok(*id);
+        }
+        let conn = self.store.conn();
+        conn.prepare_cached(
+            "INSERT INTO subjects(family, key, first_seen) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING",
+        )?
+        .execute(params![s.family.as_str(), s.key, self.now])?;
+        let id: i64 = conn
+            .prepare_cached("SELECT id FROM subjects WHERE family = ?1 AND key = ?2")?
+            .query_row(params![s.family.as_str(), s.key], |r| r.get(0))?;
+        self.subjects.insert(s.clone(), id);
+        Ok(id)
+    }
+
+    /// The target with exactly this content, created (with its findings) on first sight.
+    #[allow(clippy::too_many_arguments)]
+    fn target_id(
+        &mut self,
+        subject_id: i64,
+        key: &str,
+        hash: [u8; 32],
+        image_id: Option<i64>,
+        components: Option<u64>,
+        findings: &[(String, &Finding)],
+        scanned_at: Option<i64>,
+    ) -> Result<i64> {
+        let cache_key = (subject_id, key.to_owned(), hash);
+        if let Some(id) = self.targets.get(&cache_key) {
+            return Ok(*id);
+        }
+        let conn = self.store.conn();
+        let existing: Option<i64> = conn
+            .prepare_cached("SELECT id FROM targets WHERE subject_id = ?1 AND key = ?2 AND set_hash = ?3")?
+            .query_row(params![subject_id, key, &hash[..]], |r| r.get(0))
+            .optional()?;
+        let id = match existing {
+            Some(id) => id,
+            None => {
+                let id: i64 = conn
+                    .prepare_cached(
+                        "INSERT INTO targets(subject_id, key, set_hash, image_id, components, created_at)
+                         VALUES(?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                    )?
+                    .query_row(
+                        params![subject_id, key, &hash[..], image_id, components.map(|c| c as i64), self.now],
+                        |r| r.get(0),
+                    )?;
+                self.write_set(subject_id, id, findings, scanned_at)?;
+                id
+            }
+        };
+        self.targets.insert(cache_key, id);
+        Ok(id)
+    }
+
+    /// Links a new target to its findings, creating or reopening them and refreshing
+    /// their volatile facts when this scan is the newest.
+    fn write_set(
+        &mut self,
+        subject_id: i64,
+        target_id: i64,
+        findings: &[(String, &Finding)],
+        scanned_at: Option<i64>,
+    ) -> Result<()> {
+        let conn = self.store.conn();
+        let now = self.now;
+        let seen_at = scanned_at.unwrap_or(now);
+        for (key, f) in findings {
+            let data = serde_json::to_string(f)?;
+            let severity = f.severity.as_str();
+            let existing = conn
+                .prepare_cached(
+                    "SELECT id, severity, fixable, data, data_at FROM findings
+                     WHERE subject_id = ?1 AND fkey = ?2",
+                )?
+                .query_row(params![subject_id, key], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, bool>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, Option<i64>>(4)?,
+                    ))
+                })
+                .optional()?;
+            let id = match existing {
+                None => {
+                    let id: i64 = conn
+                        .prepare_cached(
+                            "INSERT INTO findings(subject_id, fkey, first_title, severity, fixable, data,
+                                                  data_at, first_seen, last_seen)
+                             VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) RETURNING id",
+                        )?
+                        .query_row(
+                            params![subject_id, key, f.title, severity, f.fixable(), data, scanned_at, now, seen_at],
+                            |r| r.get(0),
+                        )?;
+                    event(conn, id, now, "opened", None)?;
+                    self.changes.findings_opened += 1;
+                    id
+                }
+                Some((id, old_sev, old_fixable, old_data, data_at)) => {
+                    // Volatile facts (severity re-rated, fix published) follow the newest scan.
+                    if old_data != data && (data_at.is_none() || scanned_at >= data_at) {
+                        conn.prepare_cached(
+                            "UPDATE findings SET severity = ?2, fixable = ?3, data = ?4, data_at = ?5
+                             WHERE id = ?1",
+                        )?
+                        .execute(params![id, severity, f.fixable(), data, scanned_at])?;
+                        if old_sev != severity {
+                            event(conn, id, now, "severity", Some(&format!("{old_sev}->{severity}")))?;
+                            self.changes.severities_changed += 1;
+                        }
+                        if !old_fixable && f.fixable() {
+                            event(conn, id, now, "fixable", Some(&f.fixed_version))?;
+                            self.changes.fixes_published += 1;
+                        }
+                    }
+                    conn.prepare_cached("UPDATE findings SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2")?
+                        .execute(params![id, seen_at])?;
+                    id
+                }
+            };
+            conn.prepare_cached(
+                "INSERT INTO target_findings(target_id, finding_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING",
+            )?
+            .execute(params![target_id, id])?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        if self.open {
+            let _ = self.store.conn().execute_batch("ROLLBACK");
+        }
+    }
+}
+
+fn event(conn: &rusqlite::Connection, finding: i64, at: i64, kind: &str, detail: Option<&str>) -> Result<()> {
+    conn.prepare_cached("INSERT INTO finding_events(finding_id, at, event, detail) VALUES(?1, ?2, ?3, ?4)")?
+        .execute(params![finding, at, kind, detail])?;
+    Ok(())
+}
+
+/// One entry per finding key; a report listing a key twice (trivy-operator #2502) keeps
+/// the most severe entry. Sorted by key so the set hash does not depend on list order.
+fn dedupe(family: Family, findings: &[Finding]) -> Vec<(String, &Finding)> {
+    let mut by_key: HashMap<String, &Finding> = HashMap::with_capacity(findings.len());
+    for f in findings {
+        let key = f.key(family);
+        match by_key.get(&key) {
+            Some(prev) if prev.severity <= f.severity => {}
+            _ => {
+                by_key.insert(key, f);
+            }
+        }
+    }
+    let mut v: Vec<(String, &Finding)> = by_key.into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// Hash of everything stored about a target's findings: equal hashes, nothing to write.
+fn set_hash(family: Family, components: Option<u64>, findings: &[(String, &Finding)]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    let mut put = |s: &str| {
+        h.update((s.len() as u64).to_le_bytes());
+        h.update(s.as_bytes());
+    };
+    put(family.as_str());
+    put(&components.map(|c| c.to_string()).unwrap_or_default());
+    for (key, f) in findings {
+        put(key);
+        put(f.severity.as_str());
+        put(&f.title);
+        put(&f.fixed_version);
+        put(&f.score.map(|s| s.to_string()).unwrap_or_default());
+        put(&f.primary_link);
+        for l in &f.links {
+            put(l);
+        }
+        put("\u{0}links");
+        put(&f.description);
+        put(&f.remediation);
+        for m in &f.messages {
+            put(m);
+        }
+        put("\u{0}messages");
+        put(&f.published);
+        put(&f.package);
+    }
+    h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Severity;
+
+    fn vuln(id: &str, pkg: &str, sev: Severity) -> Finding {
+        let mut f = Finding::new(id, sev);
+        f.package = pkg.into();
+        f.installed_version = "1.0".into();
+        f
+    }
+
+    #[test]
+    fn set_hash_ignores_order_and_duplicates() {
+        let a = vec![vuln("CVE-1", "a", Severity::High), vuln("CVE-2", "b", Severity::Low)];
+        let b = vec![
+            vuln("CVE-2", "b", Severity::Low),
+            vuln("CVE-1", "a", Severity::High),
+            vuln("CVE-1", "a", Severity::Medium),
+        ];
+        let fa = dedupe(Family::Vulnerability, &a);
+        let fb = dedupe(Family::Vulnerability, &b);
+        assert_eq!(fb.len(), 2);
+        assert_eq!(
+            set_hash(Family::Vulnerability, None, &fa),
+            set_hash(Family::Vulnerability, None, &fb)
+        );
+        let c = vec![vuln("CVE-1", "a", Severity::Critical), vuln("CVE-2", "b", Severity::Low)];
+        let fc = dedupe(Family::Vulnerability, &c);
+        assert_ne!(
+            set_hash(Family::Vulnerability, None, &fa),
+            set_hash(Family::Vulnerability, None, &fc)
+        );
+    }
+}

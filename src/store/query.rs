@@ -1,0 +1,57 @@
+//! Read models over the store for outputs and summaries.
+
+use anyhow::Result;
+use rusqlite::params;
+use serde::Serialize;
+
+use crate::model::{Severity, SeverityCounts};
+
+use super::Store;
+
+/// Distinct images, workloads and findings behind the reports of one sweep.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct ScanTotals {
+    pub images: u64,
+    pub pinned: u64,
+    pub unpinned: u64,
+    pub workloads: u64,
+    /// Open findings after deduplication, by severity.
+    pub findings: SeverityCounts,
+}
+
+pub fn scan_totals(store: &Store, scan_id: i64) -> Result<ScanTotals> {
+    let conn = store.conn();
+    let (images, pinned): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(i.digest IS NOT NULL), 0) FROM images i
+         WHERE i.id IN (SELECT t.image_id FROM reports r JOIN targets t ON t.id = r.target_id
+                        WHERE r.seen_scan = ?1)",
+        params![scan_id],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let workloads: i64 = conn.query_row(
+        "SELECT COUNT(DISTINCT workload_id) FROM reports WHERE seen_scan = ?1",
+        params![scan_id],
+        |r| r.get(0),
+    )?;
+    let mut findings = SeverityCounts::default();
+    let mut stmt = conn.prepare(
+        "SELECT f.severity, COUNT(*) FROM findings f
+         WHERE f.resolved_at IS NULL AND f.id IN
+            (SELECT tf.finding_id FROM target_findings tf
+             JOIN reports r ON r.target_id = tf.target_id WHERE r.seen_scan = ?1)
+         GROUP BY f.severity",
+    )?;
+    let rows = stmt.query_map(params![scan_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (sev, n) = row?;
+        findings.0[Severity::parse_lenient(&sev).index()] += n.max(0) as u64;
+    }
+    let (images, pinned) = (images.max(0) as u64, pinned.max(0) as u64);
+    Ok(ScanTotals {
+        images,
+        pinned,
+        unpinned: images.saturating_sub(pinned),
+        workloads: workloads.max(0) as u64,
+        findings,
+    })
+}

@@ -1,0 +1,194 @@
+//! Versioned migrations. Each entry runs once, in order, inside a transaction; the
+//! version is `PRAGMA user_version`. Never edit a released migration: add one.
+
+pub const MIGRATIONS: &[&str] = &[
+    // 1: the core pipeline.
+    r#"
+    CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+
+    -- One sweep (scan) or controller session.
+    CREATE TABLE scans (
+        id          INTEGER PRIMARY KEY,
+        started_at  INTEGER NOT NULL,
+        finished_at INTEGER,
+        source      TEXT NOT NULL,
+        complete    INTEGER NOT NULL DEFAULT 0
+    );
+
+    -- Namespace + top controller.
+    CREATE TABLE workloads (
+        id         INTEGER PRIMARY KEY,
+        namespace  TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        UNIQUE (namespace, kind, name)
+    );
+
+    -- One image content: by digest, or by tag when unpinned.
+    CREATE TABLE images (
+        id         INTEGER PRIMARY KEY,
+        key        TEXT NOT NULL UNIQUE,
+        registry   TEXT NOT NULL,
+        repository TEXT NOT NULL,
+        tag        TEXT,
+        digest     TEXT,
+        first_seen INTEGER NOT NULL
+    );
+
+    -- The unit of history and of DefectDojo tests: an image repository or a resource, per family.
+    CREATE TABLE subjects (
+        id         INTEGER PRIMARY KEY,
+        family     TEXT NOT NULL,
+        key        TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        UNIQUE (family, key)
+    );
+
+    -- What was scanned (an image by digest or tag, or a resource) with one finding set.
+    -- Content-addressed: a set never changes; a report whose content changes moves to
+    -- another target. Reports of one image that disagree (some rescanned with a newer
+    -- Trivy DB, or a mutable tag pulled at different times) are several targets, and the
+    -- subject holds their union until the last report of a variant is gone.
+    CREATE TABLE targets (
+        id         INTEGER PRIMARY KEY,
+        subject_id INTEGER NOT NULL REFERENCES subjects(id),
+        key        TEXT NOT NULL,
+        set_hash   BLOB NOT NULL,
+        image_id   INTEGER REFERENCES images(id),
+        components INTEGER,
+        created_at INTEGER NOT NULL,
+        -- Newest report timestamp seen for this content: the findings' last_seen.
+        last_scanned INTEGER,
+        -- Set when no report refers to it any more; removed after the grace period, so
+        -- a report flipping back (or listed twice in one input) finds it again.
+        orphaned_at  INTEGER,
+        UNIQUE (subject_id, key, set_hash)
+    );
+
+    -- Report objects; gone_since starts the grace period.
+    CREATE TABLE reports (
+        id          INTEGER PRIMARY KEY,
+        kind        TEXT NOT NULL,
+        namespace   TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        workload_id INTEGER NOT NULL REFERENCES workloads(id),
+        container   TEXT NOT NULL,
+        target_id   INTEGER NOT NULL REFERENCES targets(id),
+        scanned_at  INTEGER,
+        seen_scan   INTEGER NOT NULL,
+        gone_since  INTEGER,
+        UNIQUE (kind, namespace, name)
+    );
+    CREATE INDEX reports_target ON reports(target_id);
+    CREATE INDEX reports_seen ON reports(seen_scan);
+
+    -- Findings per subject, with their history.
+    CREATE TABLE findings (
+        id          INTEGER PRIMARY KEY,
+        subject_id  INTEGER NOT NULL REFERENCES subjects(id),
+        fkey        TEXT NOT NULL,
+        -- The title when first seen, frozen: DefectDojo matches on it.
+        first_title TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        fixable     INTEGER NOT NULL,
+        data        TEXT NOT NULL,
+        data_at     INTEGER,
+        first_seen  INTEGER NOT NULL,
+        -- Newest Trivy scan (report updateTimestamp) that listed it.
+        last_seen   INTEGER NOT NULL,
+        resolved_at INTEGER,
+        UNIQUE (subject_id, fkey)
+    );
+    CREATE INDEX findings_open ON findings(resolved_at);
+
+    CREATE TABLE target_findings (
+        target_id  INTEGER NOT NULL,
+        finding_id INTEGER NOT NULL,
+        PRIMARY KEY (target_id, finding_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX target_findings_finding ON target_findings(finding_id);
+
+    -- opened, resolved, reopened, severity (detail: old→new), fixable.
+    CREATE TABLE finding_events (
+        id         INTEGER PRIMARY KEY,
+        finding_id INTEGER NOT NULL,
+        at         INTEGER NOT NULL,
+        event      TEXT NOT NULL,
+        detail     TEXT
+    );
+    CREATE INDEX finding_events_at ON finding_events(at);
+
+    -- DefectDojo: one row per test we push to.
+    CREATE TABLE dojo_tests (
+        id              INTEGER PRIMARY KEY,
+        product_type    TEXT NOT NULL,
+        product         TEXT NOT NULL,
+        engagement      TEXT NOT NULL,
+        title           TEXT NOT NULL,
+        family          TEXT NOT NULL,
+        subject_id      INTEGER NOT NULL,
+        -- Membership hash DefectDojo acknowledged (201 on reimport).
+        acked_hash      TEXT,
+        -- Hash including volatile fields, once every changed finding was patched.
+        synced_hash     TEXT,
+        dd_test_id      INTEGER,
+        last_push_at    INTEGER,
+        last_result     TEXT,
+        UNIQUE (product_type, product, engagement, title, family)
+    );
+
+    -- What DefectDojo holds for each finding we sent: its id, the hash of the volatile
+    -- fields it has (as imported or last patched), and its triage state.
+    CREATE TABLE dojo_findings (
+        test_id       INTEGER NOT NULL,
+        uid           TEXT NOT NULL,
+        dd_id         INTEGER,
+        sent_hash     TEXT,
+        active        INTEGER,
+        risk_accepted INTEGER NOT NULL DEFAULT 0,
+        false_p       INTEGER NOT NULL DEFAULT 0,
+        out_of_scope  INTEGER NOT NULL DEFAULT 0,
+        checked_at    INTEGER,
+        PRIMARY KEY (test_id, uid)
+    ) WITHOUT ROWID;
+
+    -- Pushes recorded before they are sent, removed once DefectDojo accepted them.
+    -- action: reimport (membership changed) or sync (only volatile fields changed).
+    CREATE TABLE outbox (
+        id              INTEGER PRIMARY KEY,
+        test_id         INTEGER NOT NULL UNIQUE REFERENCES dojo_tests(id),
+        action          TEXT NOT NULL,
+        content_hash    TEXT NOT NULL,
+        full_hash       TEXT NOT NULL,
+        form            TEXT NOT NULL,
+        file            BLOB NOT NULL,
+        created_at      INTEGER NOT NULL,
+        state           TEXT NOT NULL,
+        attempts        INTEGER NOT NULL DEFAULT 0,
+        last_attempt_at INTEGER,
+        last_error      TEXT
+    );
+    CREATE INDEX outbox_state ON outbox(state);
+
+    -- Namespace labels and annotations, for mapping templates and team routing.
+    CREATE TABLE namespaces (
+        name        TEXT PRIMARY KEY,
+        labels      TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL
+    );
+
+    -- Product type / product / engagement known to exist: the first push into any other
+    -- runs alone, because parallel auto-creation duplicates engagements.
+    CREATE TABLE dojo_contexts (
+        product_type TEXT NOT NULL,
+        product      TEXT NOT NULL,
+        engagement   TEXT NOT NULL,
+        PRIMARY KEY (product_type, product, engagement)
+    ) WITHOUT ROWID;
+    "#,
+];

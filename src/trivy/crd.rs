@@ -1,0 +1,360 @@
+//! The report CRDs as they really arrive (research/report-shapes.md): every field that the
+//! operator ever omitted is optional, unknown fields are ignored, `null` means absent.
+//! Only the fields we use are declared; the rest is skipped without being stored.
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, Deserializer, IgnoredAny};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// The parts every object shares; bodies stay raw until the kind is known.
+#[derive(Debug, Deserialize)]
+pub struct Envelope<'a> {
+    #[serde(default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<Metadata>,
+    #[serde(borrow, default)]
+    pub report: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub status: Option<&'a RawValue>,
+    // Fields that mark a bare `.report` body (alternate storage) or `.status` fragment;
+    // present even when `null` (`"checks": null` occurs).
+    #[serde(default, deserialize_with = "present")]
+    pub vulnerabilities: bool,
+    #[serde(default, deserialize_with = "present")]
+    pub checks: bool,
+    #[serde(default, deserialize_with = "present")]
+    pub secrets: bool,
+    #[serde(default, deserialize_with = "present")]
+    pub components: bool,
+    #[serde(rename = "detailReport", default, deserialize_with = "present")]
+    pub detail_report: bool,
+    #[serde(rename = "summaryReport", default, deserialize_with = "present")]
+    pub summary_report: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default, deserialize_with = "scalar_map")]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(rename = "ownerReferences", default, deserialize_with = "null_as_default")]
+    pub owner_references: Vec<OwnerReference>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct OwnerReference {
+    pub kind: String,
+    pub name: String,
+    #[serde(default)]
+    pub controller: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Scanner {
+    #[serde(default)]
+    pub version: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Registry {
+    #[serde(default)]
+    pub server: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Artifact {
+    #[serde(default)]
+    pub repository: Option<String>,
+    #[serde(default)]
+    pub tag: Option<String>,
+    #[serde(default)]
+    pub digest: Option<String>,
+}
+
+/// Severity counts as the report claims them (never trusted, only compared).
+#[derive(Debug, Default, Deserialize)]
+pub struct Summary {
+    #[serde(rename = "criticalCount", default)]
+    pub critical: Option<i64>,
+    #[serde(rename = "highCount", default)]
+    pub high: Option<i64>,
+    #[serde(rename = "mediumCount", default)]
+    pub medium: Option<i64>,
+    #[serde(rename = "lowCount", default)]
+    pub low: Option<i64>,
+    #[serde(rename = "unknownCount", default)]
+    pub unknown: Option<i64>,
+}
+
+/// Body of VulnerabilityReport / ClusterVulnerabilityReport.
+#[derive(Debug, Deserialize)]
+pub struct VulnerabilityBody {
+    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    pub update_timestamp: Option<String>,
+    #[serde(default)]
+    pub scanner: Option<Scanner>,
+    #[serde(default)]
+    pub registry: Option<Registry>,
+    #[serde(default)]
+    pub artifact: Option<Artifact>,
+    #[serde(default)]
+    pub summary: Option<Summary>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub vulnerabilities: Vec<Vulnerability>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Vulnerability {
+    #[serde(rename = "vulnerabilityID")]
+    pub vulnerability_id: String,
+    pub resource: String,
+    #[serde(rename = "installedVersion", default)]
+    pub installed_version: Option<String>,
+    #[serde(rename = "fixedVersion", default)]
+    pub fixed_version: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub score: Option<f64>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(rename = "primaryLink", default)]
+    pub primary_link: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub links: Vec<String>,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(rename = "packagePath", default)]
+    pub package_path: Option<String>,
+    #[serde(rename = "publishedDate", default, deserialize_with = "scalar_string")]
+    pub published_date: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// Body of ExposedSecretReport.
+#[derive(Debug, Deserialize)]
+pub struct SecretBody {
+    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    pub update_timestamp: Option<String>,
+    #[serde(default)]
+    pub scanner: Option<Scanner>,
+    #[serde(default)]
+    pub registry: Option<Registry>,
+    #[serde(default)]
+    pub artifact: Option<Artifact>,
+    #[serde(default)]
+    pub summary: Option<Summary>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub secrets: Vec<Secret>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Secret {
+    #[serde(rename = "ruleID")]
+    pub rule_id: String,
+    #[serde(default)]
+    pub target: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(rename = "match", default)]
+    pub matched: Option<String>,
+}
+
+/// Body of ConfigAudit, RbacAssessment and InfraAssessment reports (and Cluster* twins).
+#[derive(Debug, Deserialize)]
+pub struct ChecksBody {
+    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    pub update_timestamp: Option<String>,
+    #[serde(default)]
+    pub scanner: Option<Scanner>,
+    #[serde(default)]
+    pub summary: Option<Summary>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub checks: Vec<Check>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct Check {
+    #[serde(rename = "checkID", default)]
+    pub check_id: Option<String>,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub category: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub messages: Vec<String>,
+    #[serde(default)]
+    pub remediation: Option<String>,
+    #[serde(default)]
+    pub success: Option<bool>,
+    /// Compliance detail checks name the resource they failed on.
+    #[serde(default)]
+    pub target: Option<String>,
+}
+
+/// Body of SbomReport / ClusterSbomReport: only what identifies the image and the size.
+#[derive(Debug, Deserialize)]
+pub struct SbomBody {
+    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    pub update_timestamp: Option<String>,
+    #[serde(default)]
+    pub scanner: Option<Scanner>,
+    #[serde(default)]
+    pub registry: Option<Registry>,
+    #[serde(default)]
+    pub artifact: Option<Artifact>,
+    #[serde(default)]
+    pub summary: Option<SbomSummary>,
+    #[serde(default)]
+    pub components: Option<Bom>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SbomSummary {
+    #[serde(rename = "componentsCount", default)]
+    pub components_count: Option<u64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct Bom {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub components: Vec<IgnoredAny>,
+}
+
+/// `status` of ClusterComplianceReport.
+#[derive(Debug, Deserialize)]
+pub struct ComplianceStatus {
+    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    pub update_timestamp: Option<String>,
+    #[serde(rename = "summaryReport", default)]
+    pub summary_report: Option<SummaryReport>,
+    #[serde(rename = "detailReport", default)]
+    pub detail_report: Option<DetailReport>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct SummaryReport {
+    #[serde(rename = "controlCheck", default, deserialize_with = "null_as_default")]
+    pub control_check: Vec<ControlCheck>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ControlCheck {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(rename = "totalFail", default)]
+    pub total_fail: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct DetailReport {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub results: Vec<ControlResult>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ControlResult {
+    pub id: String,
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub severity: Option<String>,
+    #[serde(default)]
+    pub status: Option<String>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub checks: Vec<Check>,
+}
+
+/// The key exists, whatever its value.
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    IgnoredAny::deserialize(d)?;
+    Ok(true)
+}
+
+/// `null` is treated like an absent field (`"checks": null` occurs in alternate storage).
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de> + Default,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+/// Labels and annotations whose values YAML typed (`report-historical: true`).
+fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    let raw: Option<BTreeMap<String, Scalar>> = Option::deserialize(d)?;
+    Ok(raw
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| v.0.map(|v| (k, v)))
+        .collect())
+}
+
+/// Timestamps that a YAML 1.1 tool may have re-typed; numbers and booleans become text.
+fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(Scalar::deserialize(d)?.0)
+}
+
+struct Scalar(Option<String>);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v)))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+                Ok(Scalar(Some(v.to_string())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar(None))
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Scalar, D::Error> {
+                Scalar::deserialize(d)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}

@@ -1,0 +1,8 @@
+//! Trivy Operator reports: tolerant parsing of every shape seen in the wild and
+//! normalization into `model::Report`.
+
+pub mod crd;
+mod normalize;
+pub mod workload;
+
+pub use normalize::{parse_object, ObjectError, Parsed};

@@ -1,0 +1,639 @@
+//! One raw object → one normalized report, or an error that says which object and field.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use super::crd::{self, Envelope, Metadata};
+use super::workload::top_controller;
+use crate::model::{
+    Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Severity, WorkloadKey,
+};
+use crate::source::{Origin, RawObject};
+
+/// What an object turned out to be.
+#[derive(Debug)]
+pub enum Parsed {
+    Report(Box<Report>),
+    /// A Namespace object exported beside the reports: its labels and annotations feed
+    /// the DefectDojo mapping (`annotation:trivy-digest.io/product`).
+    Namespace(NamespaceMeta),
+    /// Not a Trivy Operator report (a Pod in a `kubectl get all` export, a legacy kind):
+    /// skipped without being an error.
+    Ignored { origin: Origin, reason: String },
+    /// A report the operator has not filled in yet (a ClusterComplianceReport before its
+    /// first evaluation has no `status`): whatever was known of it stays.
+    NotReady {
+        origin: Origin,
+        id: ReportId,
+        reason: String,
+    },
+}
+
+/// An object that could not be read. `id` is set when its identity was readable, so
+/// the store can keep what it last knew of that report instead of losing it.
+#[derive(Debug, Clone)]
+pub struct ObjectError {
+    pub origin: Origin,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub id: Option<ReportId>,
+    /// Path of the field at fault, e.g. `report.vulnerabilities[3].severity`.
+    pub field: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ObjectError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.origin)?;
+        match (&self.kind, &self.name) {
+            (Some(k), Some(n)) => write!(f, " ({k} {n})")?,
+            (Some(k), None) => write!(f, " ({k})")?,
+            (None, Some(n)) => write!(f, " ({n})")?,
+            (None, None) => {}
+        }
+        if let Some(field) = &self.field {
+            write!(f, ": field `{field}`")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ObjectError {}
+
+/// Parses and normalizes one object.
+pub fn parse_object(obj: &RawObject) -> Result<Parsed, ObjectError> {
+    let mut err = ObjectError {
+        origin: obj.origin.clone(),
+        kind: None,
+        name: None,
+        id: None,
+        field: None,
+        message: String::new(),
+    };
+    let mut env: Envelope = match deserialize_at(obj.json.get(), "") {
+        Ok(e) => e,
+        Err((field, message)) => {
+            err.field = field;
+            err.message = message;
+            return Err(err);
+        }
+    };
+    let meta = env.metadata.take().unwrap_or_default();
+    err.name = meta.name.as_ref().map(|n| match &meta.namespace {
+        Some(ns) if !ns.is_empty() => format!("{ns}/{n}"),
+        _ => n.clone(),
+    });
+
+    // What kind, and where its body is.
+    let (kind, body, body_path) = match env.kind.as_deref() {
+        Some(k) => {
+            err.kind = Some(k.to_owned());
+            if k == "Namespace"
+                && let Some(name) = meta.name.clone().filter(|n| !n.is_empty())
+            {
+                return Ok(Parsed::Namespace(NamespaceMeta {
+                    name,
+                    labels: meta.labels,
+                    annotations: meta.annotations,
+                }));
+            }
+            let Some(kind) = ReportKind::from_kind(k) else {
+                return Ok(Parsed::Ignored {
+                    origin: obj.origin.clone(),
+                    reason: ignored_reason(k),
+                });
+            };
+            let body = if kind == ReportKind::ClusterComplianceReport {
+                env.status
+            } else {
+                env.report
+            };
+            (kind, body, body_path(kind))
+        }
+        None => {
+            // A bare `.report` body or `.status` fragment: the object is the body.
+            let Some(kind) = infer_kind(&env, obj.kind_hint) else {
+                err.message = "not a Trivy Operator report: no `kind` and no report body \
+                               (`vulnerabilities`, `checks`, `secrets`, `components`, \
+                               `summaryReport` or `detailReport`)"
+                    .into();
+                return Err(err);
+            };
+            err.kind = Some(kind.as_str().to_owned());
+            (kind, Some(&*obj.json), "")
+        }
+    };
+
+    let id = report_id(kind, &meta, obj);
+    err.id = Some(id.clone());
+    if err.name.is_none() {
+        err.name = Some(id.name.clone());
+    }
+    let Some(body) = body else {
+        if kind == ReportKind::ClusterComplianceReport {
+            return Ok(Parsed::NotReady {
+                origin: obj.origin.clone(),
+                reason: format!("ClusterComplianceReport {} has no status yet (not evaluated)", id.name),
+                id,
+            });
+        }
+        err.field = Some(body_path.trim_end_matches('.').to_owned());
+        err.message = "missing: the report has no body".into();
+        return Err(err);
+    };
+
+    let workload = workload_of(kind, &meta, &id);
+    let container = meta
+        .labels
+        .get("trivy-operator.container.name")
+        .cloned()
+        .unwrap_or_default();
+    let mut report = Report {
+        id,
+        workload,
+        container,
+        image: None,
+        scanned_at: None,
+        scanner_version: String::new(),
+        findings: Vec::new(),
+        passed_checks: 0,
+        components: None,
+        summary_mismatch: false,
+        mapped_severities: 0,
+    };
+    if let Err((field, message)) = fill_body(&mut report, body, body_path) {
+        err.field = field;
+        err.message = message;
+        return Err(err);
+    }
+    Ok(Parsed::Report(Box::new(report)))
+}
+
+fn ignored_reason(kind: &str) -> String {
+    if kind == "ClusterComplianceDetailReport" {
+        "legacy kind ClusterComplianceDetailReport (no CRD since trivy-operator v0.15); \
+         its results are in ClusterComplianceReport"
+            .into()
+    } else {
+        format!("not a Trivy Operator report (kind {kind})")
+    }
+}
+
+fn body_path(kind: ReportKind) -> &'static str {
+    if kind == ReportKind::ClusterComplianceReport {
+        "status."
+    } else {
+        "report."
+    }
+}
+
+fn infer_kind(env: &Envelope, hint: Option<ReportKind>) -> Option<ReportKind> {
+    let by_content = if env.vulnerabilities {
+        Some(ReportKind::VulnerabilityReport)
+    } else if env.secrets {
+        Some(ReportKind::ExposedSecretReport)
+    } else if env.components {
+        Some(ReportKind::SbomReport)
+    } else if env.detail_report || env.summary_report {
+        Some(ReportKind::ClusterComplianceReport)
+    } else if env.checks {
+        Some(ReportKind::ConfigAuditReport)
+    } else {
+        None
+    };
+    // The folder refines the content (checks are config audit, RBAC or infra).
+    let checks_body = |k: ReportKind| {
+        matches!(
+            k.family(),
+            crate::model::Family::ConfigAudit | crate::model::Family::Rbac | crate::model::Family::Infra
+        )
+    };
+    match (by_content, hint) {
+        (Some(c), Some(h)) if c.family() == h.family() || (checks_body(c) && checks_body(h)) => Some(h),
+        (Some(c), _) => Some(c),
+        (None, _) => None,
+    }
+}
+
+fn report_id(kind: ReportKind, meta: &Metadata, obj: &RawObject) -> ReportId {
+    let namespace = if kind.is_cluster_scoped() {
+        String::new()
+    } else {
+        meta.namespace
+            .clone()
+            .or_else(|| meta.labels.get("trivy-operator.resource.namespace").cloned())
+            .unwrap_or_default()
+    };
+    let name = meta
+        .name
+        .clone()
+        .filter(|n| !n.is_empty())
+        .or_else(|| obj.name_hint.clone())
+        .unwrap_or_else(|| {
+            // Without a name, the object's own owner labels are the most stable identity.
+            let l = &meta.labels;
+            let parts: Vec<&str> = [
+                "trivy-operator.resource.kind",
+                "trivy-operator.resource.name",
+                "trivy-operator.container.name",
+            ]
+            .iter()
+            .filter_map(|k| l.get(*k).map(String::as_str))
+            .collect();
+            if parts.is_empty() {
+                format!("unnamed@{}", obj.origin)
+            } else {
+                parts.join("-").to_ascii_lowercase()
+            }
+        });
+    ReportId {
+        kind,
+        namespace,
+        name,
+    }
+}
+
+fn workload_of(kind: ReportKind, meta: &Metadata, id: &ReportId) -> WorkloadKey {
+    let ns = &id.namespace;
+    let owner = meta
+        .owner_references
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| meta.owner_references.first());
+    if let Some(o) = owner {
+        return top_controller(ns, &o.kind, &o.name);
+    }
+    let labels = &meta.labels;
+    if let Some(k) = labels.get("trivy-operator.resource.kind") {
+        // Long names move from the label to an annotation (name-hash label instead).
+        let name = labels
+            .get("trivy-operator.resource.name")
+            .or_else(|| meta.annotations.get("trivy-operator.resource.name"));
+        if let Some(n) = name {
+            return top_controller(ns, k, n);
+        }
+    }
+    // Alternate storage names files `<Kind>-<name>.json`.
+    if let Some((k, n)) = id.name.split_once('-')
+        && is_resource_kind(k)
+    {
+        return top_controller(ns, k, n);
+    }
+    WorkloadKey {
+        namespace: ns.clone(),
+        kind: kind.as_str().to_owned(),
+        name: id.name.clone(),
+    }
+}
+
+fn is_resource_kind(k: &str) -> bool {
+    matches!(
+        k,
+        "Pod"
+            | "ReplicaSet"
+            | "ReplicationController"
+            | "Deployment"
+            | "StatefulSet"
+            | "DaemonSet"
+            | "Job"
+            | "CronJob"
+            | "Role"
+            | "ClusterRole"
+            | "Node"
+            | "ConfigMap"
+            | "Service"
+            | "Ingress"
+            | "NetworkPolicy"
+            | "ResourceQuota"
+            | "LimitRange"
+    )
+}
+
+type FieldError = (Option<String>, String);
+
+/// Deserializes `json` and reports the failing field path, prefixed by `prefix`.
+fn deserialize_at<'a, T: Deserialize<'a>>(json: &'a str, prefix: &str) -> Result<T, FieldError> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let field = match (prefix.trim_end_matches('.'), path.as_str()) {
+            (p, ".") => (!p.is_empty()).then(|| p.to_owned()),
+            ("", p) => Some(p.to_owned()),
+            (pre, p) => Some(format!("{pre}.{p}")),
+        };
+        let inner = e.into_inner();
+        (field, strip_position(&inner.to_string()))
+    })
+}
+
+/// serde_json appends " at line 1 column 345" relative to the raw object, which is
+/// meaningless to a reader of the file; the field path says where instead.
+fn strip_position(msg: &str) -> String {
+    match msg.rfind(" at line ") {
+        Some(i) => msg[..i].to_owned(),
+        None => msg.to_owned(),
+    }
+}
+
+fn fill_body(r: &mut Report, body: &RawValue, prefix: &str) -> Result<(), FieldError> {
+    match r.id.kind.family() {
+        crate::model::Family::Vulnerability => {
+            let b: crd::VulnerabilityBody = deserialize_at(body.get(), prefix)?;
+            r.scanned_at = timestamp(b.update_timestamp.as_deref());
+            r.scanner_version = scanner_version(b.scanner.as_ref());
+            r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+            for v in b.vulnerabilities {
+                let mut f = Finding::new(v.vulnerability_id, severity(r, v.severity.as_deref()));
+                f.package = v.resource;
+                f.installed_version = v.installed_version.unwrap_or_default();
+                f.fixed_version = v.fixed_version.unwrap_or_default();
+                // packagePath is the more specific location (a jar inside the image).
+                f.path = v
+                    .package_path
+                    .filter(|p| !p.is_empty())
+                    .or(v.target)
+                    .unwrap_or_default();
+                f.score = v.score.filter(|s| s.is_finite());
+                f.title = v.title.unwrap_or_default();
+                f.primary_link = v.primary_link.unwrap_or_default();
+                f.links = v.links;
+                f.published = v.published_date.unwrap_or_default();
+                f.description = v.description.unwrap_or_default();
+                r.findings.push(f);
+            }
+            r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
+        }
+        crate::model::Family::Secret => {
+            let b: crd::SecretBody = deserialize_at(body.get(), prefix)?;
+            r.scanned_at = timestamp(b.update_timestamp.as_deref());
+            r.scanner_version = scanner_version(b.scanner.as_ref());
+            r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+            for s in b.secrets {
+                let mut f = Finding::new(s.rule_id, severity(r, s.severity.as_deref()));
+                f.path = s.target.unwrap_or_default();
+                f.title = s.title.unwrap_or_default();
+                f.package = s.category.unwrap_or_default();
+                f.detail = s.matched.unwrap_or_default();
+                r.findings.push(f);
+            }
+            r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
+        }
+        crate::model::Family::ConfigAudit
+        | crate::model::Family::Rbac
+        | crate::model::Family::Infra => {
+            let b: crd::ChecksBody = deserialize_at(body.get(), prefix)?;
+            r.scanned_at = timestamp(b.update_timestamp.as_deref());
+            r.scanner_version = scanner_version(b.scanner.as_ref());
+            for (i, c) in b.checks.into_iter().enumerate() {
+                if c.success == Some(true) {
+                    r.passed_checks += 1;
+                    continue;
+                }
+                let id = c.check_id.unwrap_or_default();
+                let title = c.title.unwrap_or_default();
+                if id.is_empty() && title.is_empty() {
+                    return Err((
+                        Some(format!("{prefix}checks[{i}]")),
+                        "a failing check has neither `checkID` nor `title`, so it cannot be \
+                         identified"
+                            .into(),
+                    ));
+                }
+                let mut f = Finding::new(id, severity(r, c.severity.as_deref()));
+                f.title = title;
+                f.description = c.description.unwrap_or_default();
+                f.package = c.category.unwrap_or_default();
+                f.messages = c.messages;
+                f.remediation = c.remediation.unwrap_or_default();
+                r.findings.push(f);
+            }
+            r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
+        }
+        crate::model::Family::Compliance => {
+            let b: crd::ComplianceStatus = deserialize_at(body.get(), prefix)?;
+            r.scanned_at = timestamp(b.update_timestamp.as_deref());
+            compliance_findings(r, b);
+        }
+        crate::model::Family::Sbom => {
+            let b: crd::SbomBody = deserialize_at(body.get(), prefix)?;
+            r.scanned_at = timestamp(b.update_timestamp.as_deref());
+            r.scanner_version = scanner_version(b.scanner.as_ref());
+            r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+            let listed = b.components.map(|c| c.components.len() as u64);
+            r.components = listed.or(b.summary.and_then(|s| s.components_count));
+        }
+    }
+    Ok(())
+}
+
+/// Detail results name each failing check and resource; a summary only counts per control.
+fn compliance_findings(r: &mut Report, b: crd::ComplianceStatus) {
+    if let Some(detail) = b.detail_report {
+        for control in detail.results {
+            let control_sev = control.severity.as_deref().filter(|s| !s.is_empty());
+            let failing: Vec<&crd::Check> = control
+                .checks
+                .iter()
+                .filter(|c| c.success != Some(true))
+                .collect();
+            r.passed_checks += (control.checks.len() - failing.len()) as u64;
+            let status_fail = control
+                .status
+                .as_deref()
+                .is_some_and(|s| s.eq_ignore_ascii_case("FAIL"));
+            if failing.is_empty() && status_fail {
+                let mut f = Finding::new(control.id.clone(), severity(r, control_sev));
+                f.title = control.name.clone().unwrap_or_default();
+                f.description = control.description.clone().unwrap_or_default();
+                r.findings.push(f);
+            }
+            for c in failing {
+                let sev = control_sev.or(c.severity.as_deref().filter(|s| !s.is_empty()));
+                let mut f = Finding::new(control.id.clone(), severity(r, sev));
+                f.detail = c.check_id.clone().unwrap_or_default();
+                f.path = c.target.clone().unwrap_or_default();
+                f.title = control.name.clone().unwrap_or_default();
+                f.description = c.title.clone().unwrap_or_default();
+                f.package = c.category.clone().unwrap_or_default();
+                f.messages = c.messages.clone();
+                f.remediation = c.remediation.clone().unwrap_or_default();
+                r.findings.push(f);
+            }
+        }
+    } else if let Some(summary) = b.summary_report {
+        for c in summary.control_check {
+            let fails = c.total_fail.unwrap_or(0);
+            if fails <= 0 {
+                r.passed_checks += 1;
+                continue;
+            }
+            let mut f = Finding::new(c.id, severity(r, c.severity.as_deref()));
+            f.title = c.name.unwrap_or_default();
+            f.messages = vec![format!("{fails} failing")];
+            r.findings.push(f);
+        }
+    }
+}
+
+fn severity(r: &mut Report, s: Option<&str>) -> Severity {
+    let s = s.unwrap_or("");
+    if !Severity::is_canonical(s) {
+        r.mapped_severities += 1;
+    }
+    Severity::parse_lenient(s)
+}
+
+fn image(
+    registry: Option<&crd::Registry>,
+    artifact: Option<&crd::Artifact>,
+    prefix: &str,
+) -> Result<Image, FieldError> {
+    let a = artifact.ok_or_else(|| {
+        (
+            Some(format!("{prefix}artifact")),
+            "missing: the image cannot be identified".to_owned(),
+        )
+    })?;
+    let repo = a.repository.as_deref().unwrap_or("");
+    if repo.trim().is_empty() {
+        return Err((
+            Some(format!("{prefix}artifact.repository")),
+            "missing or empty: the image cannot be identified".to_owned(),
+        ));
+    }
+    let server = registry.and_then(|r| r.server.as_deref()).unwrap_or("");
+    Ok(Image::new(
+        server,
+        repo,
+        a.tag.as_deref(),
+        a.digest.as_deref(),
+    ))
+}
+
+fn scanner_version(s: Option<&crd::Scanner>) -> String {
+    s.and_then(|s| s.version.clone()).unwrap_or_default()
+}
+
+/// RFC 3339, else absent: the timestamp orders scans and a malformed one must not fail
+/// the report (`2021-1-1T10:10:10Z` occurs).
+fn timestamp(s: Option<&str>) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s?.trim())
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
+}
+
+fn summary_disagrees(s: Option<&crd::Summary>, r: &Report) -> bool {
+    let Some(s) = s else { return false };
+    let c = r.counts();
+    let pairs = [
+        (s.critical, Severity::Critical),
+        (s.high, Severity::High),
+        (s.medium, Severity::Medium),
+        (s.low, Severity::Low),
+        (s.unknown, Severity::Unknown),
+    ];
+    pairs
+        .iter()
+        .any(|(claimed, sev)| claimed.is_some_and(|n| n != c.get(*sev) as i64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::Position;
+
+    fn raw(json: &str) -> RawObject {
+        RawObject {
+            origin: Origin {
+                file: "f.json".into(),
+                document: None,
+                position: Position::Index(2),
+            },
+            json: RawValue::from_string(json.to_owned()).expect("valid json"),
+            kind_hint: None,
+            name_hint: None,
+        }
+    }
+
+    fn report(json: &str) -> Report {
+        match parse_object(&raw(json)) {
+            Ok(Parsed::Report(r)) => *r,
+            other => panic!("expected a report, got {other:?}"),
+        }
+    }
+
+    const VULN: &str = r#"{"kind":"VulnerabilityReport","metadata":{"name":"replicaset-api-7cc565547-app","namespace":"shop",
+      "labels":{"trivy-operator.container.name":"app","report-historical":true},
+      "ownerReferences":[{"kind":"ReplicaSet","name":"api-7cc565547","controller":true}]},
+      "report":{"updateTimestamp":"2026-10-01T10:00:00Z","registry":{"server":"index.docker.io"},
+      "artifact":{"repository":"library/nginx","tag":"1.25"},
+      "summary":{"criticalCount":5},
+      "vulnerabilities":[{"vulnerabilityID":"CVE-1","resource":"libssl","installedVersion":"1.1","fixedVersion":"","severity":"CRITICAL","title":"t"},
+                         {"vulnerabilityID":"CVE-1","resource":"libcrypto","installedVersion":"1.1","fixedVersion":"1.2","severity":"danger","score":7}]}}"#;
+
+    #[test]
+    fn vulnerability_report_normalizes() {
+        let r = report(VULN);
+        assert_eq!(r.workload.to_string(), "shop/Deployment/api");
+        assert_eq!(r.container, "app");
+        assert_eq!(r.findings.len(), 2);
+        assert_eq!(r.findings[1].severity, Severity::High);
+        assert_eq!(r.findings[1].score, Some(7.0));
+        assert_eq!(r.mapped_severities, 1);
+        assert!(r.summary_mismatch);
+        let img = r.image.as_ref().expect("image");
+        assert_eq!(img.key(), "docker.io/library/nginx:1.25");
+    }
+
+    #[test]
+    fn wrong_type_names_object_and_field() {
+        let json = VULN.replace(r#""severity":"danger""#, r#""severity":5"#);
+        let err = parse_object(&raw(&json)).expect_err("must fail");
+        assert_eq!(err.field.as_deref(), Some("report.vulnerabilities[1].severity"));
+        let text = err.to_string();
+        assert!(text.starts_with("f.json item 2 (VulnerabilityReport shop/replicaset-api-7cc565547-app)"), "{text}");
+        assert!(err.id.is_some(), "identity is known, so the store can keep the old content");
+    }
+
+    #[test]
+    fn missing_identity_field_is_named() {
+        let json = VULN.replace(r#""vulnerabilityID":"CVE-1","resource":"libssl","#, r#""resource":"libssl","#);
+        let err = parse_object(&raw(&json)).expect_err("must fail");
+        assert_eq!(err.field.as_deref(), Some("report.vulnerabilities[0]"));
+        assert!(err.message.contains("vulnerabilityID"), "{}", err.message);
+    }
+
+    #[test]
+    fn foreign_and_legacy_kinds_are_ignored() {
+        assert!(matches!(
+            parse_object(&raw(r#"{"kind":"Pod","metadata":{"name":"x"}}"#)),
+            Ok(Parsed::Ignored { .. })
+        ));
+        assert!(matches!(
+            parse_object(&raw(r#"{"kind":"ClusterComplianceDetailReport"}"#)),
+            Ok(Parsed::Ignored { .. })
+        ));
+    }
+
+    #[test]
+    fn bare_body_is_read_with_hints() {
+        let mut o = raw(r#"{"scanner":{"name":"Trivy"},"checks":null}"#);
+        o.kind_hint = Some(ReportKind::RbacAssessmentReport);
+        o.name_hint = Some("ClusterRole-admin".into());
+        let Ok(Parsed::Report(r)) = parse_object(&o) else { panic!("report") };
+        assert_eq!(r.id.kind, ReportKind::RbacAssessmentReport);
+        assert_eq!(r.workload.to_string(), "ClusterRole/admin");
+        assert!(r.findings.is_empty());
+    }
+
+    #[test]
+    fn non_report_object_is_an_error() {
+        let err = parse_object(&raw(r#"{"foo":"bar"}"#)).expect_err("must fail");
+        assert!(err.message.contains("no `kind`"), "{}", err.message);
+        let err = parse_object(&raw("[1,2]")).expect_err("must fail");
+        assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+}
