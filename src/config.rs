@@ -82,7 +82,8 @@ pub struct DojoConfig {
 
 impl Default for DojoConfig {
     fn default() -> Self {
-        let t = |s: &str| Template::parse(s).unwrap_or_else(|e| unreachable!("built-in template: {e}"));
+        let t =
+            |s: &str| Template::parse(s).unwrap_or_else(|e| unreachable!("built-in template: {e}"));
         DojoConfig {
             url: String::new(),
             token_file: None,
@@ -177,7 +178,8 @@ fn env_or_file(name: &str) -> Result<Option<String>, ConfigError> {
 }
 
 fn read_secret_file(path: &Path) -> Result<String, String> {
-    let v = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let v = v.trim();
     if v.is_empty() {
         return Err(format!("{} is empty", path.display()));
@@ -206,7 +208,8 @@ impl Config {
             path: path.display().to_string(),
             message,
         };
-        let text = std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
+        let text =
+            std::fs::read_to_string(path).map_err(|e| file_err(format!("cannot read: {e}")))?;
         Config::from_yaml(&text).map_err(file_err)
     }
 
@@ -234,13 +237,14 @@ impl Config {
             if let Some(u) = url {
                 d.url = u;
             }
-            d.token = match (token, &d.token_file) {
-                (Some(t), _) => Some(Secret::new(t)),
-                (None, Some(f)) => Some(Secret::new(read_secret_file(f).map_err(|m| {
-                    ConfigError::Invalid(format!("defectdojo.token_file: {m}"))
-                })?)),
-                (None, None) => None,
-            };
+            d.token =
+                match (token, &d.token_file) {
+                    (Some(t), _) => Some(Secret::new(t)),
+                    (None, Some(f)) => Some(Secret::new(read_secret_file(f).map_err(|m| {
+                        ConfigError::Invalid(format!("defectdojo.token_file: {m}"))
+                    })?)),
+                    (None, None) => None,
+                };
         }
         Ok(())
     }
@@ -250,9 +254,8 @@ impl Config {
             return Err(ConfigError::Invalid("cluster: must not be empty".into()));
         }
         if let Some(d) = &self.defectdojo {
-            let url = reqwest::Url::parse(&d.url).map_err(|e| {
-                ConfigError::Invalid(format!("defectdojo.url {:?}: {e}", d.url))
-            })?;
+            let url = reqwest::Url::parse(&d.url)
+                .map_err(|e| ConfigError::Invalid(format!("defectdojo.url {:?}: {e}", d.url)))?;
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(ConfigError::Invalid(format!(
                     "defectdojo.url {:?}: must be http or https",
@@ -267,7 +270,9 @@ impl Config {
                 ));
             }
             if d.concurrency == 0 {
-                return Err(ConfigError::Invalid("defectdojo.concurrency: must be at least 1".into()));
+                return Err(ConfigError::Invalid(
+                    "defectdojo.concurrency: must be at least 1".into(),
+                ));
             }
             if d.retry.max_attempts == 0 {
                 return Err(ConfigError::Invalid(
@@ -307,10 +312,13 @@ mod tests {
         assert_eq!(c.grace_period.0, Duration::from_secs(86400));
         let e = Config::from_yaml("clustr: prod\n").expect_err("typo");
         assert!(e.contains("clustr"), "{e}");
-        let e = Config::from_yaml("defectdojo:\n  product: '{{ nope }}'\n").expect_err("bad template");
+        let e =
+            Config::from_yaml("defectdojo:\n  product: '{{ nope }}'\n").expect_err("bad template");
         assert!(e.contains("unknown field `nope`"), "{e}");
-        let c = Config::from_yaml("grace_period: 36h\ndefectdojo:\n  url: https://x\n  concurrency: 4\n")
-            .expect("ok");
+        let c = Config::from_yaml(
+            "grace_period: 36h\ndefectdojo:\n  url: https://x\n  concurrency: 4\n",
+        )
+        .expect("ok");
         assert_eq!(c.grace_period.0, Duration::from_secs(36 * 3600));
         assert_eq!(c.defectdojo.expect("dojo").concurrency, 4);
     }

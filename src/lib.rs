@@ -12,5 +12,6 @@ pub mod scan;
 pub mod secret;
 pub mod source;
 pub mod store;
+pub mod synth;
 pub mod template;
 pub mod trivy;

@@ -11,7 +11,11 @@ use trivy_digest::scan::{self, ScanOptions, exit};
 use trivy_digest::source::files::Input;
 
 #[derive(Parser)]
-#[command(name = "trivy-digest", version, about = "Trivy Operator reports, deduplicated by image digest, exported to DefectDojo")]
+#[command(
+    name = "trivy-digest",
+    version,
+    about = "Trivy Operator reports, deduplicated by image digest, exported to DefectDojo"
+)]
 struct Cli {
     /// Configuration file (default: trivy-digest.yaml in the working directory, if present).
     #[arg(long, global = true, env = "TRIVY_DIGEST_CONFIG")]
@@ -100,7 +104,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         config.cluster = c;
     }
     match cli.command {
-        Command::Scan { from, format, dry_run, resync, now } => {
+        Command::Scan {
+            from,
+            format,
+            dry_run,
+            resync,
+            now,
+        } => {
             let opts = ScanOptions {
                 inputs: from.iter().map(|s| Input::parse(s)).collect(),
                 dry_run,
@@ -119,7 +129,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             }
             Ok(summary.exit_code)
         }
-        Command::Config { command: ConfigCommand::Check } => {
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
             print!("{}", config.to_redacted_yaml());
             eprintln!("configuration is valid");
             Ok(exit::OK)
@@ -130,7 +142,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
 fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_new(level)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

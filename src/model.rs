@@ -267,7 +267,10 @@ impl Image {
     pub fn new(registry: &str, repository: &str, tag: Option<&str>, digest: Option<&str>) -> Image {
         let registry = normalize_registry(registry);
         let repository = normalize_repository(&registry, repository);
-        let tag = tag.map(str::trim).filter(|t| !t.is_empty()).map(str::to_owned);
+        let tag = tag
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .map(str::to_owned);
         let digest = digest.and_then(normalize_digest);
         Image {
             registry,
@@ -305,9 +308,11 @@ const DOCKER_HUB: &str = "docker.io";
 fn normalize_registry(server: &str) -> String {
     let s = server.trim().trim_end_matches('/').to_ascii_lowercase();
     match s.as_str() {
-        "" | "docker.io" | "index.docker.io" | "registry-1.docker.io" | "registry.hub.docker.com" => {
-            DOCKER_HUB.to_owned()
-        }
+        ""
+        | "docker.io"
+        | "index.docker.io"
+        | "registry-1.docker.io"
+        | "registry.hub.docker.com" => DOCKER_HUB.to_owned(),
         _ => s,
     }
 }
@@ -420,12 +425,9 @@ impl Finding {
     /// separator that cannot occur in them unescaped, so two keys never collide.
     pub fn key(&self, family: Family) -> String {
         let parts: Vec<&str> = match family {
-            Family::Vulnerability => vec![
-                &self.id,
-                &self.package,
-                &self.installed_version,
-                &self.path,
-            ],
+            Family::Vulnerability => {
+                vec![&self.id, &self.package, &self.installed_version, &self.path]
+            }
             Family::Secret => vec![&self.path, &self.id, &self.detail],
             Family::Compliance => vec![&self.id, &self.detail, &self.path],
             Family::ConfigAudit | Family::Rbac | Family::Infra | Family::Sbom => {

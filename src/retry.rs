@@ -34,9 +34,10 @@ impl Backoff {
         if let Some(ra) = retry_after {
             return (ra <= MAX_RETRY_AFTER).then_some(ra);
         }
-        let exp = self
-            .initial
-            .saturating_mul(1u32.checked_shl(attempt.saturating_sub(1)).unwrap_or(u32::MAX));
+        let exp = self.initial.saturating_mul(
+            1u32.checked_shl(attempt.saturating_sub(1))
+                .unwrap_or(u32::MAX),
+        );
         let cap = exp.min(self.max);
         // Full jitter: uniform in [cap/2, cap] keeps some spacing while spreading replicas.
         let half = cap / 2;
@@ -87,7 +88,10 @@ mod tests {
     #[test]
     fn retry_after_wins() {
         let b = b();
-        assert_eq!(b.delay(1, Some(Duration::from_secs(30))), Some(Duration::from_secs(30)));
+        assert_eq!(
+            b.delay(1, Some(Duration::from_secs(30))),
+            Some(Duration::from_secs(30))
+        );
         assert_eq!(b.delay(1, Some(Duration::from_secs(3600))), None);
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
             .expect("date")

@@ -153,7 +153,13 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
             if store_error.is_some() {
                 return;
             }
-            if let Err(e) = handle(&mut session, &obj, &mut summary, &mut before, &mut anonymous_failures) {
+            if let Err(e) = handle(
+                &mut session,
+                &obj,
+                &mut summary,
+                &mut before,
+                &mut anonymous_failures,
+            ) {
                 store_error = Some(e);
             }
         };
@@ -188,7 +194,9 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     // may be concluded from what is missing this time.
     summary.complete = input_errors.is_empty() && anonymous_failures == 0;
     if !summary.complete {
-        tracing::info!("part of the input could not be read: no report is marked gone in this sweep");
+        tracing::info!(
+            "part of the input could not be read: no report is marked gone in this sweep"
+        );
     }
     let grace = config.grace_period.0.as_secs() as i64;
     summary.history = session.finish(summary.complete, grace)?;
@@ -217,7 +225,8 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         ..DojoSummary::default()
     };
     if let Some(dir) = &opts.dry_run {
-        std::fs::create_dir_all(dir).with_context(|| format!("--dry-run {}: cannot create", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("--dry-run {}: cannot create", dir.display()))?;
         let mut written = 0usize;
         dsum.plan = dojo::plan(
             session.store().conn(),
@@ -244,7 +253,9 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         &config.cluster,
         opts.resync,
         &mut |t| {
-            if let outbox::Enqueued::StillRefused(e) = outbox::enqueue(session.store().conn(), &t, now)? {
+            if let outbox::Enqueued::StillRefused(e) =
+                outbox::enqueue(session.store().conn(), &t, now)?
+            {
                 still_refused.push(format!("{}: {e}", t.title));
             }
             Ok(())
@@ -271,7 +282,11 @@ fn handle(
         Ok(Parsed::Report(r)) => {
             session.report(&r)?;
             summary.reports.stored += 1;
-            *summary.reports.by_kind.entry(r.id.kind.as_str().to_owned()).or_default() += 1;
+            *summary
+                .reports
+                .by_kind
+                .entry(r.id.kind.as_str().to_owned())
+                .or_default() += 1;
             summary.reports.summary_mismatches += u64::from(r.summary_mismatch);
             summary.reports.mapped_severities += r.mapped_severities;
             before.merge(&r.counts());
@@ -340,7 +355,13 @@ fn write_dry_run(dir: &Path, n: usize, t: &PlannedTest) -> Result<()> {
     let slug: String = t
         .title
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '.' || c == '-' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(80)
         .collect();
     let base = format!("{n:04}-{}-{slug}", t.family);
@@ -367,8 +388,10 @@ fn progress_bar(files: &[files::SourceFile], wanted: bool) -> Option<indicatif::
     let total: u64 = files.iter().filter_map(|f| f.size).sum();
     let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{spinner} reading reports {bytes}/{total_bytes} {wide_bar} {eta}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{spinner} reading reports {bytes}/{total_bytes} {wide_bar} {eta}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     Some(bar)
 }
@@ -377,7 +400,11 @@ fn progress_bar(files: &[files::SourceFile], wanted: bool) -> Option<indicatif::
 pub fn render_text(s: &ScanSummary) -> String {
     use std::fmt::Write;
     let mut o = String::new();
-    let _ = writeln!(o, "trivy-digest scan: cluster {}, store {}", s.cluster, s.store);
+    let _ = writeln!(
+        o,
+        "trivy-digest scan: cluster {}, store {}",
+        s.cluster, s.store
+    );
     let r = &s.reports;
     let _ = writeln!(
         o,
@@ -389,10 +416,18 @@ pub fn render_text(s: &ScanSummary) -> String {
         let _ = writeln!(o, "           {}", kinds.join(", "));
     }
     if r.summary_mismatches > 0 {
-        let _ = writeln!(o, "           {} reports had summary counts that disagreed with their lists (recounted)", r.summary_mismatches);
+        let _ = writeln!(
+            o,
+            "           {} reports had summary counts that disagreed with their lists (recounted)",
+            r.summary_mismatches
+        );
     }
     if r.mapped_severities > 0 {
-        let _ = writeln!(o, "           {} findings had a non-standard severity (mapped)", r.mapped_severities);
+        let _ = writeln!(
+            o,
+            "           {} findings had a non-standard severity (mapped)",
+            r.mapped_severities
+        );
     }
     if !s.skipped.is_empty() {
         let _ = writeln!(o, "Skipped (not read):");
@@ -429,19 +464,35 @@ pub fn render_text(s: &ScanSummary) -> String {
         s.images.unique, s.images.pinned, s.images.unpinned
     );
     let _ = writeln!(o, "Workloads  {}", s.workloads);
-    let _ = writeln!(o, "Findings   {:>9} {:>6} {:>7} {:>6} {:>8} {:>7}", "critical", "high", "medium", "low", "unknown", "total");
-    for (label, c) in [("in reports", &s.findings.before_dedup), ("unique", &s.findings.after_dedup)] {
+    let _ = writeln!(
+        o,
+        "Findings   {:>9} {:>6} {:>7} {:>6} {:>8} {:>7}",
+        "critical", "high", "medium", "low", "unknown", "total"
+    );
+    for (label, c) in [
+        ("in reports", &s.findings.before_dedup),
+        ("unique", &s.findings.after_dedup),
+    ] {
         let _ = writeln!(
             o,
             "  {label:<10}{:>8} {:>6} {:>7} {:>6} {:>8} {:>7}",
-            c.0[0], c.0[1], c.0[2], c.0[3], c.0[4], c.total()
+            c.0[0],
+            c.0[1],
+            c.0[2],
+            c.0[3],
+            c.0[4],
+            c.total()
         );
     }
     let h = &s.history;
     let _ = writeln!(
         o,
         "History    {} new, {} resolved, {} reopened, {} re-rated, {} newly fixable",
-        h.findings_opened, h.findings_resolved, h.findings_reopened, h.severities_changed, h.fixes_published
+        h.findings_opened,
+        h.findings_resolved,
+        h.findings_reopened,
+        h.severities_changed,
+        h.fixes_published
     );
     if s.complete {
         let _ = writeln!(
@@ -454,7 +505,10 @@ pub fn render_text(s: &ScanSummary) -> String {
     }
     match &s.defectdojo {
         None => {
-            let _ = writeln!(o, "DefectDojo not configured (set DEFECTDOJO_URL and DEFECTDOJO_TOKEN to export)");
+            let _ = writeln!(
+                o,
+                "DefectDojo not configured (set DEFECTDOJO_URL and DEFECTDOJO_TOKEN to export)"
+            );
         }
         Some(d) => {
             let p = &d.plan;
@@ -472,17 +526,31 @@ pub fn render_text(s: &ScanSummary) -> String {
                 );
                 for t in &d.export.tests {
                     let what = match &t.result {
-                        dojo::Outcome::Done { new_test, created, closed, reactivated, untouched, patched, .. } => {
+                        dojo::Outcome::Done {
+                            new_test,
+                            created,
+                            closed,
+                            reactivated,
+                            untouched,
+                            patched,
+                            ..
+                        } => {
                             if *new_test {
                                 format!("new test, created {created}, patched {patched}")
                             } else {
-                                format!("created {created}, closed {closed}, reactivated {reactivated}, untouched {untouched}, patched {patched}")
+                                format!(
+                                    "created {created}, closed {closed}, reactivated {reactivated}, untouched {untouched}, patched {patched}"
+                                )
                             }
                         }
                         dojo::Outcome::Refused { error } => format!("REFUSED: {error}"),
                         dojo::Outcome::Pending { error } => format!("queued: {error}"),
                     };
-                    let _ = writeln!(o, "  {} / {} / {} [{}]: {what}", t.product, t.engagement, t.test, t.family);
+                    let _ = writeln!(
+                        o,
+                        "  {} / {} / {} [{}]: {what}",
+                        t.product, t.engagement, t.test, t.family
+                    );
                 }
                 for r in &d.still_refused {
                     let _ = writeln!(o, "  refused earlier, not resent until it changes: {r}");
@@ -491,7 +559,11 @@ pub fn render_text(s: &ScanSummary) -> String {
                     let _ = writeln!(o, "  export stopped: {why}");
                 }
                 if d.export.pending > 0 || d.export.refused > 0 {
-                    let _ = writeln!(o, "  outbox: {} waiting, {} refused", d.export.pending, d.export.refused);
+                    let _ = writeln!(
+                        o,
+                        "  outbox: {} waiting, {} refused",
+                        d.export.pending, d.export.refused
+                    );
                 }
             }
             for l in &p.left_alone {

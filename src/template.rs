@@ -77,7 +77,10 @@ impl Vars<'_> {
             Field::Namespace => self.namespace,
             Field::WorkloadKind => self.workload_kind,
             Field::WorkloadName => self.workload_name,
-            Field::Label(k) => self.labels.and_then(|m| m.get(k)).map_or("", String::as_str),
+            Field::Label(k) => self
+                .labels
+                .and_then(|m| m.get(k))
+                .map_or("", String::as_str),
             Field::Annotation(k) => self
                 .annotations
                 .and_then(|m| m.get(k))
@@ -135,10 +138,7 @@ impl Template {
                 if alt.is_empty() {
                     return Err(err("empty alternative in `{{ }}`".into()));
                 }
-                if let Some(lit) = alt
-                    .strip_prefix('"')
-                    .and_then(|a| a.strip_suffix('"'))
-                {
+                if let Some(lit) = alt.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
                     alts.push(Alt::Literal(lit.to_owned()));
                 } else if let Some(f) = Field::parse(alt) {
                     alts.push(Alt::Field(f));
@@ -249,7 +249,11 @@ mod tests {
         let t = Template::parse("team-{{ label:team | \"shared\" }}").expect("ok");
         assert_eq!(t.render(&v), "team-shared");
         assert!(t.uses_workload_fields());
-        assert!(!Template::parse("{{ cluster }}").expect("ok").uses_workload_fields());
+        assert!(
+            !Template::parse("{{ cluster }}")
+                .expect("ok")
+                .uses_workload_fields()
+        );
     }
 
     #[test]

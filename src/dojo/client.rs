@@ -108,7 +108,8 @@ impl DojoClient {
             .token
             .clone()
             .ok_or_else(|| DojoError::Setup("no API token configured".into()))?;
-        let mut base = Url::parse(&cfg.url).map_err(|e| DojoError::Setup(format!("url {:?}: {e}", cfg.url)))?;
+        let mut base = Url::parse(&cfg.url)
+            .map_err(|e| DojoError::Setup(format!("url {:?}: {e}", cfg.url)))?;
         if !base.path().ends_with('/') {
             base.set_path(&format!("{}/", base.path()));
         }
@@ -124,10 +125,14 @@ impl DojoClient {
             builder = builder.tls_certs_merge(certs);
         }
         if cfg.insecure_skip_tls_verify {
-            tracing::warn!("defectdojo.insecure_skip_tls_verify is on: the DefectDojo server's certificate is not verified");
+            tracing::warn!(
+                "defectdojo.insecure_skip_tls_verify is on: the DefectDojo server's certificate is not verified"
+            );
             builder = builder.tls_danger_accept_invalid_certs(true);
         }
-        let http = builder.build().map_err(|e| DojoError::Setup(e.to_string()))?;
+        let http = builder
+            .build()
+            .map_err(|e| DojoError::Setup(e.to_string()))?;
         Ok(DojoClient {
             http,
             base,
@@ -147,7 +152,11 @@ impl DojoClient {
     }
 
     /// `POST /api/v2/reimport-scan/`, multipart: the form fields and the file.
-    pub async fn reimport(&self, form: &[(String, String)], file: &[u8]) -> Result<ReimportAnswer, DojoError> {
+    pub async fn reimport(
+        &self,
+        form: &[(String, String)],
+        file: &[u8],
+    ) -> Result<ReimportAnswer, DojoError> {
         let url = self.url("api/v2/reimport-scan/")?;
         self.with_retry("reimport-scan", || {
             let mut f = multipart::Form::new();
@@ -188,7 +197,8 @@ impl DojoClient {
             out.extend(page.results);
             if let Some(n) = page.next {
                 // `next` is absolute; keep our scheme/host in case a proxy rewrote it.
-                let parsed = Url::parse(&n).map_err(|e| DojoError::Protocol(format!("next {n:?}: {e}")))?;
+                let parsed =
+                    Url::parse(&n).map_err(|e| DojoError::Protocol(format!("next {n:?}: {e}")))?;
                 let mut same = u.clone();
                 same.set_query(parsed.query());
                 next = Some(same);
@@ -201,7 +211,9 @@ impl DojoClient {
     pub async fn patch_finding(&self, id: i64, body: &serde_json::Value) -> Result<(), DojoError> {
         let url = self.url(&format!("api/v2/findings/{id}/"))?;
         let _: serde_json::Value = self
-            .with_retry("patch finding", || Ok(self.request(Method::PATCH, url.clone()).json(body)))
+            .with_retry("patch finding", || {
+                Ok(self.request(Method::PATCH, url.clone()).json(body))
+            })
             .await?;
         Ok(())
     }
@@ -228,7 +240,9 @@ impl DojoClient {
             match result {
                 Ok(v) => return Ok(v),
                 Err(e @ DojoError::Unavailable { .. }) => {
-                    let DojoError::Unavailable { retry_after, .. } = &e else { unreachable!() };
+                    let DojoError::Unavailable { retry_after, .. } = &e else {
+                        unreachable!()
+                    };
                     match self.backoff.delay(attempt, *retry_after) {
                         Some(d) => {
                             tracing::warn!(call = what, attempt, wait_ms = d.as_millis() as u64, error = %e, "retrying");
@@ -243,7 +257,9 @@ impl DojoClient {
     }
 }
 
-async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> Result<T, DojoError> {
+async fn send<T: serde::de::DeserializeOwned>(
+    req: reqwest::RequestBuilder,
+) -> Result<T, DojoError> {
     let resp = req.send().await.map_err(|e| DojoError::Unavailable {
         reason: describe(&e),
         retry_after: None,
@@ -259,9 +275,8 @@ async fn send<T: serde::de::DeserializeOwned>(req: reqwest::RequestBuilder) -> R
         retry_after: None,
     })?;
     if status.is_success() {
-        return serde_json::from_slice(&body).map_err(|e| {
-            DojoError::Protocol(format!("HTTP {status}: {e}: {}", snippet(&body)))
-        });
+        return serde_json::from_slice(&body)
+            .map_err(|e| DojoError::Protocol(format!("HTTP {status}: {e}: {}", snippet(&body))));
     }
     Err(classify(status, &body, retry_after))
 }
@@ -294,7 +309,11 @@ fn server_message(body: &[u8]) -> String {
                     parts.push(format!("{k}: {v}"));
                 }
             }
-            if parts.is_empty() { snippet(body) } else { parts.join("; ") }
+            if parts.is_empty() {
+                snippet(body)
+            } else {
+                parts.join("; ")
+            }
         }
         Ok(serde_json::Value::Array(a)) => a
             .iter()
@@ -346,13 +365,24 @@ mod tests {
 
     #[test]
     fn messages_as_the_server_writes_them() {
-        assert_eq!(server_message(br#"{"detail":"Invalid token."}"#), "Invalid token.");
         assert_eq!(
-            server_message(br#"{"message":"[\"Not allowed fields are present: ['bogus']\"]","pro":["x"]}"#),
+            server_message(br#"{"detail":"Invalid token."}"#),
+            "Invalid token."
+        );
+        assert_eq!(
+            server_message(
+                br#"{"message":"[\"Not allowed fields are present: ['bogus']\"]","pro":["x"]}"#
+            ),
             "[\"Not allowed fields are present: ['bogus']\"]"
         );
-        assert_eq!(server_message(br#"["Product \"Nope\" does not exist"]"#), "Product \"Nope\" does not exist");
-        assert!(matches!(classify(StatusCode::FORBIDDEN, b"{}", None), DojoError::Auth(_)));
+        assert_eq!(
+            server_message(br#"["Product \"Nope\" does not exist"]"#),
+            "Product \"Nope\" does not exist"
+        );
+        assert!(matches!(
+            classify(StatusCode::FORBIDDEN, b"{}", None),
+            DojoError::Auth(_)
+        ));
         assert!(classify(StatusCode::BAD_GATEWAY, b"", None).retryable());
         assert!(classify(StatusCode::TOO_MANY_REQUESTS, b"", None).retryable());
         assert!(!classify(StatusCode::BAD_REQUEST, b"", None).retryable());

@@ -96,7 +96,12 @@ impl Shared<'_, '_> {
 }
 
 /// Sends every queued push. Returns what happened per test.
-pub async fn deliver(store: &mut Store, client: &DojoClient, concurrency: usize, now: i64) -> Result<ExportReport> {
+pub async fn deliver(
+    store: &mut Store,
+    client: &DojoClient,
+    concurrency: usize,
+    now: i64,
+) -> Result<ExportReport> {
     let pending = outbox::pending(store.conn())?;
     let mut known = outbox::known_contexts(store.conn())?;
     let lock = Mutex::new(store);
@@ -133,7 +138,7 @@ pub async fn deliver(store: &mut Store, client: &DojoClient, concurrency: usize,
             outcomes.push(o);
             if done {
                 known.insert(c.clone());
-                rest.extend(queue.drain(..));
+                rest.append(&mut queue);
             }
         }
     }
@@ -155,11 +160,15 @@ pub async fn deliver(store: &mut Store, client: &DojoClient, concurrency: usize,
     for r in results {
         outcomes.push(r?);
     }
-    outcomes.sort_by(|a, b| (&a.product, &a.engagement, &a.test).cmp(&(&b.product, &b.engagement, &b.test)));
+    outcomes.sort_by(|a, b| {
+        (&a.product, &a.engagement, &a.test).cmp(&(&b.product, &b.engagement, &b.test))
+    });
 
     let stopped = shared.stop_reason.lock().ok().and_then(|r| r.clone());
     drop(shared);
-    let store = lock.into_inner().map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
+    let store = lock
+        .into_inner()
+        .map_err(|_| anyhow::anyhow!("store lock poisoned"))?;
     let (pending, refused) = outbox::depth(store.conn())?;
     Ok(ExportReport {
         tests: outcomes,
@@ -178,7 +187,9 @@ async fn push(s: &Shared<'_, '_>, p: Pending) -> Result<TestOutcome> {
         family: p.family,
         action: p.action,
         findings: 0,
-        result: Outcome::Pending { error: String::new() },
+        result: Outcome::Pending {
+            error: String::new(),
+        },
     };
     let file: GenericFile = serde_json::from_slice(&p.file)
         .with_context(|| format!("outbox entry {} for test {:?} is unreadable", p.id, p.title))?;
@@ -208,7 +219,15 @@ async fn push(s: &Shared<'_, '_>, p: Pending) -> Result<TestOutcome> {
         },
     };
 
-    let patched = match sync_findings(s, &p, dd_test_id, &file.findings, p.action == Action::Reimport).await {
+    let patched = match sync_findings(
+        s,
+        &p,
+        dd_test_id,
+        &file.findings,
+        p.action == Action::Reimport,
+    )
+    .await
+    {
         Ok(n) => n,
         Err(e) => return failed(s, &p, outcome, e),
     };
@@ -225,7 +244,12 @@ async fn push(s: &Shared<'_, '_>, p: Pending) -> Result<TestOutcome> {
     Ok(outcome)
 }
 
-fn failed(s: &Shared<'_, '_>, p: &Pending, mut outcome: TestOutcome, e: DojoError) -> Result<TestOutcome> {
+fn failed(
+    s: &Shared<'_, '_>,
+    p: &Pending,
+    mut outcome: TestOutcome,
+    e: DojoError,
+) -> Result<TestOutcome> {
     let msg = e.to_string();
     match &e {
         DojoError::Refused { .. } => {
@@ -268,7 +292,8 @@ async fn sync_findings(
     let need_list = after_reimport
         || desired.iter().any(|g| {
             let st = states.get(&g.unique_id_from_tool);
-            let up_to_date = st.and_then(|s| s.sent_hash.as_deref()) == Some(g.volatile.hash().as_str());
+            let up_to_date =
+                st.and_then(|s| s.sent_hash.as_deref()) == Some(g.volatile.hash().as_str());
             !up_to_date && st.and_then(|s| s.dd_id).is_none()
         });
     let listed: HashMap<String, DojoFinding> = if need_list {
@@ -306,14 +331,18 @@ async fn sync_findings(
             None => dd.is_some_and(|f| holds(f, &g.volatile)),
         };
         if !up_to_date {
-            let body = serde_json::to_value(&g.volatile).map_err(|e| DojoError::Setup(e.to_string()))?;
+            let body =
+                serde_json::to_value(&g.volatile).map_err(|e| DojoError::Setup(e.to_string()))?;
             s.client.patch_finding(dd_id, &body).await?;
             patched += 1;
         }
         db(&|c| outbox::record_finding(c, p.test_id, uid, dd_id, triage, Some(&want), s.now))?;
     }
     if need_list {
-        let keep: Vec<String> = desired.iter().map(|g| g.unique_id_from_tool.clone()).collect();
+        let keep: Vec<String> = desired
+            .iter()
+            .map(|g| g.unique_id_from_tool.clone())
+            .collect();
         db(&|c| outbox::forget_findings_except(c, p.test_id, &keep))?;
     }
     if patched > 0 {
@@ -334,7 +363,10 @@ fn triage_of(f: &DojoFinding) -> Triage {
 /// True when DefectDojo's copy already has these volatile values.
 fn holds(f: &DojoFinding, v: &Volatile) -> bool {
     let s = |o: &Option<String>| o.as_deref().unwrap_or("").trim().to_owned();
-    f.severity.as_deref().unwrap_or("").eq_ignore_ascii_case(&v.severity)
+    f.severity
+        .as_deref()
+        .unwrap_or("")
+        .eq_ignore_ascii_case(&v.severity)
         && s(&f.mitigation) == v.mitigation.trim()
         && s(&f.impact) == v.impact.trim()
         && s(&f.references) == v.references.trim()
@@ -400,6 +432,9 @@ mod tests {
                       "reactivated": {"total": {"total": 0}}, "untouched": {"total": {"total": 4}}}
         });
         let s = Stats::from(&updated);
-        assert_eq!((s.new_test, s.created, s.closed, s.untouched), (false, 1, 2, 4));
+        assert_eq!(
+            (s.new_test, s.created, s.closed, s.untouched),
+            (false, 1, 2, 4)
+        );
     }
 }

@@ -192,7 +192,10 @@ pub fn generic_finding(
                     "{} {} is affected by {} ({}).",
                     f.package, f.installed_version, f.id, p
                 ),
-                None => format!("{} {} is affected by {}.", f.package, f.installed_version, f.id),
+                None => format!(
+                    "{} {} is affected by {}.",
+                    f.package, f.installed_version, f.id
+                ),
             };
             file_path = non_empty(&f.path);
             mitigation = match non_empty(&f.fixed_version) {
@@ -215,7 +218,11 @@ pub fn generic_finding(
             description = format!(
                 "Rule {} matched in {}: {}",
                 f.id,
-                if f.path.is_empty() { "(unknown file)" } else { &f.path },
+                if f.path.is_empty() {
+                    "(unknown file)"
+                } else {
+                    &f.path
+                },
                 f.detail
             );
             file_path = non_empty(&f.path);
@@ -351,7 +358,14 @@ mod tests {
 
     #[test]
     fn hash_fields_do_not_move_with_volatile_facts() {
-        let a = generic_finding(Family::Vulnerability, "docker.io/library/x", "k", "", &vuln(), &Usage::default());
+        let a = generic_finding(
+            Family::Vulnerability,
+            "docker.io/library/x",
+            "k",
+            "",
+            &vuln(),
+            &Usage::default(),
+        );
         let mut v = vuln();
         v.severity = Severity::Critical;
         v.fixed_version = "3.0.3".into();
@@ -361,7 +375,14 @@ mod tests {
             workloads: vec!["ns/Deployment/api".into()],
             images: vec![],
         };
-        let b = generic_finding(Family::Vulnerability, "docker.io/library/x", "k", "", &v, &usage);
+        let b = generic_finding(
+            Family::Vulnerability,
+            "docker.io/library/x",
+            "k",
+            "",
+            &v,
+            &usage,
+        );
         assert_eq!(hash_fields(&a), hash_fields(&b));
         assert_eq!(a.unique_id_from_tool, b.unique_id_from_tool);
         assert_ne!(a.volatile.hash(), b.volatile.hash());
@@ -375,29 +396,68 @@ mod tests {
     fn only_allowed_keys_are_written() {
         let mut check = Finding::new("KSV014", Severity::Low);
         check.title = "Root file system is not read-only (reworded)".into();
-        let g = generic_finding(Family::ConfigAudit, "ns/Deployment/api", "KSV014", "Root file system is not read-only", &check, &Usage::default());
+        let g = generic_finding(
+            Family::ConfigAudit,
+            "ns/Deployment/api",
+            "KSV014",
+            "Root file system is not read-only",
+            &check,
+            &Usage::default(),
+        );
         assert_eq!(g.title, "KSV014 - Root file system is not read-only");
         let v = serde_json::to_value(&g).expect("json");
         let allowed = [
-            "title", "description", "file_path", "unique_id_from_tool", "vuln_id_from_tool",
-            "vulnerability_ids", "component_name", "component_version", "static_finding",
-            "dynamic_finding", "publish_date", "severity", "mitigation", "impact", "references",
-            "fix_available", "fix_version", "cvssv3_score",
+            "title",
+            "description",
+            "file_path",
+            "unique_id_from_tool",
+            "vuln_id_from_tool",
+            "vulnerability_ids",
+            "component_name",
+            "component_version",
+            "static_finding",
+            "dynamic_finding",
+            "publish_date",
+            "severity",
+            "mitigation",
+            "impact",
+            "references",
+            "fix_available",
+            "fix_version",
+            "cvssv3_score",
         ];
         for k in v.as_object().expect("object").keys() {
             assert!(allowed.contains(&k.as_str()), "{k}");
         }
-        assert_eq!(g.volatile.references, "https://avd.aquasec.com/misconfig/ksv014");
+        assert_eq!(
+            g.volatile.references,
+            "https://avd.aquasec.com/misconfig/ksv014"
+        );
     }
 
     #[test]
     fn type_names_are_frozen() {
         // Changing any of these breaks every existing test in DefectDojo (400 on reimport).
-        assert_eq!(scan_type_name(Family::Vulnerability), "Trivy Digest Vulnerabilities");
-        assert_eq!(scan_type_name(Family::Secret), "Trivy Digest Exposed Secrets");
-        assert_eq!(scan_type_name(Family::ConfigAudit), "Trivy Digest Config Audit");
+        assert_eq!(
+            scan_type_name(Family::Vulnerability),
+            "Trivy Digest Vulnerabilities"
+        );
+        assert_eq!(
+            scan_type_name(Family::Secret),
+            "Trivy Digest Exposed Secrets"
+        );
+        assert_eq!(
+            scan_type_name(Family::ConfigAudit),
+            "Trivy Digest Config Audit"
+        );
         assert_eq!(scan_type_name(Family::Rbac), "Trivy Digest RBAC Assessment");
-        assert_eq!(scan_type_name(Family::Infra), "Trivy Digest Infra Assessment");
-        assert_eq!(scan_type_name(Family::Compliance), "Trivy Digest Compliance");
+        assert_eq!(
+            scan_type_name(Family::Infra),
+            "Trivy Digest Infra Assessment"
+        );
+        assert_eq!(
+            scan_type_name(Family::Compliance),
+            "Trivy Digest Compliance"
+        );
     }
 }

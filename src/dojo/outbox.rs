@@ -20,7 +20,9 @@ pub enum Enqueued {
 pub fn enqueue(conn: &Connection, p: &PlannedTest, now: i64) -> Result<Enqueued> {
     let existing: Option<(String, String, Option<String>)> = conn
         .prepare_cached("SELECT state, full_hash, last_error FROM outbox WHERE test_id = ?1")?
-        .query_row(params![p.test_id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .query_row(params![p.test_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
         .optional()?;
     let form = serde_json::to_string(&p.form)?;
     match existing {
@@ -109,8 +111,25 @@ pub fn pending(conn: &Connection) -> Result<Vec<Pending>> {
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (id, test_id, action, content_hash, full_hash, form, file, attempts, context, title, family, dd) = row?;
-        let action = if action == "sync" { Action::Sync } else { Action::Reimport };
+        let (
+            id,
+            test_id,
+            action,
+            content_hash,
+            full_hash,
+            form,
+            file,
+            attempts,
+            context,
+            title,
+            family,
+            dd,
+        ) = row?;
+        let action = if action == "sync" {
+            Action::Sync
+        } else {
+            Action::Reimport
+        };
         let form: Vec<(String, String)> = serde_json::from_str(&form)?;
         let family = Family::parse(&family).unwrap_or(Family::Vulnerability);
         out.push(Pending {
@@ -141,7 +160,10 @@ pub fn attempt(conn: &Connection, id: i64, now: i64) -> Result<()> {
 }
 
 pub fn note_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
-    conn.execute("UPDATE outbox SET last_error = ?2 WHERE id = ?1", params![id, error])?;
+    conn.execute(
+        "UPDATE outbox SET last_error = ?2 WHERE id = ?1",
+        params![id, error],
+    )?;
     Ok(())
 }
 
@@ -175,7 +197,11 @@ pub fn reimported(
     conn.execute(
         "INSERT INTO dojo_contexts(product_type, product, engagement) VALUES(?1, ?2, ?3)
          ON CONFLICT DO NOTHING",
-        params![p.context.product_type, p.context.product, p.context.engagement],
+        params![
+            p.context.product_type,
+            p.context.product,
+            p.context.engagement
+        ],
     )?;
     Ok(())
 }
@@ -219,8 +245,12 @@ pub struct DojoFindingState {
     pub sent_hash: Option<String>,
 }
 
-pub fn finding_states(conn: &Connection, test_id: i64) -> Result<std::collections::HashMap<String, DojoFindingState>> {
-    let mut stmt = conn.prepare_cached("SELECT uid, dd_id, sent_hash FROM dojo_findings WHERE test_id = ?1")?;
+pub fn finding_states(
+    conn: &Connection,
+    test_id: i64,
+) -> Result<std::collections::HashMap<String, DojoFindingState>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT uid, dd_id, sent_hash FROM dojo_findings WHERE test_id = ?1")?;
     let rows = stmt.query_map(params![test_id], |r| {
         Ok((
             r.get::<_, String>(0)?,

@@ -129,7 +129,9 @@ pub fn plan(
         .collect::<rusqlite::Result<_>>()?;
 
     for (subject_id, family, subject_key) in subjects {
-        let Some(family) = Family::parse(&family) else { continue };
+        let Some(family) = Family::parse(&family) else {
+            continue;
+        };
         if !cfg.families.contains(&family) {
             continue;
         }
@@ -141,7 +143,9 @@ pub fn plan(
             stats.tests += 1;
             let test_id = upsert_test(conn, &context, &title, family, subject_id)?;
             desired.insert(test_id);
-            decide(conn, cfg, force, test_id, context, title, family, built, false, &mut stats, sink)?;
+            decide(
+                conn, cfg, force, test_id, context, title, family, built, false, &mut stats, sink,
+            )?;
         }
     }
 
@@ -152,14 +156,24 @@ pub fn plan(
              FROM dojo_tests WHERE acked_hash IS NOT NULL",
         )?
         .query_map([], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?))
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+            ))
         })?
         .collect::<rusqlite::Result<_>>()?;
     for (test_id, pt, p, e, title, family, subject_id) in stale {
         if desired.contains(&test_id) {
             continue;
         }
-        let Some(family) = Family::parse(&family) else { continue };
+        let Some(family) = Family::parse(&family) else {
+            continue;
+        };
         let live: bool = conn
             .prepare_cached(
                 "SELECT EXISTS (SELECT 1 FROM targets t JOIN reports r ON r.target_id = t.id
@@ -176,7 +190,9 @@ pub fn plan(
             engagement: e,
         };
         let built = Built::empty(family);
-        decide(conn, cfg, force, test_id, context, title, family, built, true, &mut stats, sink)?;
+        decide(
+            conn, cfg, force, test_id, context, title, family, built, true, &mut stats, sink,
+        )?;
     }
     Ok(stats)
 }
@@ -266,7 +282,10 @@ pub fn form_fields(cfg: &DojoConfig, c: &Context, title: &str) -> Vec<(String, S
         ("service".into(), title.into()),
         ("auto_create_context".into(), "true".into()),
         ("close_old_findings".into(), "true".into()),
-        ("do_not_reactivate".into(), cfg.do_not_reactivate.to_string()),
+        (
+            "do_not_reactivate".into(),
+            cfg.do_not_reactivate.to_string(),
+        ),
         ("active".into(), cfg.active.to_string()),
         ("verified".into(), cfg.verified.to_string()),
         ("minimum_severity".into(), "Info".into()),
@@ -319,20 +338,34 @@ fn hashes(form: &[(String, String)], built: &Built) -> (String, String) {
     (membership, full)
 }
 
-fn upsert_test(conn: &Connection, c: &Context, title: &str, family: Family, subject_id: i64) -> Result<i64> {
+fn upsert_test(
+    conn: &Connection,
+    c: &Context,
+    title: &str,
+    family: Family,
+    subject_id: i64,
+) -> Result<i64> {
     let existing: Option<i64> = conn
         .prepare_cached(
             "SELECT id FROM dojo_tests WHERE product_type = ?1 AND product = ?2 AND engagement = ?3
              AND title = ?4 AND family = ?5",
         )?
         .query_row(
-            params![c.product_type, c.product, c.engagement, title, family.as_str()],
+            params![
+                c.product_type,
+                c.product,
+                c.engagement,
+                title,
+                family.as_str()
+            ],
             |r| r.get(0),
         )
         .optional()?;
     if let Some(id) = existing {
-        conn.prepare_cached("UPDATE dojo_tests SET subject_id = ?2 WHERE id = ?1 AND subject_id <> ?2")?
-            .execute(params![id, subject_id])?;
+        conn.prepare_cached(
+            "UPDATE dojo_tests SET subject_id = ?2 WHERE id = ?1 AND subject_id <> ?2",
+        )?
+        .execute(params![id, subject_id])?;
         return Ok(id);
     }
     Ok(conn
@@ -341,7 +374,14 @@ fn upsert_test(conn: &Connection, c: &Context, title: &str, family: Family, subj
              VALUES(?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         )?
         .query_row(
-            params![c.product_type, c.product, c.engagement, title, family.as_str(), subject_id],
+            params![
+                c.product_type,
+                c.product,
+                c.engagement,
+                title,
+                family.as_str(),
+                subject_id
+            ],
             |r| r.get(0),
         )?)
 }
@@ -349,7 +389,13 @@ fn upsert_test(conn: &Connection, c: &Context, title: &str, family: Family, subj
 fn load_namespaces(conn: &Connection) -> Result<Namespaces> {
     let mut out = Namespaces::new();
     let mut stmt = conn.prepare("SELECT name, labels, annotations FROM namespaces")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
     for row in rows {
         let (name, labels, annotations) = row?;
         let labels = serde_json::from_str(&labels).unwrap_or_default();
@@ -376,8 +422,16 @@ fn load_targets(conn: &Connection, subject_id: i64) -> Result<BTreeMap<i64, Targ
         let key: Option<String> = r.get(3)?;
         let tag: Option<String> = r.get(4)?;
         let t = targets.entry(id).or_insert_with(|| TargetInfo {
-            registry: r.get::<_, Option<String>>(1).ok().flatten().unwrap_or_default(),
-            repository: r.get::<_, Option<String>>(2).ok().flatten().unwrap_or_default(),
+            registry: r
+                .get::<_, Option<String>>(1)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
+            repository: r
+                .get::<_, Option<String>>(2)
+                .ok()
+                .flatten()
+                .unwrap_or_default(),
             image: key.map(|k| match tag {
                 Some(t) if k.contains('@') => format!("{k} ({t})"),
                 _ => k,
@@ -391,11 +445,12 @@ fn load_targets(conn: &Connection, subject_id: i64) -> Result<BTreeMap<i64, Targ
             container: r.get(8)?,
         };
         // Several reports of one workload (one per ReplicaSet) list it once.
-        if !t
-            .workloads
-            .iter()
-            .any(|x| x.namespace == w.namespace && x.kind == w.kind && x.name == w.name && x.container == w.container)
-        {
+        if !t.workloads.iter().any(|x| {
+            x.namespace == w.namespace
+                && x.kind == w.kind
+                && x.name == w.name
+                && x.container == w.container
+        }) {
             t.workloads.push(w);
         }
     }
@@ -518,7 +573,14 @@ fn build_test(
         usage.images.sort();
         usage.images.dedup();
         usage.workloads.sort();
-        out.push(format::generic_finding(family, subject, &sf.key, &sf.first_title, &sf.finding, &usage));
+        out.push(format::generic_finding(
+            family,
+            subject,
+            &sf.key,
+            &sf.first_title,
+            &sf.finding,
+            &usage,
+        ));
     }
     out.sort_by(|a, b| a.unique_id_from_tool.cmp(&b.unique_id_from_tool));
     Ok(Built {

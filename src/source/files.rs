@@ -122,7 +122,10 @@ fn walk(path: &Path, explicit: bool, files: &mut Vec<SourceFile>, errors: &mut V
 
 fn has_report_extension(path: &Path) -> bool {
     matches!(
-        path.extension().and_then(|e| e.to_str()).map(str::to_ascii_lowercase).as_deref(),
+        path.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .as_deref(),
         Some("json" | "yaml" | "yml")
     )
 }
@@ -295,7 +298,9 @@ impl Ctx<'_> {
 
 fn read_json<R: Read>(reader: R, ctx: &mut Ctx<'_>) -> Option<InputError> {
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let result = TopLevel { ctx }.deserialize(&mut de).and_then(|()| de.end());
+    let result = TopLevel { ctx }
+        .deserialize(&mut de)
+        .and_then(|()| de.end());
     result.err().map(|e| json_error(ctx_origin(ctx), &e))
 }
 
@@ -385,7 +390,7 @@ impl<'de> Visitor<'de> for TopLevel<'_, '_> {
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        stream_items(seq, self.ctx, |i| Position::Index(i), None)
+        stream_items(seq, self.ctx, Position::Index, None)
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
@@ -429,7 +434,11 @@ fn plural_key(key: &str) -> Option<ReportKind> {
 }
 
 fn reassemble(fields: &[(String, Box<RawValue>)]) -> Result<Box<RawValue>, serde_json::Error> {
-    let cap = fields.iter().map(|(k, v)| k.len() + v.get().len() + 4).sum::<usize>() + 2;
+    let cap = fields
+        .iter()
+        .map(|(k, v)| k.len() + v.get().len() + 4)
+        .sum::<usize>()
+        + 2;
     let mut out = String::with_capacity(cap);
     out.push('{');
     for (i, (k, v)) in fields.iter().enumerate() {
@@ -551,7 +560,10 @@ mod tests {
 
         let (o, _) = collect(r#"{"kind":"VulnerabilityReport","report":{"x":[1,2]}}"#);
         assert_eq!(o.len(), 1);
-        assert_eq!(o[0].1, r#"{"kind":"VulnerabilityReport","report":{"x":[1,2]}}"#);
+        assert_eq!(
+            o[0].1,
+            r#"{"kind":"VulnerabilityReport","report":{"x":[1,2]}}"#
+        );
     }
 
     #[test]
@@ -559,7 +571,10 @@ mod tests {
         let (o, e) = collect("---\nkind: A\n---\n# nothing\n---\nitems:\n- kind: B\n- kind: C\n");
         assert!(e.is_empty(), "{e:?}");
         let origins: Vec<_> = o.iter().map(|x| x.0.as_str()).collect();
-        assert_eq!(origins, ["t document 1", "t document 2 item 0", "t document 2 item 1"]);
+        assert_eq!(
+            origins,
+            ["t document 1", "t document 2 item 0", "t document 2 item 1"]
+        );
     }
 
     #[test]

@@ -11,9 +11,7 @@ use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::Store;
-use crate::model::{
-    Family, Finding, Image, NamespaceMeta, Report, ReportId, Subject, WorkloadKey,
-};
+use crate::model::{Family, Finding, Image, NamespaceMeta, Report, ReportId, Subject, WorkloadKey};
 
 /// What closing a sweep changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -102,7 +100,15 @@ impl<'s> Session<'s> {
         let findings = dedupe(family, &r.findings);
         let hash = set_hash(family, r.components, &findings);
         let scanned_at = r.scanned_at.map(|t| t.timestamp());
-        let target_id = self.target_id(subject_id, &r.target_key(), hash, image_id, r.components, &findings, scanned_at)?;
+        let target_id = self.target_id(
+            subject_id,
+            &r.target_key(),
+            hash,
+            image_id,
+            r.components,
+            &findings,
+            scanned_at,
+        )?;
         if let Some(t) = scanned_at {
             let m = self.scanned.entry(target_id).or_insert(t);
             *m = (*m).max(t);
@@ -159,7 +165,12 @@ impl<'s> Session<'s> {
                 "UPDATE reports SET seen_scan = ?4, gone_since = NULL
                  WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
             )?
-            .execute(params![id.kind.as_str(), id.namespace, id.name, self.scan_id])?;
+            .execute(params![
+                id.kind.as_str(),
+                id.namespace,
+                id.name,
+                self.scan_id
+            ])?;
         Ok(n > 0)
     }
 
@@ -296,7 +307,9 @@ impl<'s> Session<'s> {
         )?
         .execute(params![w.namespace, w.kind, w.name, self.now])?;
         let id: i64 = conn
-            .prepare_cached("SELECT id FROM workloads WHERE namespace = ?1 AND kind = ?2 AND name = ?3")?
+            .prepare_cached(
+                "SELECT id FROM workloads WHERE namespace = ?1 AND kind = ?2 AND name = ?3",
+            )?
             .query_row(params![w.namespace, w.kind, w.name], |r| r.get(0))?;
         self.workloads.insert(w.clone(), id);
         Ok(id)
@@ -312,7 +325,14 @@ impl<'s> Session<'s> {
             "INSERT INTO images(key, registry, repository, tag, digest, first_seen)
              VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
         )?
-        .execute(params![key, img.registry, img.repository, img.tag, img.digest, self.now])?;
+        .execute(params![
+            key,
+            img.registry,
+            img.repository,
+            img.tag,
+            img.digest,
+            self.now
+        ])?;
         // A pinned image keeps the tag it was last seen with (tags move, digests do not).
         if img.pinned() && img.tag.is_some() {
             conn.prepare_cached("UPDATE images SET tag = ?2 WHERE key = ?1 AND tag IS NOT ?2")?
@@ -359,7 +379,9 @@ impl<'s> Session<'s> {
         }
         let conn = self.store.conn();
         let existing: Option<i64> = conn
-            .prepare_cached("SELECT id FROM targets WHERE subject_id = ?1 AND key = ?2 AND set_hash = ?3")?
+            .prepare_cached(
+                "SELECT id FROM targets WHERE subject_id = ?1 AND key = ?2 AND set_hash = ?3",
+            )?
             .query_row(params![subject_id, key, &hash[..]], |r| r.get(0))
             .optional()?;
         let id = match existing {
@@ -437,7 +459,13 @@ impl<'s> Session<'s> {
                         )?
                         .execute(params![id, severity, f.fixable(), data, scanned_at])?;
                         if old_sev != severity {
-                            event(conn, id, now, "severity", Some(&format!("{old_sev}->{severity}")))?;
+                            event(
+                                conn,
+                                id,
+                                now,
+                                "severity",
+                                Some(&format!("{old_sev}->{severity}")),
+                            )?;
                             self.changes.severities_changed += 1;
                         }
                         if !old_fixable && f.fixable() {
@@ -445,8 +473,10 @@ impl<'s> Session<'s> {
                             self.changes.fixes_published += 1;
                         }
                     }
-                    conn.prepare_cached("UPDATE findings SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2")?
-                        .execute(params![id, seen_at])?;
+                    conn.prepare_cached(
+                        "UPDATE findings SET last_seen = ?2 WHERE id = ?1 AND last_seen < ?2",
+                    )?
+                    .execute(params![id, seen_at])?;
                     id
                 }
             };
@@ -467,9 +497,17 @@ impl Drop for Session<'_> {
     }
 }
 
-fn event(conn: &rusqlite::Connection, finding: i64, at: i64, kind: &str, detail: Option<&str>) -> Result<()> {
-    conn.prepare_cached("INSERT INTO finding_events(finding_id, at, event, detail) VALUES(?1, ?2, ?3, ?4)")?
-        .execute(params![finding, at, kind, detail])?;
+fn event(
+    conn: &rusqlite::Connection,
+    finding: i64,
+    at: i64,
+    kind: &str,
+    detail: Option<&str>,
+) -> Result<()> {
+    conn.prepare_cached(
+        "INSERT INTO finding_events(finding_id, at, event, detail) VALUES(?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![finding, at, kind, detail])?;
     Ok(())
 }
 
@@ -537,7 +575,10 @@ mod tests {
 
     #[test]
     fn set_hash_ignores_order_and_duplicates() {
-        let a = vec![vuln("CVE-1", "a", Severity::High), vuln("CVE-2", "b", Severity::Low)];
+        let a = vec![
+            vuln("CVE-1", "a", Severity::High),
+            vuln("CVE-2", "b", Severity::Low),
+        ];
         let b = vec![
             vuln("CVE-2", "b", Severity::Low),
             vuln("CVE-1", "a", Severity::High),
@@ -550,7 +591,10 @@ mod tests {
             set_hash(Family::Vulnerability, None, &fa),
             set_hash(Family::Vulnerability, None, &fb)
         );
-        let c = vec![vuln("CVE-1", "a", Severity::Critical), vuln("CVE-2", "b", Severity::Low)];
+        let c = vec![
+            vuln("CVE-1", "a", Severity::Critical),
+            vuln("CVE-2", "b", Severity::Low),
+        ];
         let fc = dedupe(Family::Vulnerability, &c);
         assert_ne!(
             set_hash(Family::Vulnerability, None, &fa),

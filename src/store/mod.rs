@@ -37,7 +37,9 @@ impl Store {
             conn,
             path: path.to_owned(),
         };
-        store.configure().with_context(|| format!("store {}", path.display()))?;
+        store
+            .configure()
+            .with_context(|| format!("store {}", path.display()))?;
         Ok(store)
     }
 
@@ -90,7 +92,9 @@ impl Store {
     }
 
     pub fn schema_version(&self) -> Result<usize> {
-        let v: i64 = self.conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        let v: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
         Ok(v.max(0) as usize)
     }
 
@@ -103,7 +107,9 @@ impl Store {
     pub fn claim_cluster(&self, cluster: &str) -> Result<()> {
         let existing: Option<String> = self
             .conn
-            .query_row("SELECT value FROM meta WHERE key='cluster'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key='cluster'", [], |r| {
+                r.get(0)
+            })
             .optional()?;
         match existing {
             Some(c) if c == cluster => Ok(()),

@@ -41,7 +41,9 @@ pub fn scan_totals(store: &Store, scan_id: i64) -> Result<ScanTotals> {
              JOIN reports r ON r.target_id = tf.target_id WHERE r.seen_scan = ?1)
          GROUP BY f.severity",
     )?;
-    let rows = stmt.query_map(params![scan_id], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    let rows = stmt.query_map(params![scan_id], |r| {
+        Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
+    })?;
     for row in rows {
         let (sev, n) = row?;
         findings.0[Severity::parse_lenient(&sev).index()] += n.max(0) as u64;

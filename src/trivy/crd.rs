@@ -4,8 +4,8 @@
 
 use std::collections::BTreeMap;
 
-use serde::de::{self, Deserializer, IgnoredAny};
 use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny};
 use serde_json::value::RawValue;
 
 /// The parts every object shares; bodies stay raw until the kind is known.
@@ -45,7 +45,11 @@ pub struct Metadata {
     pub labels: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "scalar_map")]
     pub annotations: BTreeMap<String, String>,
-    #[serde(rename = "ownerReferences", default, deserialize_with = "null_as_default")]
+    #[serde(
+        rename = "ownerReferences",
+        default,
+        deserialize_with = "null_as_default"
+    )]
     pub owner_references: Vec<OwnerReference>,
 }
 
@@ -97,7 +101,11 @@ pub struct Summary {
 /// Body of VulnerabilityReport / ClusterVulnerabilityReport.
 #[derive(Debug, Deserialize)]
 pub struct VulnerabilityBody {
-    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    #[serde(
+        rename = "updateTimestamp",
+        default,
+        deserialize_with = "scalar_string"
+    )]
     pub update_timestamp: Option<String>,
     #[serde(default)]
     pub scanner: Option<Scanner>,
@@ -143,7 +151,11 @@ pub struct Vulnerability {
 /// Body of ExposedSecretReport.
 #[derive(Debug, Deserialize)]
 pub struct SecretBody {
-    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    #[serde(
+        rename = "updateTimestamp",
+        default,
+        deserialize_with = "scalar_string"
+    )]
     pub update_timestamp: Option<String>,
     #[serde(default)]
     pub scanner: Option<Scanner>,
@@ -176,7 +188,11 @@ pub struct Secret {
 /// Body of ConfigAudit, RbacAssessment and InfraAssessment reports (and Cluster* twins).
 #[derive(Debug, Deserialize)]
 pub struct ChecksBody {
-    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    #[serde(
+        rename = "updateTimestamp",
+        default,
+        deserialize_with = "scalar_string"
+    )]
     pub update_timestamp: Option<String>,
     #[serde(default)]
     pub scanner: Option<Scanner>,
@@ -212,7 +228,11 @@ pub struct Check {
 /// Body of SbomReport / ClusterSbomReport: only what identifies the image and the size.
 #[derive(Debug, Deserialize)]
 pub struct SbomBody {
-    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    #[serde(
+        rename = "updateTimestamp",
+        default,
+        deserialize_with = "scalar_string"
+    )]
     pub update_timestamp: Option<String>,
     #[serde(default)]
     pub scanner: Option<Scanner>,
@@ -241,7 +261,11 @@ pub struct Bom {
 /// `status` of ClusterComplianceReport.
 #[derive(Debug, Deserialize)]
 pub struct ComplianceStatus {
-    #[serde(rename = "updateTimestamp", default, deserialize_with = "scalar_string")]
+    #[serde(
+        rename = "updateTimestamp",
+        default,
+        deserialize_with = "scalar_string"
+    )]
     pub update_timestamp: Option<String>,
     #[serde(rename = "summaryReport", default)]
     pub summary_report: Option<SummaryReport>,

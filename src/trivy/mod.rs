@@ -5,4 +5,4 @@ pub mod crd;
 mod normalize;
 pub mod workload;
 
-pub use normalize::{parse_object, ObjectError, Parsed};
+pub use normalize::{ObjectError, Parsed, parse_object};

@@ -22,7 +22,10 @@ pub enum Parsed {
     Namespace(NamespaceMeta),
     /// Not a Trivy Operator report (a Pod in a `kubectl get all` export, a legacy kind):
     /// skipped without being an error.
-    Ignored { origin: Origin, reason: String },
+    Ignored {
+        origin: Origin,
+        reason: String,
+    },
     /// A report the operator has not filled in yet (a ClusterComplianceReport before its
     /// first evaluation has no `status`): whatever was known of it stays.
     NotReady {
@@ -64,15 +67,15 @@ impl fmt::Display for ObjectError {
 impl std::error::Error for ObjectError {}
 
 /// Parses and normalizes one object.
-pub fn parse_object(obj: &RawObject) -> Result<Parsed, ObjectError> {
-    let mut err = ObjectError {
+pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
+    let mut err = Box::new(ObjectError {
         origin: obj.origin.clone(),
         kind: None,
         name: None,
         id: None,
         field: None,
         message: String::new(),
-    };
+    });
     let mut env: Envelope = match deserialize_at(obj.json.get(), "") {
         Ok(e) => e,
         Err((field, message)) => {
@@ -136,7 +139,10 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, ObjectError> {
         if kind == ReportKind::ClusterComplianceReport {
             return Ok(Parsed::NotReady {
                 origin: obj.origin.clone(),
-                reason: format!("ClusterComplianceReport {} has no status yet (not evaluated)", id.name),
+                reason: format!(
+                    "ClusterComplianceReport {} has no status yet (not evaluated)",
+                    id.name
+                ),
                 id,
             });
         }
@@ -208,11 +214,15 @@ fn infer_kind(env: &Envelope, hint: Option<ReportKind>) -> Option<ReportKind> {
     let checks_body = |k: ReportKind| {
         matches!(
             k.family(),
-            crate::model::Family::ConfigAudit | crate::model::Family::Rbac | crate::model::Family::Infra
+            crate::model::Family::ConfigAudit
+                | crate::model::Family::Rbac
+                | crate::model::Family::Infra
         )
     };
     match (by_content, hint) {
-        (Some(c), Some(h)) if c.family() == h.family() || (checks_body(c) && checks_body(h)) => Some(h),
+        (Some(c), Some(h)) if c.family() == h.family() || (checks_body(c) && checks_body(h)) => {
+            Some(h)
+        }
         (Some(c), _) => Some(c),
         (None, _) => None,
     }
@@ -224,7 +234,11 @@ fn report_id(kind: ReportKind, meta: &Metadata, obj: &RawObject) -> ReportId {
     } else {
         meta.namespace
             .clone()
-            .or_else(|| meta.labels.get("trivy-operator.resource.namespace").cloned())
+            .or_else(|| {
+                meta.labels
+                    .get("trivy-operator.resource.namespace")
+                    .cloned()
+            })
             .unwrap_or_default()
     };
     let name = meta
@@ -592,15 +606,29 @@ mod tests {
     fn wrong_type_names_object_and_field() {
         let json = VULN.replace(r#""severity":"danger""#, r#""severity":5"#);
         let err = parse_object(&raw(&json)).expect_err("must fail");
-        assert_eq!(err.field.as_deref(), Some("report.vulnerabilities[1].severity"));
+        assert_eq!(
+            err.field.as_deref(),
+            Some("report.vulnerabilities[1].severity")
+        );
         let text = err.to_string();
-        assert!(text.starts_with("f.json item 2 (VulnerabilityReport shop/replicaset-api-7cc565547-app)"), "{text}");
-        assert!(err.id.is_some(), "identity is known, so the store can keep the old content");
+        assert!(
+            text.starts_with(
+                "f.json item 2 (VulnerabilityReport shop/replicaset-api-7cc565547-app)"
+            ),
+            "{text}"
+        );
+        assert!(
+            err.id.is_some(),
+            "identity is known, so the store can keep the old content"
+        );
     }
 
     #[test]
     fn missing_identity_field_is_named() {
-        let json = VULN.replace(r#""vulnerabilityID":"CVE-1","resource":"libssl","#, r#""resource":"libssl","#);
+        let json = VULN.replace(
+            r#""vulnerabilityID":"CVE-1","resource":"libssl","#,
+            r#""resource":"libssl","#,
+        );
         let err = parse_object(&raw(&json)).expect_err("must fail");
         assert_eq!(err.field.as_deref(), Some("report.vulnerabilities[0]"));
         assert!(err.message.contains("vulnerabilityID"), "{}", err.message);
@@ -623,7 +651,9 @@ mod tests {
         let mut o = raw(r#"{"scanner":{"name":"Trivy"},"checks":null}"#);
         o.kind_hint = Some(ReportKind::RbacAssessmentReport);
         o.name_hint = Some("ClusterRole-admin".into());
-        let Ok(Parsed::Report(r)) = parse_object(&o) else { panic!("report") };
+        let Ok(Parsed::Report(r)) = parse_object(&o) else {
+            panic!("report")
+        };
         assert_eq!(r.id.kind, ReportKind::RbacAssessmentReport);
         assert_eq!(r.workload.to_string(), "ClusterRole/admin");
         assert!(r.findings.is_empty());

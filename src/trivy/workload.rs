@@ -68,7 +68,10 @@ mod tests {
         let w = top_controller("ns", "ReplicaSet", "api-abcdef01");
         assert_eq!(w.kind, "ReplicaSet");
         let w = top_controller("ns", "StatefulSet", "db-7cc565547");
-        assert_eq!((w.kind.as_str(), w.name.as_str()), ("StatefulSet", "db-7cc565547"));
+        assert_eq!(
+            (w.kind.as_str(), w.name.as_str()),
+            ("StatefulSet", "db-7cc565547")
+        );
     }
 
     #[test]

@@ -1,0 +1,99 @@
+//! Report objects built for tests, shaped like the operator writes them.
+
+use serde_json::{Value, json};
+
+/// One vulnerability entry.
+#[derive(Clone, Debug)]
+pub struct Vuln {
+    pub id: &'static str,
+    pub package: &'static str,
+    pub installed: &'static str,
+    pub fixed: &'static str,
+    pub severity: &'static str,
+    pub score: Option<f64>,
+}
+
+pub fn vuln(id: &'static str, package: &'static str, severity: &'static str) -> Vuln {
+    Vuln {
+        id,
+        package,
+        installed: "1.0.0",
+        fixed: "",
+        severity,
+        score: Some(7.5),
+    }
+}
+
+impl Vuln {
+    pub fn fixed(mut self, v: &'static str) -> Vuln {
+        self.fixed = v;
+        self
+    }
+    pub fn severity(mut self, s: &'static str) -> Vuln {
+        self.severity = s;
+        self
+    }
+}
+
+/// A VulnerabilityReport of ReplicaSet `<workload>-<hash>` in `ns`, container `app`.
+pub fn vulnerability_report(
+    ns: &str,
+    workload: &str,
+    repository: &str,
+    digest: Option<&str>,
+    vulns: &[Vuln],
+) -> Value {
+    let rs = format!("{workload}-7cc565547");
+    let mut artifact = json!({"repository": repository, "tag": "1.0"});
+    if let Some(d) = digest {
+        artifact["digest"] = json!(d);
+    }
+    let list: Vec<Value> = vulns
+        .iter()
+        .map(|v| {
+            let mut e = json!({
+                "vulnerabilityID": v.id, "resource": v.package, "installedVersion": v.installed,
+                "fixedVersion": v.fixed, "severity": v.severity, "title": format!("{} in {}", v.id, v.package),
+                "primaryLink": format!("https://avd.aquasec.com/nvd/{}", v.id.to_lowercase()),
+                "links": [], "target": "",
+            });
+            if let Some(s) = v.score {
+                e["score"] = json!(s);
+            }
+            e
+        })
+        .collect();
+    json!({
+        "apiVersion": "aquasecurity.github.io/v1alpha1",
+        "kind": "VulnerabilityReport",
+        "metadata": {
+            "name": format!("replicaset-{rs}-app"),
+            "namespace": ns,
+            "labels": {
+                "trivy-operator.container.name": "app",
+                "trivy-operator.resource.kind": "ReplicaSet",
+                "trivy-operator.resource.name": rs,
+                "trivy-operator.resource.namespace": ns,
+            },
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true}],
+        },
+        "report": {
+            "updateTimestamp": "2026-10-01T08:00:00Z",
+            "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.48.3"},
+            "registry": {"server": "ghcr.io"},
+            "artifact": artifact,
+            "summary": {"criticalCount": 0, "highCount": 0, "mediumCount": 0, "lowCount": 0, "unknownCount": 0},
+            "vulnerabilities": list,
+        }
+    })
+}
+
+/// A `kind: List` of the given objects, as `kubectl get -o json` prints it.
+pub fn list(items: Vec<Value>) -> String {
+    serde_json::to_string_pretty(&json!({"apiVersion": "v1", "kind": "List", "items": items}))
+        .expect("json")
+}
+
+pub fn digest(n: u32) -> String {
+    format!("sha256:{n:064x}")
+}
