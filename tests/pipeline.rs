@@ -463,3 +463,51 @@ fn unpinned_images_fall_back_to_the_tag() {
         1
     );
 }
+
+#[test]
+fn the_bundled_example_reads_cleanly() {
+    let ws = Workspace::new();
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/reports");
+    let run = ws.scan_at(T0, &[&examples]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let s = run.json();
+    assert_eq!(s["reports"]["stored"], 13);
+    assert_eq!(
+        s["images"],
+        json!({"unique": 5, "pinned": 3, "unpinned": 2})
+    );
+    assert_eq!(s["workloads"], 9);
+    assert_eq!(s["reports"]["namespaces"], 2);
+}
+
+#[test]
+fn config_check_redacts_the_token() {
+    let ws = Workspace::new();
+    let token = "a1b2c3d4e5f60718293a4b5c6d7e8f9012345678";
+    let token_file = ws.write("token", &format!("{token}\n"));
+    ws.config(&format!(
+        "cluster: prod\ndefectdojo:\n  url: https://dojo.example.com\n  token_file: {}\n",
+        token_file.display()
+    ));
+    let run = ws.run(&["config", "check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("token: <redacted>"), "{}", run.stdout);
+    assert!(!run.stdout.contains(token) && !run.stderr.contains(token));
+    // A typo is an error that names the key and the file.
+    ws.config("clustr: prod\n");
+    let run = ws.run(&["config", "check"]);
+    assert_eq!(run.code, 1);
+    assert!(
+        run.stderr.contains("trivy-digest.yaml") && run.stderr.contains("clustr"),
+        "{}",
+        run.stderr
+    );
+    // DEFECTDOJO_URL without a token says what is missing.
+    ws.config("cluster: prod\n");
+    let mut ws = ws;
+    ws.env
+        .push(("DEFECTDOJO_URL".into(), "https://dojo.example.com".into()));
+    let run = ws.run(&["config", "check"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("DEFECTDOJO_TOKEN"), "{}", run.stderr);
+}
