@@ -224,20 +224,33 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         url: config.defectdojo.as_ref().map(|d| d.url.clone()),
         ..DojoSummary::default()
     };
-    if let Some(dir) = &opts.dry_run {
+    let dry_dir = opts.dry_run.as_deref();
+    if let Some(dir) = dry_dir {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--dry-run {}: cannot create", dir.display()))?;
-        let mut written = 0usize;
-        dsum.plan = dojo::plan(
-            session.store().conn(),
-            &dojo_cfg,
-            &config.cluster,
-            opts.resync,
-            &mut |t| {
+    }
+    let mut written = 0usize;
+    let mut still_refused = Vec::new();
+    let conn = session.store().conn();
+    dsum.plan = dojo::plan(
+        conn,
+        &dojo_cfg,
+        &config.cluster,
+        opts.resync,
+        &mut |t| match dry_dir {
+            Some(dir) => {
                 written += 1;
                 write_dry_run(dir, written, &t)
-            },
-        )?;
+            }
+            None => {
+                if let outbox::Enqueued::StillRefused(e) = outbox::enqueue(conn, &t, now)? {
+                    still_refused.push(format!("{}: {e}", t.title));
+                }
+                Ok(())
+            }
+        },
+    )?;
+    if let Some(dir) = dry_dir {
         dsum.dry_run = Some(dir.display().to_string());
         // A dry run changes nothing: not the history, not the outbox.
         session.rollback()?;
@@ -245,22 +258,6 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         summary.exit_code = exit_code(&summary);
         return Ok(summary);
     }
-
-    let mut still_refused = Vec::new();
-    dsum.plan = dojo::plan(
-        session.store().conn(),
-        &dojo_cfg,
-        &config.cluster,
-        opts.resync,
-        &mut |t| {
-            if let outbox::Enqueued::StillRefused(e) =
-                outbox::enqueue(session.store().conn(), &t, now)?
-            {
-                still_refused.push(format!("{}: {e}", t.title));
-            }
-            Ok(())
-        },
-    )?;
     dsum.still_refused = still_refused;
     session.commit()?;
 

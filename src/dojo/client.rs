@@ -239,11 +239,15 @@ impl DojoClient {
             };
             match result {
                 Ok(v) => return Ok(v),
-                Err(e @ DojoError::Unavailable { .. }) => {
-                    let DojoError::Unavailable { retry_after, .. } = &e else {
-                        unreachable!()
+                Err(DojoError::Unavailable {
+                    reason,
+                    retry_after,
+                }) => {
+                    let e = DojoError::Unavailable {
+                        reason,
+                        retry_after,
                     };
-                    match self.backoff.delay(attempt, *retry_after) {
+                    match self.backoff.delay(attempt, retry_after) {
                         Some(d) => {
                             tracing::warn!(call = what, attempt, wait_ms = d.as_millis() as u64, error = %e, "retrying");
                             tokio::time::sleep(d).await;

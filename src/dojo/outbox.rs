@@ -24,45 +24,34 @@ pub fn enqueue(conn: &Connection, p: &PlannedTest, now: i64) -> Result<Enqueued>
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
         })
         .optional()?;
-    let form = serde_json::to_string(&p.form)?;
-    match existing {
-        Some((state, full, err)) if state == "failed" && full == p.full_hash => {
-            Ok(Enqueued::StillRefused(err.unwrap_or_default()))
-        }
-        Some(_) => {
-            conn.prepare_cached(
-                "UPDATE outbox SET action = ?2, content_hash = ?3, full_hash = ?4, form = ?5, file = ?6,
-                     created_at = ?7, state = 'pending', attempts = 0, last_error = NULL
-                 WHERE test_id = ?1",
-            )?
-            .execute(params![
-                p.test_id,
-                p.action.as_str(),
-                p.content_hash,
-                p.full_hash,
-                form,
-                p.file,
-                now
-            ])?;
-            Ok(Enqueued::Replaced)
-        }
-        None => {
-            conn.prepare_cached(
-                "INSERT INTO outbox(test_id, action, content_hash, full_hash, form, file, created_at, state)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')",
-            )?
-            .execute(params![
-                p.test_id,
-                p.action.as_str(),
-                p.content_hash,
-                p.full_hash,
-                form,
-                p.file,
-                now
-            ])?;
-            Ok(Enqueued::New)
-        }
+    if let Some((state, full, err)) = &existing
+        && state == "failed"
+        && *full == p.full_hash
+    {
+        return Ok(Enqueued::StillRefused(err.clone().unwrap_or_default()));
     }
+    conn.prepare_cached(
+        "INSERT INTO outbox(test_id, action, content_hash, full_hash, form, file, created_at, state)
+         VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')
+         ON CONFLICT(test_id) DO UPDATE SET
+             action = excluded.action, content_hash = excluded.content_hash,
+             full_hash = excluded.full_hash, form = excluded.form, file = excluded.file,
+             created_at = excluded.created_at, state = 'pending', attempts = 0, last_error = NULL",
+    )?
+    .execute(params![
+        p.test_id,
+        p.action.as_str(),
+        p.content_hash,
+        p.full_hash,
+        serde_json::to_string(&p.form)?,
+        p.file,
+        now
+    ])?;
+    Ok(if existing.is_some() {
+        Enqueued::Replaced
+    } else {
+        Enqueued::New
+    })
 }
 
 /// A queued push as the exporter reads it back.

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context as _, Result};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use sha2::{Digest, Sha256};
 
 use super::format::{self, GenericFile, GenericFinding, Usage};
@@ -345,33 +345,13 @@ fn upsert_test(
     family: Family,
     subject_id: i64,
 ) -> Result<i64> {
-    let existing: Option<i64> = conn
-        .prepare_cached(
-            "SELECT id FROM dojo_tests WHERE product_type = ?1 AND product = ?2 AND engagement = ?3
-             AND title = ?4 AND family = ?5",
-        )?
-        .query_row(
-            params![
-                c.product_type,
-                c.product,
-                c.engagement,
-                title,
-                family.as_str()
-            ],
-            |r| r.get(0),
-        )
-        .optional()?;
-    if let Some(id) = existing {
-        conn.prepare_cached(
-            "UPDATE dojo_tests SET subject_id = ?2 WHERE id = ?1 AND subject_id <> ?2",
-        )?
-        .execute(params![id, subject_id])?;
-        return Ok(id);
-    }
     Ok(conn
         .prepare_cached(
             "INSERT INTO dojo_tests(product_type, product, engagement, title, family, subject_id)
-             VALUES(?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+             VALUES(?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(product_type, product, engagement, title, family)
+                 DO UPDATE SET subject_id = excluded.subject_id
+             RETURNING id",
         )?
         .query_row(
             params![
