@@ -319,8 +319,22 @@ fn json_error(origin: Origin, e: &serde_json::Error) -> InputError {
     InputError { origin, message }
 }
 
+/// Aliases per YAML document: each one replays its anchor in full.
+const YAML_MAX_ALIASES: usize = 1_000;
+/// Text retained by anchors per document, so the most one alias can replay.
+const YAML_MAX_ANCHOR_BYTES: usize = 64 * 1024;
+/// Events recorded into anchors, and events replayed by aliases, per document.
+const YAML_MAX_ALIAS_EVENTS: usize = 100_000;
+
 fn read_yaml<R: Read>(reader: &mut R, ctx: &mut Ctx<'_>) -> Vec<InputError> {
     let mut errors = Vec::new();
+    // Documents are as large as their input (a `kubectl get -o yaml` List is one
+    // document), so size is not limited. Aliases are the one way a small input becomes a
+    // large value (nested anchors expand exponentially: a 250-byte "billion laughs" took
+    // seconds and hundreds of MB, a 32 KB one more than 2 GB), and nothing that writes
+    // reports uses them; their expansion is bounded instead: at most
+    // YAML_MAX_ALIASES × YAML_MAX_ANCHOR_BYTES (64 MiB) of text and
+    // YAML_MAX_ALIAS_EVENTS nodes per document.
     let options = serde_saphyr::options! {
         budget: serde_saphyr::budget! {
             max_reader_input_bytes: None,
@@ -329,6 +343,12 @@ fn read_yaml<R: Read>(reader: &mut R, ctx: &mut Ctx<'_>) -> Vec<InputError> {
             max_events: usize::MAX,
             max_total_scalar_bytes: usize::MAX,
             max_depth: 256,
+            max_aliases: YAML_MAX_ALIASES,
+            max_recorded_anchor_bytes: YAML_MAX_ANCHOR_BYTES,
+            max_recorded_anchor_events: YAML_MAX_ALIAS_EVENTS,
+        },
+        alias_limits: serde_saphyr::alias_limits! {
+            max_total_replayed_events: YAML_MAX_ALIAS_EVENTS,
         },
     };
     let mut docs = serde_saphyr::read_with_options::<_, serde_json::Value>(reader, options);
@@ -591,6 +611,77 @@ mod tests {
         assert_eq!(o.len(), 1);
         assert_eq!(e.len(), 1);
         assert!(e[0].to_string().contains("invalid YAML"), "{}", e[0]);
+    }
+
+    /// Refused as a whole, at once: one error, no object.
+    fn refused(text: &str) {
+        let start = std::time::Instant::now();
+        let (o, e) = collect(text);
+        assert!(o.is_empty(), "{} objects", o.len());
+        assert_eq!(e.len(), 1, "{e:?}");
+        assert!(
+            e[0].message.starts_with("invalid YAML: "),
+            "{}",
+            e[0].message
+        );
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(5),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[test]
+    fn yaml_alias_bombs_are_refused() {
+        // "Billion laughs": nested anchors, 10^6 scalars from 250 bytes (before the limits:
+        // 20 s and 700 MB in the fuzz build).
+        refused(
+            "a: &a [x,x,x,x,x,x,x,x,x,x]\n\
+             b: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n\
+             c: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\n\
+             d: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\n\
+             e: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n\
+             f: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e,*e]\n\
+             g: [*f,*f,*f,*f,*f,*f,*f,*f,*f]\n",
+        );
+        // A large scalar, nested three times, used 60 times: 32 KB became more than 2 GB.
+        let d10 = |x: &str| vec![format!("*{x}"); 10].join(",");
+        refused(&format!(
+            "a: &a \"{}\"\nb: &b [{}]\nc: &c [{}]\nd: &d [{}]\ne: [{}]\n",
+            "x".repeat(32_000),
+            d10("a"),
+            d10("b"),
+            d10("c"),
+            vec!["*d"; 60].join(","),
+        ));
+        // No nesting, many aliases of one large scalar: 60 KB became 300 MB.
+        refused(&format!(
+            "a: &a \"{}\"\nb: [{}]\n",
+            "y".repeat(30_000),
+            vec!["*a"; 10_000].join(","),
+        ));
+    }
+
+    #[test]
+    fn modest_yaml_aliases_still_work() {
+        let (o, e) = collect(
+            "labels: &l {team: a}\nitems:\n\
+             - kind: A\n  metadata: {labels: *l}\n\
+             - kind: B\n  metadata: {labels: *l}\n",
+        );
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.len(), 2);
+        assert_eq!(o[1].1, r#"{"kind":"B","metadata":{"labels":{"team":"a"}}}"#);
+        // The limits are per document: 600 aliases here, 600 in the next.
+        let mut doc = String::new();
+        for i in 0..60 {
+            doc.push_str(&format!("a{i}: &a{i} {}\n", "z".repeat(1_000)));
+        }
+        let uses: Vec<String> = (0..600).map(|i| format!("*a{}", i / 10)).collect();
+        doc.push_str(&format!("b: [{}]\n", uses.join(",")));
+        let (o, e) = collect(&format!("{doc}---\n{doc}"));
+        assert!(e.is_empty(), "{e:?}");
+        assert_eq!(o.len(), 2);
     }
 
     #[test]
