@@ -208,17 +208,31 @@ fn a_bad_object_is_named_and_the_rest_is_read() {
             .expect("error")
             .contains("missing field `vulnerabilityID`")
     );
-    assert!(
-        by_origin("broken.json")["error"]
-            .as_str()
-            .expect("e")
-            .contains("unexpected end of JSON")
-    );
+    let broken = by_origin("broken.json")["error"].as_str().expect("e");
+    assert!(broken.contains("unexpected end of input"), "{broken}");
     assert!(
         by_origin("docs.yaml document 2")["error"]
             .as_str()
             .expect("e")
             .contains("invalid YAML")
+    );
+    // A syntax error inside one object of a List costs that object only.
+    let mut neighbour = good.clone();
+    neighbour["metadata"]["name"] = json!("replicaset-neighbour-7cc565547-app");
+    let balanced = ws.write(
+        "balanced.json",
+        &format!(
+            "{{\"items\": [{{\"kind\": \"VulnerabilityReport\", \"report\": {{\"x\": [1,]}}}}, {}]}}",
+            serde_json::to_string(&neighbour).expect("json")
+        ),
+    );
+    let s = ws.scan_at(T0, &[&balanced]).json();
+    assert_eq!(s["reports"]["stored"], 1);
+    let e = s["skipped"][0]["error"].as_str().expect("error");
+    assert!(e.contains("invalid JSON in this object"), "{e}");
+    assert_eq!(
+        s["skipped"][0]["origin"],
+        format!("{} item 0", balanced.display())
     );
     // Text output names the same things.
     let text = ws.run(&["scan", "--from", "mixed.json", "--now", T0]);

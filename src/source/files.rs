@@ -2,18 +2,15 @@
 //! a single object, `kind: List`, a bare JSON array, an object keyed by CRD plural name,
 //! multi-document YAML, and Trivy Operator's alternate-storage folders.
 //!
-//! JSON is streamed: each object is handed to the caller as soon as it is read and then
-//! dropped, so memory does not grow with the size of a `kubectl get -A -o json` export.
+//! JSON is streamed (`json_stream`): each object is handed to the caller as soon as it is
+//! read and then dropped, so memory does not grow with the size of a
+//! `kubectl get -A -o json` export.
 
-use std::fmt;
 use std::fs::File;
 use std::io::{self, BufReader, Read};
 use std::path::{Path, PathBuf};
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde_json::value::RawValue;
-
-use super::{InputError, Origin, Position, RawObject};
+use super::{InputError, Origin, Position, RawObject, json_stream};
 use crate::model::ReportKind;
 
 /// An input named on the command line.
@@ -283,7 +280,7 @@ impl Ctx<'_> {
         }
     }
 
-    fn emit(&mut self, position: Position, json: Box<RawValue>, kind: Option<ReportKind>) {
+    fn emit(&mut self, position: Position, json: Vec<u8>, kind: Option<ReportKind>) {
         let whole = position == Position::Whole;
         let obj = RawObject {
             origin: self.origin(position),
@@ -297,26 +294,13 @@ impl Ctx<'_> {
 }
 
 fn read_json<R: Read>(reader: R, ctx: &mut Ctx<'_>) -> Option<InputError> {
-    let mut de = serde_json::Deserializer::from_reader(reader);
-    let result = TopLevel { ctx }
-        .deserialize(&mut de)
-        .and_then(|()| de.end());
-    result.err().map(|e| json_error(ctx_origin(ctx), &e))
-}
-
-fn ctx_origin(ctx: &Ctx<'_>) -> Origin {
-    ctx.origin(Position::Whole)
-}
-
-fn json_error(origin: Origin, e: &serde_json::Error) -> InputError {
-    let message = match e.classify() {
-        serde_json::error::Category::Io => format!("cannot read: {e}"),
-        serde_json::error::Category::Eof => {
-            format!("unexpected end of JSON ({e}); objects before this point were read")
-        }
-        _ => format!("invalid JSON: {e}; objects after this point were not read"),
-    };
-    InputError { origin, message }
+    let result = json_stream::split(reader, &mut |item| {
+        ctx.emit(item.position, item.bytes, item.kind_hint)
+    });
+    result.err().map(|e| InputError {
+        origin: ctx.origin(Position::Whole),
+        message: e.to_string(),
+    })
 }
 
 /// Aliases per YAML document: each one replays its anchor in full.
@@ -389,147 +373,6 @@ fn one_line(s: &str) -> String {
     s.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-/// The top level of a file: an array of objects, or an object that is a List, a map of
-/// CRD plural names to arrays, or a single report.
-struct TopLevel<'c, 'a> {
-    ctx: &'c mut Ctx<'a>,
-}
-
-impl<'de> DeserializeSeed<'de> for TopLevel<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for TopLevel<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a report object, a List, an array of reports, or a map of CRD names to arrays")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        stream_items(seq, self.ctx, Position::Index, None)
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        let mut fields: Vec<(String, Box<RawValue>)> = Vec::new();
-        let mut streamed = false;
-        while let Some(key) = map.next_key::<String>()? {
-            if key == "items" {
-                map.next_value_seed(Items {
-                    ctx: &mut *self.ctx,
-                    key: None,
-                    kind: None,
-                })?;
-                streamed = true;
-            } else if let Some(kind) = plural_key(&key) {
-                map.next_value_seed(Items {
-                    ctx: &mut *self.ctx,
-                    key: Some(key),
-                    kind: Some(kind),
-                })?;
-                streamed = true;
-            } else {
-                let value: Box<RawValue> = map.next_value()?;
-                fields.push((key, value));
-            }
-        }
-        if !streamed {
-            let json = reassemble(&fields).map_err(de::Error::custom)?;
-            self.ctx.emit(Position::Whole, json, None);
-        }
-        Ok(())
-    }
-}
-
-/// `vulnerabilityreports.aquasecurity.github.io` or `vulnerabilityreports`.
-fn plural_key(key: &str) -> Option<ReportKind> {
-    let (name, group) = key.split_once('.').unwrap_or((key, ""));
-    if !group.is_empty() && group != "aquasecurity.github.io" {
-        return None;
-    }
-    ReportKind::from_plural(name)
-}
-
-fn reassemble(fields: &[(String, Box<RawValue>)]) -> Result<Box<RawValue>, serde_json::Error> {
-    let cap = fields
-        .iter()
-        .map(|(k, v)| k.len() + v.get().len() + 4)
-        .sum::<usize>()
-        + 2;
-    let mut out = String::with_capacity(cap);
-    out.push('{');
-    for (i, (k, v)) in fields.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&serde_json::to_string(k)?);
-        out.push(':');
-        out.push_str(v.get());
-    }
-    out.push('}');
-    RawValue::from_string(out)
-}
-
-struct Items<'c, 'a> {
-    ctx: &'c mut Ctx<'a>,
-    key: Option<String>,
-    kind: Option<ReportKind>,
-}
-
-impl<'de> DeserializeSeed<'de> for Items<'_, '_> {
-    type Value = ();
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
-        d.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Items<'_, '_> {
-    type Value = ();
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of report objects")
-    }
-
-    // `items: null` is an empty list.
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        Ok(())
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<(), A::Error> {
-        let key = self.key;
-        stream_items(
-            seq,
-            self.ctx,
-            |i| match &key {
-                Some(k) => Position::Keyed(k.clone(), i),
-                None => Position::Index(i),
-            },
-            self.kind,
-        )
-    }
-}
-
-fn stream_items<'de, A: SeqAccess<'de>>(
-    mut seq: A,
-    ctx: &mut Ctx<'_>,
-    position: impl Fn(usize) -> Position,
-    kind: Option<ReportKind>,
-) -> Result<(), A::Error> {
-    let mut i = 0usize;
-    while let Some(item) = seq.next_element::<Box<RawValue>>()? {
-        ctx.emit(position(i), item, kind);
-        i += 1;
-    }
-    Ok(())
-}
-
 /// Counts bytes for the progress bar.
 struct CountingReader<'p, R> {
     inner: R,
@@ -557,7 +400,10 @@ mod tests {
     fn collect(text: &str) -> (Vec<(String, String)>, Vec<InputError>) {
         let mut out = Vec::new();
         let errs = read_bytes("t", text.as_bytes(), &mut |o| {
-            out.push((o.origin.to_string(), o.json.get().to_owned()))
+            out.push((
+                o.origin.to_string(),
+                String::from_utf8(o.json).expect("utf8 in tests"),
+            ))
         });
         (out, errs)
     }
@@ -598,11 +444,25 @@ mod tests {
     }
 
     #[test]
-    fn syntax_error_keeps_earlier_items() {
-        let (o, e) = collect(r#"{"items":[{"a":1},{"b":}]}"#);
+    fn syntax_errors_cost_only_what_they_must() {
+        // Balanced but invalid: that object is handed over (its parse will fail), the next
+        // one is still read.
+        let (o, e) = collect(r#"{"items":[{"a":1},{"b":},{"c":3}]}"#);
+        assert_eq!(o.len(), 3);
+        assert!(e.is_empty(), "{e:?}");
+        // Unbalanced: everything before is kept; the rest of the file is unknown.
+        let (o, e) = collect(r#"{"items":[{"a":1},{"b":[}, {"c":3}]}"#);
         assert_eq!(o.len(), 1);
         assert_eq!(e.len(), 1);
-        assert!(e[0].message.contains("invalid JSON"), "{}", e[0].message);
+        assert!(
+            e[0].message.contains("invalid JSON at byte"),
+            "{}",
+            e[0].message
+        );
+        assert!(
+            e[0].message
+                .contains("objects after this point were not read")
+        );
     }
 
     #[test]

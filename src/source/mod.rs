@@ -2,10 +2,9 @@
 //! it knows nothing about report shapes beyond the containers they arrive in.
 
 pub mod files;
+pub mod json_stream;
 
 use std::fmt;
-
-use serde_json::value::RawValue;
 
 use crate::model::ReportKind;
 
@@ -52,11 +51,12 @@ impl fmt::Display for Origin {
     }
 }
 
-/// One JSON object as read, not yet interpreted.
+/// One JSON value as read, not yet interpreted (nor validated beyond balanced brackets
+/// and strings: a syntax error inside it is that object's error).
 #[derive(Debug)]
 pub struct RawObject {
     pub origin: Origin,
-    pub json: Box<RawValue>,
+    pub json: Vec<u8>,
     /// The kind implied by where the object was found (a plural key or an
     /// alternate-storage folder), for objects that do not say their kind.
     pub kind_hint: Option<ReportKind>,

@@ -9,7 +9,7 @@ use serde_json::value::RawValue;
 use super::crd::{self, Envelope, Metadata};
 use super::workload::top_controller;
 use crate::model::{
-    Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Severity, WorkloadKey,
+    Family, Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Severity, WorkloadKey,
 };
 use crate::source::{Origin, RawObject};
 
@@ -76,7 +76,7 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
         field: None,
         message: String::new(),
     });
-    let mut env: Envelope = match deserialize_at(obj.json.get(), "") {
+    let mut env: Envelope = match deserialize_at(&obj.json, "") {
         Ok(e) => e,
         Err((field, message)) => {
             err.field = field;
@@ -126,7 +126,8 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
                 return Err(err);
             };
             err.kind = Some(kind.as_str().to_owned());
-            (kind, Some(&*obj.json), "")
+            let whole: Option<&RawValue> = serde_json::from_slice(&obj.json).ok();
+            (kind, whole, "")
         }
     };
 
@@ -214,9 +215,7 @@ fn infer_kind(env: &Envelope, hint: Option<ReportKind>) -> Option<ReportKind> {
     let checks_body = |k: ReportKind| {
         matches!(
             k.family(),
-            crate::model::Family::ConfigAudit
-                | crate::model::Family::Rbac
-                | crate::model::Family::Infra
+            Family::ConfigAudit | Family::Rbac | Family::Infra
         )
     };
     match (by_content, hint) {
@@ -329,8 +328,8 @@ fn is_resource_kind(k: &str) -> bool {
 type FieldError = (Option<String>, String);
 
 /// Deserializes `json` and reports the failing field path, prefixed by `prefix`.
-fn deserialize_at<'a, T: Deserialize<'a>>(json: &'a str, prefix: &str) -> Result<T, FieldError> {
-    let mut de = serde_json::Deserializer::from_str(json);
+fn deserialize_at<'a, T: Deserialize<'a>>(json: &'a [u8], prefix: &str) -> Result<T, FieldError> {
+    let mut de = serde_json::Deserializer::from_slice(json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
         let field = match (prefix.trim_end_matches('.'), path.as_str()) {
@@ -339,11 +338,17 @@ fn deserialize_at<'a, T: Deserialize<'a>>(json: &'a str, prefix: &str) -> Result
             (pre, p) => Some(format!("{pre}.{p}")),
         };
         let inner = e.into_inner();
-        (field, strip_position(&inner.to_string()))
+        let message = if inner.is_syntax() || inner.is_eof() {
+            // The position is within this object, which is all that locates a typo.
+            format!("invalid JSON in this object: {inner}")
+        } else {
+            strip_position(&inner.to_string())
+        };
+        (field, message)
     })
 }
 
-/// serde_json appends " at line 1 column 345" relative to the raw object, which is
+/// serde_json appends " at line 1 column 345" relative to the object, which is
 /// meaningless to a reader of the file; the field path says where instead.
 fn strip_position(msg: &str) -> String {
     match msg.rfind(" at line ") {
@@ -353,12 +358,22 @@ fn strip_position(msg: &str) -> String {
 }
 
 fn fill_body(r: &mut Report, body: &RawValue, prefix: &str) -> Result<(), FieldError> {
-    match r.id.kind.family() {
-        crate::model::Family::Vulnerability => {
-            let b: crd::VulnerabilityBody = deserialize_at(body.get(), prefix)?;
-            r.scanned_at = timestamp(b.update_timestamp.as_deref());
-            r.scanner_version = scanner_version(b.scanner.as_ref());
-            r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+    let json = body.get().as_bytes();
+    let family = r.id.kind.family();
+    if family == Family::Compliance {
+        let b: crd::ComplianceStatus = deserialize_at(json, prefix)?;
+        r.scanned_at = timestamp(b.update_timestamp.as_deref());
+        compliance_findings(r, b);
+        return Ok(());
+    }
+    let b: crd::ReportBody = deserialize_at(json, prefix)?;
+    r.scanned_at = timestamp(b.update_timestamp.as_deref());
+    r.scanner_version = b.scanner.and_then(|s| s.version).unwrap_or_default();
+    if family.is_image() {
+        r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+    }
+    match family {
+        Family::Vulnerability => {
             for v in b.vulnerabilities {
                 let mut f = Finding::new(v.vulnerability_id, severity(r, v.severity.as_deref()));
                 f.package = v.resource;
@@ -378,13 +393,8 @@ fn fill_body(r: &mut Report, body: &RawValue, prefix: &str) -> Result<(), FieldE
                 f.description = v.description.unwrap_or_default();
                 r.findings.push(f);
             }
-            r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
         }
-        crate::model::Family::Secret => {
-            let b: crd::SecretBody = deserialize_at(body.get(), prefix)?;
-            r.scanned_at = timestamp(b.update_timestamp.as_deref());
-            r.scanner_version = scanner_version(b.scanner.as_ref());
-            r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+        Family::Secret => {
             for s in b.secrets {
                 let mut f = Finding::new(s.rule_id, severity(r, s.severity.as_deref()));
                 f.path = s.target.unwrap_or_default();
@@ -393,14 +403,8 @@ fn fill_body(r: &mut Report, body: &RawValue, prefix: &str) -> Result<(), FieldE
                 f.detail = s.matched.unwrap_or_default();
                 r.findings.push(f);
             }
-            r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
         }
-        crate::model::Family::ConfigAudit
-        | crate::model::Family::Rbac
-        | crate::model::Family::Infra => {
-            let b: crd::ChecksBody = deserialize_at(body.get(), prefix)?;
-            r.scanned_at = timestamp(b.update_timestamp.as_deref());
-            r.scanner_version = scanner_version(b.scanner.as_ref());
+        Family::ConfigAudit | Family::Rbac | Family::Infra => {
             for (i, c) in b.checks.into_iter().enumerate() {
                 if c.success == Some(true) {
                     r.passed_checks += 1;
@@ -424,22 +428,15 @@ fn fill_body(r: &mut Report, body: &RawValue, prefix: &str) -> Result<(), FieldE
                 f.remediation = c.remediation.unwrap_or_default();
                 r.findings.push(f);
             }
-            r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
         }
-        crate::model::Family::Compliance => {
-            let b: crd::ComplianceStatus = deserialize_at(body.get(), prefix)?;
-            r.scanned_at = timestamp(b.update_timestamp.as_deref());
-            compliance_findings(r, b);
-        }
-        crate::model::Family::Sbom => {
-            let b: crd::SbomBody = deserialize_at(body.get(), prefix)?;
-            r.scanned_at = timestamp(b.update_timestamp.as_deref());
-            r.scanner_version = scanner_version(b.scanner.as_ref());
-            r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+        Family::Sbom => {
             let listed = b.components.map(|c| c.components.len() as u64);
-            r.components = listed.or(b.summary.and_then(|s| s.components_count));
+            r.components = listed.or(b.summary.as_ref().and_then(|s| s.components));
+            return Ok(());
         }
+        Family::Compliance => {}
     }
+    r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
     Ok(())
 }
 
@@ -527,10 +524,6 @@ fn image(
     ))
 }
 
-fn scanner_version(s: Option<&crd::Scanner>) -> String {
-    s.and_then(|s| s.version.clone()).unwrap_or_default()
-}
-
 /// RFC 3339, else absent: the timestamp orders scans and a malformed one must not fail
 /// the report (`2021-1-1T10:10:10Z` occurs).
 fn timestamp(s: Option<&str>) -> Option<DateTime<Utc>> {
@@ -566,7 +559,7 @@ mod tests {
                 document: None,
                 position: Position::Index(2),
             },
-            json: RawValue::from_string(json.to_owned()).expect("valid json"),
+            json: json.as_bytes().to_vec(),
             kind_hint: None,
             name_hint: None,
         }
