@@ -83,24 +83,11 @@ pub struct Artifact {
     pub digest: Option<String>,
 }
 
-/// Severity counts as the report claims them (never trusted, only compared).
-#[derive(Debug, Default, Deserialize)]
-pub struct Summary {
-    #[serde(rename = "criticalCount", default)]
-    pub critical: Option<i64>,
-    #[serde(rename = "highCount", default)]
-    pub high: Option<i64>,
-    #[serde(rename = "mediumCount", default)]
-    pub medium: Option<i64>,
-    #[serde(rename = "lowCount", default)]
-    pub low: Option<i64>,
-    #[serde(rename = "unknownCount", default)]
-    pub unknown: Option<i64>,
-}
-
-/// Body of VulnerabilityReport / ClusterVulnerabilityReport.
+/// `.report` of every kind but ClusterComplianceReport. The kinds share the header
+/// (timestamp, scanner, and the image for image kinds) and each fills one list; the
+/// family decides which list is read.
 #[derive(Debug, Deserialize)]
-pub struct VulnerabilityBody {
+pub struct ReportBody {
     #[serde(
         rename = "updateTimestamp",
         default,
@@ -117,6 +104,30 @@ pub struct VulnerabilityBody {
     pub summary: Option<Summary>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub vulnerabilities: Vec<Vulnerability>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub secrets: Vec<Secret>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub checks: Vec<Check>,
+    /// SBOMs: an embedded CycloneDX document, of which only the size is read.
+    #[serde(default)]
+    pub components: Option<Bom>,
+}
+
+/// Counts as the report claims them (never trusted, only compared).
+#[derive(Debug, Default, Deserialize)]
+pub struct Summary {
+    #[serde(rename = "criticalCount", default)]
+    pub critical: Option<i64>,
+    #[serde(rename = "highCount", default)]
+    pub high: Option<i64>,
+    #[serde(rename = "mediumCount", default)]
+    pub medium: Option<i64>,
+    #[serde(rename = "lowCount", default)]
+    pub low: Option<i64>,
+    #[serde(rename = "unknownCount", default)]
+    pub unknown: Option<i64>,
+    #[serde(rename = "componentsCount", default)]
+    pub components: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -148,27 +159,6 @@ pub struct Vulnerability {
     pub description: Option<String>,
 }
 
-/// Body of ExposedSecretReport.
-#[derive(Debug, Deserialize)]
-pub struct SecretBody {
-    #[serde(
-        rename = "updateTimestamp",
-        default,
-        deserialize_with = "scalar_string"
-    )]
-    pub update_timestamp: Option<String>,
-    #[serde(default)]
-    pub scanner: Option<Scanner>,
-    #[serde(default)]
-    pub registry: Option<Registry>,
-    #[serde(default)]
-    pub artifact: Option<Artifact>,
-    #[serde(default)]
-    pub summary: Option<Summary>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub secrets: Vec<Secret>,
-}
-
 #[derive(Debug, Deserialize)]
 pub struct Secret {
     #[serde(rename = "ruleID")]
@@ -183,23 +173,6 @@ pub struct Secret {
     pub severity: Option<String>,
     #[serde(rename = "match", default)]
     pub matched: Option<String>,
-}
-
-/// Body of ConfigAudit, RbacAssessment and InfraAssessment reports (and Cluster* twins).
-#[derive(Debug, Deserialize)]
-pub struct ChecksBody {
-    #[serde(
-        rename = "updateTimestamp",
-        default,
-        deserialize_with = "scalar_string"
-    )]
-    pub update_timestamp: Option<String>,
-    #[serde(default)]
-    pub scanner: Option<Scanner>,
-    #[serde(default)]
-    pub summary: Option<Summary>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub checks: Vec<Check>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -223,33 +196,6 @@ pub struct Check {
     /// Compliance detail checks name the resource they failed on.
     #[serde(default)]
     pub target: Option<String>,
-}
-
-/// Body of SbomReport / ClusterSbomReport: only what identifies the image and the size.
-#[derive(Debug, Deserialize)]
-pub struct SbomBody {
-    #[serde(
-        rename = "updateTimestamp",
-        default,
-        deserialize_with = "scalar_string"
-    )]
-    pub update_timestamp: Option<String>,
-    #[serde(default)]
-    pub scanner: Option<Scanner>,
-    #[serde(default)]
-    pub registry: Option<Registry>,
-    #[serde(default)]
-    pub artifact: Option<Artifact>,
-    #[serde(default)]
-    pub summary: Option<SbomSummary>,
-    #[serde(default)]
-    pub components: Option<Bom>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-pub struct SbomSummary {
-    #[serde(rename = "componentsCount", default)]
-    pub components_count: Option<u64>,
 }
 
 #[derive(Debug, Default, Deserialize)]
