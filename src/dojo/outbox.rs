@@ -79,62 +79,37 @@ pub fn pending(conn: &Connection) -> Result<Vec<Pending>> {
          WHERE o.state = 'pending' ORDER BY o.id",
     )?;
     let rows = stmt.query_map([], |r| {
-        Ok((
-            r.get::<_, i64>(0)?,
-            r.get::<_, i64>(1)?,
-            r.get::<_, String>(2)?,
-            r.get::<_, String>(3)?,
-            r.get::<_, String>(4)?,
-            r.get::<_, String>(5)?,
-            r.get::<_, Vec<u8>>(6)?,
-            r.get::<_, i64>(7)?.max(0) as u32,
-            Context {
+        let action: String = r.get(2)?;
+        let family: String = r.get(12)?;
+        let pending = Pending {
+            id: r.get(0)?,
+            test_id: r.get(1)?,
+            action: if action == "sync" {
+                Action::Sync
+            } else {
+                Action::Reimport
+            },
+            content_hash: r.get(3)?,
+            full_hash: r.get(4)?,
+            form: Vec::new(),
+            file: r.get(6)?,
+            attempts: r.get::<_, i64>(7)?.max(0) as u32,
+            context: Context {
                 product_type: r.get(8)?,
                 product: r.get(9)?,
                 engagement: r.get(10)?,
             },
-            r.get::<_, String>(11)?,
-            r.get::<_, String>(12)?,
-            r.get::<_, Option<i64>>(13)?,
-        ))
+            title: r.get(11)?,
+            family: Family::parse(&family).unwrap_or(Family::Vulnerability),
+            dd_test_id: r.get(13)?,
+        };
+        Ok((pending, r.get::<_, String>(5)?))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (
-            id,
-            test_id,
-            action,
-            content_hash,
-            full_hash,
-            form,
-            file,
-            attempts,
-            context,
-            title,
-            family,
-            dd,
-        ) = row?;
-        let action = if action == "sync" {
-            Action::Sync
-        } else {
-            Action::Reimport
-        };
-        let form: Vec<(String, String)> = serde_json::from_str(&form)?;
-        let family = Family::parse(&family).unwrap_or(Family::Vulnerability);
-        out.push(Pending {
-            id,
-            test_id,
-            action,
-            content_hash,
-            full_hash,
-            form,
-            file,
-            attempts,
-            context,
-            title,
-            family,
-            dd_test_id: dd,
-        });
+        let (mut pending, form) = row?;
+        pending.form = serde_json::from_str(&form)?;
+        out.push(pending);
     }
     Ok(out)
 }
