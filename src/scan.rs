@@ -243,7 +243,9 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
                 write_dry_run(dir, written, &t)
             }
             None => {
-                if let outbox::Enqueued::StillRefused(e) = outbox::enqueue(conn, &t, now)? {
+                if let outbox::Enqueued::StillRefused(e) =
+                    outbox::enqueue(conn, &t, now, opts.resync)?
+                {
                     still_refused.push(format!("{}: {e}", t.title));
                 }
                 Ok(())

@@ -567,6 +567,20 @@ fn a_refused_payload_is_kept_with_the_server_message_and_not_resent() {
             .map(Vec::len),
         Some(1)
     );
+    // --resync sends it again.
+    dojo.clear_log();
+    let run = ws.run(&[
+        "scan",
+        "--resync",
+        "--format",
+        "json",
+        "--now",
+        "2026-11-01T13:00:00Z",
+        "--from",
+        "one.json",
+    ]);
+    assert_eq!(run.code, 4);
+    assert_eq!(reimports(&dojo).len(), 1);
 }
 
 #[test]

@@ -17,7 +17,14 @@ pub enum Enqueued {
     StillRefused(String),
 }
 
-pub fn enqueue(conn: &Connection, p: &PlannedTest, now: i64) -> Result<Enqueued> {
+/// Queues a push, replacing an older queued one of the same test. Content refused before
+/// is not queued again unless `retry_refused` (`scan --resync`).
+pub fn enqueue(
+    conn: &Connection,
+    p: &PlannedTest,
+    now: i64,
+    retry_refused: bool,
+) -> Result<Enqueued> {
     let existing: Option<(String, String, Option<String>)> = conn
         .prepare_cached("SELECT state, full_hash, last_error FROM outbox WHERE test_id = ?1")?
         .query_row(params![p.test_id], |r| {
@@ -25,6 +32,7 @@ pub fn enqueue(conn: &Connection, p: &PlannedTest, now: i64) -> Result<Enqueued>
         })
         .optional()?;
     if let Some((state, full, err)) = &existing
+        && !retry_refused
         && state == "failed"
         && *full == p.full_hash
     {
