@@ -33,6 +33,10 @@ pub struct Config {
     /// How long an image stays exported after the last workload using it disappeared.
     /// Longer than the operator's report TTL (24h), so daily re-creation changes nothing.
     pub grace_period: HumanDuration,
+    /// Which reports are read from the cluster (`run`, `scan --from cluster`).
+    pub kube: KubeConfig,
+    /// The controller (`run`).
+    pub run: RunConfig,
     pub defectdojo: Option<DojoConfig>,
 }
 
@@ -42,7 +46,117 @@ impl Default for Config {
             cluster: "kubernetes".into(),
             store: PathBuf::from(DEFAULT_STORE_FILE),
             grace_period: HumanDuration(Duration::from_secs(24 * 3600)),
+            kube: KubeConfig::default(),
+            run: RunConfig::default(),
             defectdojo: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KubeConfig {
+    /// Namespace globs (`*`, `?`) to read; empty reads all.
+    pub include_namespaces: Vec<String>,
+    /// Namespace globs to skip (`kube-system`, `calico-*`); wins over include.
+    pub exclude_namespaces: Vec<String>,
+    /// Kubernetes label selector on the report objects, e.g. `!trivy-digest.io/ignore`.
+    pub label_selector: Option<String>,
+    /// Report kinds to read; empty reads all twelve.
+    pub kinds: Vec<crate::model::ReportKind>,
+    /// Objects per list page: bounds memory during a (re)list.
+    pub page_size: u32,
+    /// Read Pods for the digest of reports that have none.
+    pub digest_recovery: bool,
+    /// How often kinds whose CRD is absent are looked for again.
+    pub crd_recheck: HumanDuration,
+}
+
+impl Default for KubeConfig {
+    fn default() -> Self {
+        KubeConfig {
+            include_namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
+            label_selector: None,
+            kinds: Vec::new(),
+            page_size: 100,
+            digest_recovery: true,
+            crd_recheck: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
+
+impl KubeConfig {
+    pub fn kinds(&self) -> Vec<crate::model::ReportKind> {
+        if self.kinds.is_empty() {
+            crate::model::ReportKind::ALL.to_vec()
+        } else {
+            self.kinds.clone()
+        }
+    }
+
+    /// True when reports of `namespace` are read (cluster-scoped reports, namespace "",
+    /// are read unless `""` is excluded explicitly).
+    pub fn namespace_wanted(&self, namespace: &str) -> bool {
+        let matches = |globs: &[String]| globs.iter().any(|g| crate::glob::matches(g, namespace));
+        if namespace.is_empty() {
+            return !self.exclude_namespaces.iter().any(|g| g.is_empty());
+        }
+        (self.include_namespaces.is_empty() || matches(&self.include_namespaces))
+            && !matches(&self.exclude_namespaces)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RunConfig {
+    /// Address of `/healthz`, `/readyz` and `/metrics`.
+    pub listen: String,
+    /// Changes are pushed to DefectDojo at most once per test per interval.
+    pub export_interval: HumanDuration,
+    /// Events are written to the store in batches of at most this long.
+    pub batch_window: HumanDuration,
+    /// On SIGTERM: time allowed to finish in-flight pushes before exiting.
+    pub shutdown_grace: HumanDuration,
+    pub leader_election: LeaderConfig,
+}
+
+impl Default for RunConfig {
+    fn default() -> Self {
+        RunConfig {
+            listen: "0.0.0.0:8080".into(),
+            export_interval: HumanDuration(Duration::from_secs(30)),
+            batch_window: HumanDuration(Duration::from_secs(1)),
+            shutdown_grace: HumanDuration(Duration::from_secs(20)),
+            leader_election: LeaderConfig::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LeaderConfig {
+    /// Off: this process always leads (one replica, or local use).
+    pub enabled: bool,
+    /// Namespace of the Lease (env POD_NAMESPACE when empty).
+    pub namespace: Option<String>,
+    pub lease_name: String,
+    /// A leader that has not renewed for this long is replaced.
+    pub lease_duration: HumanDuration,
+    pub renew_interval: HumanDuration,
+    /// This replica's name in the Lease (env POD_NAME, else the host name).
+    pub identity: Option<String>,
+}
+
+impl Default for LeaderConfig {
+    fn default() -> Self {
+        LeaderConfig {
+            enabled: true,
+            namespace: None,
+            lease_name: "trivy-digest".into(),
+            lease_duration: HumanDuration(Duration::from_secs(15)),
+            renew_interval: HumanDuration(Duration::from_secs(5)),
+            identity: None,
         }
     }
 }
@@ -252,6 +366,23 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster.trim().is_empty() {
             return Err(ConfigError::Invalid("cluster: must not be empty".into()));
+        }
+        if self.kube.page_size == 0 {
+            return Err(ConfigError::Invalid(
+                "kube.page_size: must be at least 1".into(),
+            ));
+        }
+        if self.run.listen.parse::<std::net::SocketAddr>().is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "run.listen {:?}: expected an address such as 0.0.0.0:8080",
+                self.run.listen
+            )));
+        }
+        let le = &self.run.leader_election;
+        if le.renew_interval.0 >= le.lease_duration.0 {
+            return Err(ConfigError::Invalid(
+                "run.leader_election: renew_interval must be shorter than lease_duration".into(),
+            ));
         }
         if let Some(d) = &self.defectdojo {
             let url = reqwest::Url::parse(&d.url)

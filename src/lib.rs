@@ -6,10 +6,19 @@
 
 pub mod config;
 pub mod dojo;
+pub mod events;
+pub mod glob;
+pub mod ingest;
+#[cfg(test)]
+mod kube_fixture;
+pub mod leader;
+pub mod metrics;
 pub mod model;
 pub mod retry;
+pub mod run;
 pub mod scan;
 pub mod secret;
+pub mod serve;
 pub mod source;
 pub mod store;
 pub mod synth;

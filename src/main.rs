@@ -26,9 +26,10 @@ struct Cli {
     /// Cluster name (overrides the config's `cluster` and TRIVY_DIGEST_CLUSTER).
     #[arg(long, global = true)]
     cluster: Option<String>,
-    /// Log level filter (error, warn, info, debug, trace, or a tracing filter).
-    #[arg(long, global = true, env = "TRIVY_DIGEST_LOG", default_value = "warn")]
-    log_level: String,
+    /// Log level filter (error, warn, info, debug, trace, or a tracing filter); default
+    /// info for `run`, warn otherwise.
+    #[arg(long, global = true, env = "TRIVY_DIGEST_LOG")]
+    log_level: Option<String>,
     /// Log format on stderr.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -52,7 +53,8 @@ enum OutputFormat {
 enum Command {
     /// Read exported reports once: deduplicate, record history, export, summarize.
     Scan {
-        /// A report file, a directory of them, or `-` for stdin (repeatable).
+        /// A report file, a directory of them, `-` for stdin, or `cluster` for the report
+        /// CRDs of the current kubeconfig context (repeatable).
         #[arg(long = "from", required = true, num_args = 1..)]
         from: Vec<String>,
         /// Summary format on stdout.
@@ -69,6 +71,8 @@ enum Command {
         #[arg(long, hide = true)]
         now: Option<DateTime<Utc>>,
     },
+    /// The controller: watch the report CRDs, export, serve /healthz /readyz /metrics.
+    Run,
     /// Configuration commands.
     Config {
         #[command(subcommand)]
@@ -84,7 +88,15 @@ enum ConfigCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    let default_level = if matches!(cli.command, Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
+    init_logging(
+        cli.log_level.as_deref().unwrap_or(default_level),
+        cli.log_format,
+    );
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -118,17 +130,14 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 now: now.unwrap_or_else(Utc::now),
                 progress: format == OutputFormat::Text,
             };
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()?;
-            let summary = runtime.block_on(scan::scan(&config, opts))?;
+            let summary = runtime()?.block_on(scan::scan(&config, opts))?;
             match format {
                 OutputFormat::Text => print!("{}", scan::render_text(&summary)),
                 OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
             }
             Ok(summary.exit_code)
         }
+        Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
         Command::Config {
             command: ConfigCommand::Check,
         } => {
@@ -137,6 +146,13 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
     }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
 }
 
 fn init_logging(level: &str, format: LogFormat) {

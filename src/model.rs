@@ -458,6 +458,9 @@ impl Finding {
 pub struct Report {
     pub id: ReportId,
     pub workload: WorkloadKey,
+    /// The direct owner as the operator recorded it (a ReplicaSet, a Job, a Pod): the
+    /// controller reads its Pods to recover a missing digest.
+    pub owner: Option<(String, String)>,
     pub container: String,
     /// Set for vulnerability, secret and SBOM reports.
     #[serde(skip)]

@@ -1,7 +1,6 @@
 //! `scan`: one sweep over exported reports. Read every object, normalize, store with
 //! deduplication and history, export to DefectDojo when configured, and summarize.
 
-use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
@@ -11,11 +10,13 @@ use serde::Serialize;
 
 use crate::config::{Config, DojoConfig};
 use crate::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
+use crate::ingest::{Ignored, ReportCounts, Skipped, Tally};
 use crate::model::SeverityCounts;
+use crate::source::cluster;
 use crate::source::files::{self, Input};
 use crate::source::{InputError, RawObject};
 use crate::store::{FinishStats, Session, Store, query};
-use crate::trivy::{ObjectError, Parsed, parse_object};
+use crate::trivy::parse_object;
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -56,41 +57,13 @@ pub struct ScanSummary {
     pub workloads: u64,
     pub findings: FindingCounts,
     pub history: FinishStats,
+    /// With `--from cluster`: wanted report kinds whose CRD is not installed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub kinds_absent: Vec<String>,
     /// False when part of the input was unreadable: then nothing was marked gone.
     pub complete: bool,
     pub defectdojo: Option<DojoSummary>,
     pub exit_code: i32,
-}
-
-#[derive(Debug, Default, Serialize)]
-pub struct ReportCounts {
-    /// Report objects read and stored.
-    pub stored: u64,
-    pub skipped: u64,
-    pub ignored: u64,
-    pub namespaces: u64,
-    pub by_kind: BTreeMap<String, u64>,
-    /// Reports whose own summary disagreed with their lists (we recount).
-    pub summary_mismatches: u64,
-    /// Severities that were not one of the five levels (mapped, never dropped).
-    pub mapped_severities: u64,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Skipped {
-    pub origin: String,
-    pub kind: Option<String>,
-    pub name: Option<String>,
-    pub field: Option<String>,
-    pub error: String,
-    /// True when the report was known from an earlier sweep and keeps its findings.
-    pub kept_previous: bool,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Ignored {
-    pub origin: String,
-    pub reason: String,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -132,6 +105,7 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
             .iter()
             .map(|i| match i {
                 Input::Stdin => "-".to_owned(),
+                Input::Cluster => "cluster".to_owned(),
                 Input::Path(p) => p.display().to_string(),
             })
             .collect(),
@@ -144,22 +118,14 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     let source = format!("scan {}", summary.inputs.join(" "));
     let mut session = Session::begin(&mut store, &source, now)?;
     let progress = progress_bar(&found, opts.progress);
-    let mut anonymous_failures = 0u64;
+    let mut tally = Tally::default();
     let mut store_error: Option<anyhow::Error> = None;
-    let mut before = SeverityCounts::default();
 
     for file in &found {
         let mut on_object = |obj: RawObject| {
-            if store_error.is_some() {
-                return;
-            }
-            if let Err(e) = handle(
-                &mut session,
-                &obj,
-                &mut summary,
-                &mut before,
-                &mut anonymous_failures,
-            ) {
+            if store_error.is_none()
+                && let Err(e) = tally.record(&mut session, parse_object(&obj))
+            {
                 store_error = Some(e);
             }
         };
@@ -177,18 +143,41 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     if let Some(p) = progress {
         p.finish_and_clear();
     }
-    for e in &input_errors {
-        summary.skipped.push(Skipped {
-            origin: e.origin.to_string(),
-            kind: None,
-            name: None,
-            field: None,
-            error: e.message.clone(),
-            kept_previous: false,
-        });
+    if opts.inputs.iter().any(|i| matches!(i, Input::Cluster)) {
+        let client = kube::Client::try_default()
+            .await
+            .context("--from cluster: no usable kubeconfig or in-cluster configuration")?;
+        let mut on_object = |obj: RawObject| {
+            if store_error.is_none()
+                && let Err(e) = tally.record(&mut session, parse_object(&obj))
+            {
+                store_error = Some(e);
+            }
+        };
+        let listed = cluster::list::list_reports(&client, &config.kube, &mut on_object)
+            .await
+            .context("--from cluster")?;
+        if let Some(e) = store_error.take() {
+            return Err(e);
+        }
+        for k in &listed.absent {
+            tracing::info!("{k}: CRD not installed in the cluster, skipped");
+        }
+        summary.kinds_absent = listed
+            .absent
+            .iter()
+            .map(|k| k.as_str().to_owned())
+            .collect();
+        input_errors.extend(listed.errors);
     }
-    summary.reports.skipped = summary.skipped.len() as u64;
-    summary.findings.before_dedup = before;
+    for e in &input_errors {
+        tally.input_error(e);
+    }
+    summary.findings.before_dedup = tally.before_dedup;
+    let anonymous_failures = tally.anonymous_failures;
+    summary.reports = tally.reports;
+    summary.skipped = tally.skipped;
+    summary.ignored = tally.ignored;
 
     // An unreadable file or object without identity may have held any report: nothing
     // may be concluded from what is missing this time.
@@ -268,71 +257,6 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     summary.defectdojo = Some(dsum);
     summary.exit_code = exit_code(&summary);
     Ok(summary)
-}
-
-fn handle(
-    session: &mut Session<'_>,
-    obj: &RawObject,
-    summary: &mut ScanSummary,
-    before: &mut SeverityCounts,
-    anonymous_failures: &mut u64,
-) -> Result<()> {
-    match parse_object(obj) {
-        Ok(Parsed::Report(r)) => {
-            session.report(&r)?;
-            summary.reports.stored += 1;
-            *summary
-                .reports
-                .by_kind
-                .entry(r.id.kind.as_str().to_owned())
-                .or_default() += 1;
-            summary.reports.summary_mismatches += u64::from(r.summary_mismatch);
-            summary.reports.mapped_severities += r.mapped_severities;
-            before.merge(&r.counts());
-        }
-        Ok(Parsed::Namespace(ns)) => {
-            session.namespace(&ns)?;
-            summary.reports.namespaces += 1;
-        }
-        Ok(Parsed::NotReady { origin, id, reason }) => {
-            session.keep(&id)?;
-            summary.reports.ignored += 1;
-            summary.ignored.push(Ignored {
-                origin: origin.to_string(),
-                reason,
-            });
-        }
-        Ok(Parsed::Ignored { origin, reason }) => {
-            summary.reports.ignored += 1;
-            summary.ignored.push(Ignored {
-                origin: origin.to_string(),
-                reason,
-            });
-        }
-        Err(e) => {
-            tracing::debug!("skipped: {e}");
-            let kept = match &e.id {
-                Some(id) => session.keep(id)?,
-                None => {
-                    *anonymous_failures += 1;
-                    false
-                }
-            };
-            summary.skipped.push(skipped(&e, kept));
-        }
-    }
-    Ok(())
-}
-
-fn skipped(e: &ObjectError, kept: bool) -> Skipped {
-    Skipped {
-        origin: e.origin.to_string(),
-        kind: e.kind.clone(),
-        name: e.name.clone(),
-        field: e.field.clone(),
-        error: e.message.clone(),
-        kept_previous: kept,
-    }
 }
 
 fn exit_code(s: &ScanSummary) -> i32 {

@@ -200,6 +200,16 @@ pub fn known_contexts(conn: &Connection) -> Result<std::collections::HashSet<Con
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
+/// Age in seconds of the oldest push waiting, if any.
+pub fn oldest_pending_age(conn: &Connection, now: i64) -> Result<Option<i64>> {
+    let oldest: Option<i64> = conn.query_row(
+        "SELECT MIN(created_at) FROM outbox WHERE state = 'pending'",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(oldest.map(|t| (now - t).max(0)))
+}
+
 /// Counts for the summary: pushes waiting and pushes refused.
 pub fn depth(conn: &Connection) -> Result<(u64, u64)> {
     let (p, f): (i64, i64) = conn.query_row(

@@ -17,15 +17,18 @@ use crate::model::ReportKind;
 #[derive(Debug, Clone)]
 pub enum Input {
     Stdin,
+    /// The report CRDs of the cluster the kubeconfig (or in-cluster config) points at.
+    Cluster,
     Path(PathBuf),
 }
 
 impl Input {
+    /// `-` is stdin, `cluster` the cluster (write `./cluster` for a folder of that name).
     pub fn parse(s: &str) -> Input {
-        if s == "-" {
-            Input::Stdin
-        } else {
-            Input::Path(PathBuf::from(s))
+        match s {
+            "-" => Input::Stdin,
+            "cluster" => Input::Cluster,
+            _ => Input::Path(PathBuf::from(s)),
         }
     }
 }
@@ -52,6 +55,7 @@ pub fn discover(inputs: &[Input]) -> (Vec<SourceFile>, Vec<InputError>) {
                 size: None,
             }),
             Input::Path(p) => walk(p, true, &mut files, &mut errors),
+            Input::Cluster => {}
         }
     }
     (files, errors)
@@ -150,7 +154,7 @@ pub fn read_file(
     progress: &mut dyn FnMut(u64),
 ) -> Vec<InputError> {
     let (reader, hints): (Box<dyn Read>, Hints) = match &file.input {
-        Input::Stdin => (Box::new(io::stdin().lock()), Hints::default()),
+        Input::Stdin | Input::Cluster => (Box::new(io::stdin().lock()), Hints::default()),
         Input::Path(p) => match File::open(p) {
             Ok(f) => (Box::new(f), Hints::for_path(p)),
             Err(e) => {
@@ -164,7 +168,7 @@ pub fn read_file(
     let mut reader = BufReader::with_capacity(256 * 1024, CountingReader::new(reader, progress));
     let format = match &file.input {
         Input::Path(p) => Format::from_extension(p),
-        Input::Stdin => None,
+        Input::Stdin | Input::Cluster => None,
     };
     let format = match format {
         Some(f) => f,

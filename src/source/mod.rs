@@ -1,6 +1,7 @@
 //! Where report objects come from. A source yields raw JSON objects with their origin;
 //! it knows nothing about report shapes beyond the containers they arrive in.
 
+pub mod cluster;
 pub mod files;
 pub mod json_stream;
 

@@ -11,7 +11,9 @@ use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::Store;
-use crate::model::{Family, Finding, Image, NamespaceMeta, Report, ReportId, Subject, WorkloadKey};
+use crate::model::{
+    Family, Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Subject, WorkloadKey,
+};
 
 /// What closing a sweep changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -187,6 +189,26 @@ impl<'s> Session<'s> {
         Ok(n > 0)
     }
 
+    /// A relist of `kind` began in this session: pass the returned floor to `relisted`.
+    pub fn relist_floor(&self) -> i64 {
+        self.scan_id
+    }
+
+    /// A relist of `kind` that began at `floor` is complete: reports of that kind it did
+    /// not list start their grace period. This is how deletions missed while the watch was
+    /// down (a restart, a 410 Gone) are noticed.
+    pub fn relisted(&mut self, kind: ReportKind, floor: i64) -> Result<u64> {
+        let n = self
+            .store
+            .conn()
+            .prepare_cached(
+                "UPDATE reports SET gone_since = ?3
+                 WHERE kind = ?1 AND seen_scan < ?2 AND gone_since IS NULL",
+            )?
+            .execute(params![kind.as_str(), floor, self.now])?;
+        Ok(n as u64)
+    }
+
     /// Closes the sweep. With `complete`, every report not seen in it starts its grace
     /// period; pass `false` when part of the input could not be read, since then an
     /// absence proves nothing. Reports gone for longer than `grace_secs` are removed, and
@@ -280,6 +302,11 @@ impl<'s> Session<'s> {
         conn.execute(
             "UPDATE scans SET finished_at = ?2, complete = ?3 WHERE id = ?1",
             params![self.scan_id, now, complete],
+        )?;
+        // The controller writes one scan row per batch; a week of them is plenty of log.
+        conn.execute(
+            "DELETE FROM scans WHERE finished_at < ?1",
+            params![now.saturating_sub(7 * 86400)],
         )?;
         Ok(stats)
     }

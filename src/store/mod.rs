@@ -102,6 +102,21 @@ impl Store {
         &self.conn
     }
 
+    /// Runs `f` in one write transaction: committed when it returns Ok, rolled back otherwise.
+    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+
     /// A store belongs to one cluster: mixing two would let one cluster's sweep mark the
     /// other's workloads as gone.
     pub fn claim_cluster(&self, cluster: &str) -> Result<()> {

@@ -57,3 +57,36 @@ pub fn scan_totals(store: &Store, scan_id: i64) -> Result<ScanTotals> {
         findings,
     })
 }
+
+/// What the controller exposes as gauges: live images and open findings.
+#[derive(Debug, Default, Clone)]
+pub struct LiveTotals {
+    pub pinned: u64,
+    pub unpinned: u64,
+    pub findings: SeverityCounts,
+}
+
+pub fn live_totals(store: &Store) -> Result<LiveTotals> {
+    let conn = store.conn();
+    let (images, pinned): (i64, i64) = conn.query_row(
+        "SELECT COUNT(*), COALESCE(SUM(i.digest IS NOT NULL), 0) FROM images i
+         WHERE i.id IN (SELECT t.image_id FROM targets t JOIN reports r ON r.target_id = t.id)",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut findings = SeverityCounts::default();
+    let mut stmt = conn.prepare(
+        "SELECT severity, COUNT(*) FROM findings WHERE resolved_at IS NULL GROUP BY severity",
+    )?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (sev, n) = row?;
+        findings.0[Severity::parse_lenient(&sev).index()] += n.max(0) as u64;
+    }
+    let (images, pinned) = (images.max(0) as u64, pinned.max(0) as u64);
+    Ok(LiveTotals {
+        pinned,
+        unpinned: images.saturating_sub(pinned),
+        findings,
+    })
+}

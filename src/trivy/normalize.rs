@@ -153,6 +153,7 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
     };
 
     let workload = workload_of(kind, &meta, &id);
+    let owner = direct_owner(&meta);
     let container = meta
         .labels
         .get("trivy-operator.container.name")
@@ -161,6 +162,7 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
     let mut report = Report {
         id,
         workload,
+        owner,
         container,
         image: None,
         scanned_at: None,
@@ -300,6 +302,23 @@ fn workload_of(kind: ReportKind, meta: &Metadata, id: &ReportId) -> WorkloadKey 
         kind: kind.as_str().to_owned(),
         name: id.name.clone(),
     }
+}
+
+fn direct_owner(meta: &Metadata) -> Option<(String, String)> {
+    let owner = meta
+        .owner_references
+        .iter()
+        .find(|o| o.controller == Some(true))
+        .or_else(|| meta.owner_references.first());
+    if let Some(o) = owner {
+        return Some((o.kind.clone(), o.name.clone()));
+    }
+    let kind = meta.labels.get("trivy-operator.resource.kind")?;
+    let name = meta
+        .labels
+        .get("trivy-operator.resource.name")
+        .or_else(|| meta.annotations.get("trivy-operator.resource.name"))?;
+    Some((kind.clone(), name.clone()))
 }
 
 fn is_resource_kind(k: &str) -> bool {

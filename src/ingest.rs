@@ -1,0 +1,129 @@
+//! From parsed objects to the store, with the tally a sweep or a controller batch reports:
+//! one place decides what a report, a namespace, an ignored object and an unreadable
+//! object do to the store.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::model::SeverityCounts;
+use crate::source::InputError;
+use crate::store::Session;
+use crate::trivy::{ObjectError, Parsed};
+
+/// What a run of objects amounted to.
+#[derive(Debug, Default)]
+pub struct Tally {
+    pub reports: ReportCounts,
+    pub skipped: Vec<Skipped>,
+    pub ignored: Vec<Ignored>,
+    /// Findings summed over every report, as the operator wrote them (recounted).
+    pub before_dedup: SeverityCounts,
+    /// Objects that failed before their identity was known: nothing may be concluded
+    /// from a report's absence in this run.
+    pub anonymous_failures: u64,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct ReportCounts {
+    /// Report objects read and stored.
+    pub stored: u64,
+    pub skipped: u64,
+    pub ignored: u64,
+    pub namespaces: u64,
+    pub by_kind: BTreeMap<String, u64>,
+    /// Reports whose own summary disagreed with their lists (we recount).
+    pub summary_mismatches: u64,
+    /// Severities that were not one of the five levels (mapped, never dropped).
+    pub mapped_severities: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Skipped {
+    pub origin: String,
+    pub kind: Option<String>,
+    pub name: Option<String>,
+    pub field: Option<String>,
+    pub error: String,
+    /// True when the report was known from an earlier sweep and keeps its findings.
+    pub kept_previous: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Ignored {
+    pub origin: String,
+    pub reason: String,
+}
+
+impl Tally {
+    /// Writes one parsed object to the store and counts it.
+    pub fn record(
+        &mut self,
+        session: &mut Session<'_>,
+        parsed: Result<Parsed, Box<ObjectError>>,
+    ) -> Result<()> {
+        match parsed {
+            Ok(Parsed::Report(r)) => {
+                session.report(&r)?;
+                self.reports.stored += 1;
+                *self
+                    .reports
+                    .by_kind
+                    .entry(r.id.kind.as_str().to_owned())
+                    .or_default() += 1;
+                self.reports.summary_mismatches += u64::from(r.summary_mismatch);
+                self.reports.mapped_severities += r.mapped_severities;
+                self.before_dedup.merge(&r.counts());
+            }
+            Ok(Parsed::Namespace(ns)) => {
+                session.namespace(&ns)?;
+                self.reports.namespaces += 1;
+            }
+            Ok(Parsed::NotReady { origin, id, reason }) => {
+                // Not evaluated yet: whatever was known of it stays.
+                session.keep(&id)?;
+                self.ignore(origin.to_string(), reason);
+            }
+            Ok(Parsed::Ignored { origin, reason }) => self.ignore(origin.to_string(), reason),
+            Err(e) => {
+                tracing::debug!("skipped: {e}");
+                let kept = match &e.id {
+                    Some(id) => session.keep(id)?,
+                    None => {
+                        self.anonymous_failures += 1;
+                        false
+                    }
+                };
+                self.skipped.push(Skipped {
+                    origin: e.origin.to_string(),
+                    kind: e.kind.clone(),
+                    name: e.name.clone(),
+                    field: e.field.clone(),
+                    error: e.message.clone(),
+                    kept_previous: kept,
+                });
+                self.reports.skipped += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Input that could not be read at all (a file, the rest of a file, a failed list).
+    pub fn input_error(&mut self, e: &InputError) {
+        self.skipped.push(Skipped {
+            origin: e.origin.to_string(),
+            kind: None,
+            name: None,
+            field: None,
+            error: e.message.clone(),
+            kept_previous: false,
+        });
+        self.reports.skipped += 1;
+    }
+
+    fn ignore(&mut self, origin: String, reason: String) {
+        self.reports.ignored += 1;
+        self.ignored.push(Ignored { origin, reason });
+    }
+}

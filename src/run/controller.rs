@@ -1,0 +1,401 @@
+//! The leader's work: a watch per report kind, events written to the store in batches,
+//! relists reconciled, DefectDojo exports triggered.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use anyhow::{Context, Result};
+use futures_util::StreamExt;
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::Api;
+use kube::core::PartialObjectMeta;
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::{Notify, mpsc, watch};
+use tokio::task::JoinSet;
+
+use crate::config::Config;
+use crate::events::Events;
+use crate::ingest::Tally;
+use crate::metrics::{Metrics, PinnedLabel, SeverityLabel};
+use crate::model::{NamespaceMeta, ReportKind, Severity};
+use crate::serve::Health;
+use crate::source::cluster::{self, pods::PodDigests, watch::Event};
+use crate::store::{Session, Store, query};
+use crate::trivy::{Parsed, parse_object};
+
+/// What the watch tasks send to the ingest loop.
+enum Msg {
+    Report(ReportKind, Event),
+    Namespace(NamespaceMeta),
+}
+
+/// What the leader works with.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub client: kube::Client,
+    pub health: &'a Arc<Health>,
+    pub metrics: &'a Arc<Metrics>,
+    pub events: Option<Arc<Events>>,
+}
+
+/// Leads until leadership is lost or shutdown is asked for.
+pub async fn lead(
+    ctx: Ctx<'_>,
+    mut leading: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let Ctx {
+        config,
+        client,
+        health,
+        metrics,
+        events,
+    } = ctx;
+    let mut store = Store::open(&config.store)?;
+    store.claim_cluster(&config.cluster)?;
+
+    let (tx, mut rx) = mpsc::channel::<Msg>(256);
+    let mut tasks = JoinSet::new();
+    let wanted = config.kube.kinds();
+    let mut watching: BTreeSet<ReportKind> = BTreeSet::new();
+    let mut absent: Vec<ReportKind> = wanted.clone();
+    start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
+    tasks.spawn(watch_namespaces(client.clone(), tx.clone()));
+
+    let dirty = Arc::new(Notify::new());
+    let exporter = tokio::spawn(super::export::export_loop(
+        config.clone(),
+        dirty.clone(),
+        metrics.clone(),
+        events,
+        leading.clone(),
+        stop.clone(),
+    ));
+
+    let mut state = BatchState {
+        pods: config
+            .kube
+            .digest_recovery
+            .then(|| PodDigests::new(client.clone())),
+        relist_floor: HashMap::new(),
+        listed: BTreeSet::new(),
+        pods_warned: false,
+    };
+    let mut recheck = tokio::time::interval(config.kube.crd_recheck.0);
+    recheck.tick().await;
+    let window = config.run.batch_window.0;
+    let result: Result<()> = loop {
+        tokio::select! {
+            biased;
+            _ = stop.wait_for(|s| *s) => break Ok(()),
+            r = leading.wait_for(|l| !*l) => {
+                if r.is_ok() {
+                    tracing::warn!("leadership lost: stopping the watches");
+                }
+                break Ok(());
+            }
+            _ = recheck.tick(), if !absent.is_empty() => {
+                start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
+            }
+            first = rx.recv() => {
+                let Some(first) = first else { break Ok(()) };
+                let mut batch = vec![first];
+                let deadline = tokio::time::Instant::now() + window;
+                while batch.len() < 1000 {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Ok(Some(m)) => batch.push(m),
+                        _ => break,
+                    }
+                }
+                if let Err(e) = process_batch(config, &mut store, batch, &mut state, metrics).await {
+                    break Err(e);
+                }
+                if !watching.is_empty() && watching.iter().all(|k| state.listed.contains(k)) {
+                    if !health.listed.swap(true, Ordering::SeqCst) {
+                        tracing::info!(kinds = watching.len(), "every watched kind listed: ready");
+                    }
+                    metrics.ready.set(1);
+                }
+                dirty.notify_one();
+            }
+        }
+    };
+    tasks.abort_all();
+    // The exporter finishes its in-flight pushes within the shutdown grace.
+    match exporter.await {
+        Ok(Err(e)) => tracing::error!("DefectDojo export: {e:#}"),
+        Err(e) => tracing::error!("DefectDojo export task: {e}"),
+        Ok(Ok(())) => {}
+    }
+    result
+}
+
+/// Starts watches for the wanted kinds whose CRD now exists.
+async fn start_present(
+    client: &kube::Client,
+    config: &Config,
+    absent: &mut Vec<ReportKind>,
+    watching: &mut BTreeSet<ReportKind>,
+    tasks: &mut JoinSet<()>,
+    tx: &mpsc::Sender<Msg>,
+) {
+    let (present, still_absent) = match cluster::present_kinds(client, absent).await {
+        Ok(v) => v,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the report CRDs; retrying later");
+            return;
+        }
+    };
+    for kind in &still_absent {
+        if !watching.contains(kind) && absent.contains(kind) {
+            tracing::debug!(%kind, "CRD not installed");
+        }
+    }
+    if !present.is_empty() && !still_absent.is_empty() {
+        let names: Vec<&str> = still_absent.iter().map(|k| k.as_str()).collect();
+        tracing::info!(kinds = ?names, "report kinds without a CRD are skipped until it appears");
+    }
+    for kind in present {
+        tracing::info!(%kind, "watching");
+        watching.insert(kind);
+        let stream = cluster::watch::watch_kind(client.clone(), kind, &config.kube);
+        let tx = tx.clone();
+        tasks.spawn(async move {
+            let mut stream = std::pin::pin!(stream);
+            while let Some(ev) = stream.next().await {
+                if tx.send(Msg::Report(kind, ev)).await.is_err() {
+                    return;
+                }
+            }
+        });
+    }
+    *absent = still_absent;
+}
+
+/// Namespace labels and annotations feed the mapping templates. A cluster (or an RBAC
+/// setup) without them is not an error: one warning, then quiet retries.
+async fn watch_namespaces(client: kube::Client, tx: mpsc::Sender<Msg>) {
+    // Metadata only: labels and annotations are all we read.
+    let api: Api<PartialObjectMeta<Namespace>> = Api::all(client);
+    let stream = watcher::watcher(api, watcher::Config::default()).default_backoff();
+    let mut stream = std::pin::pin!(stream);
+    let mut warned = false;
+    while let Some(ev) = stream.next().await {
+        let obj = match ev {
+            Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) => o,
+            Ok(_) => continue,
+            Err(e) => {
+                if !warned {
+                    tracing::warn!(error = %e, "namespace labels and annotations unavailable (mapping templates see none)");
+                    warned = true;
+                }
+                continue;
+            }
+        };
+        let Some(name) = obj.metadata.name else {
+            continue;
+        };
+        let meta = NamespaceMeta {
+            name,
+            labels: obj.metadata.labels.unwrap_or_default(),
+            annotations: obj.metadata.annotations.unwrap_or_default(),
+        };
+        if tx.send(Msg::Namespace(meta)).await.is_err() {
+            return;
+        }
+    }
+}
+
+struct BatchState {
+    pods: Option<PodDigests>,
+    /// Kinds being relisted, with the session where the relist began.
+    relist_floor: HashMap<ReportKind, i64>,
+    listed: BTreeSet<ReportKind>,
+    pods_warned: bool,
+}
+
+/// What a batch does to the store, in order.
+enum Step {
+    Parsed(
+        ReportKind,
+        Box<Result<Parsed, Box<crate::trivy::ObjectError>>>,
+    ),
+    Gone(crate::model::ReportId),
+    Relist(ReportKind),
+    Listed(ReportKind),
+    Namespace(NamespaceMeta),
+}
+
+/// Parses (and recovers digests) outside the store transaction, then writes the batch
+/// in one transaction, so the write lock is never held across a network call.
+async fn process_batch(
+    config: &Config,
+    store: &mut Store,
+    batch: Vec<Msg>,
+    state: &mut BatchState,
+    metrics: &Metrics,
+) -> Result<()> {
+    if let Some(p) = state.pods.as_mut() {
+        p.clear();
+    }
+    let mut steps = Vec::with_capacity(batch.len());
+    for msg in batch {
+        match msg {
+            Msg::Namespace(ns) => steps.push(Step::Namespace(ns)),
+            Msg::Report(kind, Event::Apply(raw)) => {
+                metrics
+                    .reports_seen
+                    .get_or_create(&Metrics::kind(kind.as_str()))
+                    .inc();
+                let mut parsed = parse_object(&raw);
+                if let Ok(Parsed::Report(r)) = &mut parsed {
+                    recover_digest(state, r).await;
+                }
+                steps.push(Step::Parsed(kind, Box::new(parsed)));
+            }
+            Msg::Report(_, Event::Delete(id)) => steps.push(Step::Gone(id)),
+            Msg::Report(kind, Event::Relist) => steps.push(Step::Relist(kind)),
+            Msg::Report(kind, Event::Listed) => steps.push(Step::Listed(kind)),
+            Msg::Report(kind, Event::Failed(e)) => {
+                metrics
+                    .watch_restarts
+                    .get_or_create(&Metrics::kind(kind.as_str()))
+                    .inc();
+                tracing::warn!(%kind, error = %e, "watch failed; retrying");
+            }
+        }
+    }
+
+    let now = chrono::Utc::now().timestamp();
+    let grace = config.grace_period.0.as_secs() as i64;
+    let mut session = Session::begin(store, "run", now)?;
+    let mut tally = Tally::default();
+    let mut gone = 0u64;
+    for step in steps {
+        match step {
+            Step::Parsed(kind, parsed) => {
+                if let Err(e) = parsed.as_ref() {
+                    metrics
+                        .reports_skipped
+                        .get_or_create(&Metrics::kind(kind.as_str()))
+                        .inc();
+                    tracing::warn!("skipped: {e}");
+                }
+                tally.record(&mut session, *parsed)?;
+            }
+            Step::Gone(id) => gone += u64::from(session.gone(&id)?),
+            Step::Namespace(ns) => session.namespace(&ns)?,
+            Step::Relist(kind) => {
+                state.relist_floor.insert(kind, session.relist_floor());
+            }
+            Step::Listed(kind) => {
+                if let Some(floor) = state.relist_floor.remove(&kind) {
+                    let n = session.relisted(kind, floor)?;
+                    if n > 0 {
+                        tracing::info!(%kind, reports = n, "not listed any more: grace period started");
+                    }
+                }
+                state.listed.insert(kind);
+            }
+        }
+    }
+    let stats = session.finish(false, grace)?;
+    session.commit()?;
+    if tally.reports.stored + gone + stats.findings_resolved > 0 {
+        tracing::debug!(
+            stored = tally.reports.stored,
+            gone,
+            opened = stats.findings_opened,
+            resolved = stats.findings_resolved,
+            "batch written"
+        );
+    }
+    update_gauges(store, metrics).context("reading store totals")
+}
+
+/// A report without a digest: its owner's Pods know which digest they run.
+async fn recover_digest(state: &mut BatchState, r: &mut crate::model::Report) {
+    let (Some(pods), Some(owner), Some(img)) =
+        (state.pods.as_mut(), r.owner.clone(), r.image.as_mut())
+    else {
+        return;
+    };
+    if img.pinned() || r.id.namespace.is_empty() || r.container.is_empty() {
+        return;
+    }
+    match pods.digest(&r.id.namespace, &owner, &r.container).await {
+        Ok(Some(d)) => {
+            tracing::debug!(report = %r.id, digest = %d, "digest recovered from the workload's Pods");
+            img.digest = Some(d);
+        }
+        Ok(None) => {}
+        Err(e) => {
+            if !state.pods_warned {
+                tracing::warn!(error = %e, "cannot read Pods to recover missing digests (images stay unpinned)");
+                state.pods_warned = true;
+            }
+        }
+    }
+}
+
+fn update_gauges(store: &Store, metrics: &Metrics) -> Result<()> {
+    let live = query::live_totals(store)?;
+    for (label, n) in [("true", live.pinned), ("false", live.unpinned)] {
+        metrics
+            .images
+            .get_or_create(&PinnedLabel {
+                pinned: label.into(),
+            })
+            .set(n as i64);
+    }
+    let by_sev: BTreeMap<&str, u64> = Severity::ALL
+        .iter()
+        .map(|s| (s.as_str(), live.findings.get(*s)))
+        .collect();
+    for (sev, n) in by_sev {
+        metrics
+            .findings_open
+            .get_or_create(&SeverityLabel {
+                severity: sev.to_ascii_lowercase(),
+            })
+            .set(n as i64);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kube_fixture::FakeKube;
+    use serde_json::json;
+
+    #[tokio::test]
+    async fn namespace_annotations_reach_the_ingest_loop() {
+        let (client, fake) = FakeKube::start();
+        fake.lock().namespaces.push(json!({
+            "apiVersion": "meta.k8s.io/v1", "kind": "PartialObjectMetadata",
+            "metadata": {"name": "payments", "resourceVersion": "5",
+                         "labels": {"team": "payments"},
+                         "annotations": {"trivy-digest.io/product": "payments"}}
+        }));
+        let (tx, mut rx) = mpsc::channel(8);
+        let task = tokio::spawn(watch_namespaces(client, tx));
+        let msg = tokio::time::timeout(std::time::Duration::from_secs(5), rx.recv())
+            .await
+            .expect("a namespace arrives")
+            .expect("channel open");
+        let Msg::Namespace(ns) = msg else {
+            panic!("a namespace message")
+        };
+        assert_eq!(ns.name, "payments");
+        assert_eq!(
+            ns.annotations
+                .get("trivy-digest.io/product")
+                .map(String::as_str),
+            Some("payments")
+        );
+        assert_eq!(ns.labels.get("team").map(String::as_str), Some("payments"));
+        task.abort();
+    }
+}
