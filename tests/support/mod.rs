@@ -3,4 +3,5 @@
 
 pub mod cli;
 pub mod dojo;
+pub mod kube_server;
 pub mod reports;
