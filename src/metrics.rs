@@ -46,6 +46,8 @@ pub struct Metrics {
     pub summaries_sent: Counter,
     /// Watch streams that failed and were restarted, per kind.
     pub watch_restarts: Family<KindLabel, Counter>,
+    /// Full lists per kind: the first one, then one after each 410 Gone.
+    pub relists: Family<KindLabel, Counter>,
     pub last_dojo_push_timestamp_seconds: Gauge<f64, AtomicU64>,
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
@@ -74,6 +76,7 @@ impl Metrics {
             alerts_sent: Counter::default(),
             summaries_sent: Counter::default(),
             watch_restarts: Family::default(),
+            relists: Family::default(),
             last_dojo_push_timestamp_seconds: Gauge::default(),
             leader: Gauge::default(),
             ready: Gauge::default(),
@@ -127,6 +130,11 @@ impl Metrics {
             "watch_restarts",
             "Watch streams that failed and were restarted, per kind",
             m.watch_restarts.clone(),
+        );
+        registry.register(
+            "relists",
+            "Full lists per kind: the first, then one after each 410 Gone",
+            m.relists.clone(),
         );
         registry.register(
             "last_dojo_push_timestamp_seconds",

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
@@ -14,6 +15,7 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
+use super::until;
 use crate::config::Config;
 use crate::events::Events;
 use crate::ingest::Tally;
@@ -84,19 +86,31 @@ pub async fn lead(
     };
     let mut recheck = tokio::time::interval(config.kube.crd_recheck.0);
     recheck.tick().await;
+    // Grace periods end without any event: settle the store on a timer too.
+    let settle_every =
+        (config.grace_period.0 / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut settle = tokio::time::interval(settle_every);
+    settle.tick().await;
     let window = config.run.batch_window.0;
     let result: Result<()> = loop {
         tokio::select! {
             biased;
-            _ = stop.wait_for(|s| *s) => break Ok(()),
-            r = leading.wait_for(|l| !*l) => {
-                if r.is_ok() {
+            _ = until(&mut stop, true) => break Ok(()),
+            lost = until(&mut leading, false) => {
+                if lost {
                     tracing::warn!("leadership lost: stopping the watches");
                 }
                 break Ok(());
             }
             _ = recheck.tick(), if !absent.is_empty() => {
                 start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
+            }
+            _ = settle.tick() => {
+                match process_batch(config, &mut store, Vec::new(), &mut state, metrics).await {
+                    Ok(true) => dirty.notify_one(),
+                    Ok(false) => {}
+                    Err(e) => break Err(e),
+                }
             }
             first = rx.recv() => {
                 let Some(first) = first else { break Ok(()) };
@@ -228,14 +242,15 @@ enum Step {
 }
 
 /// Parses (and recovers digests) outside the store transaction, then writes the batch
-/// in one transaction, so the write lock is never held across a network call.
+/// in one transaction, so the write lock is never held across a network call. Returns
+/// whether grace periods ended or findings resolved (something to export).
 async fn process_batch(
     config: &Config,
     store: &mut Store,
     batch: Vec<Msg>,
     state: &mut BatchState,
     metrics: &Metrics,
-) -> Result<()> {
+) -> Result<bool> {
     if let Some(p) = state.pods.as_mut() {
         p.clear();
     }
@@ -255,7 +270,13 @@ async fn process_batch(
                 steps.push(Step::Parsed(kind, Box::new(parsed)));
             }
             Msg::Report(_, Event::Delete(id)) => steps.push(Step::Gone(id)),
-            Msg::Report(kind, Event::Relist) => steps.push(Step::Relist(kind)),
+            Msg::Report(kind, Event::Relist) => {
+                metrics
+                    .relists
+                    .get_or_create(&Metrics::kind(kind.as_str()))
+                    .inc();
+                steps.push(Step::Relist(kind));
+            }
             Msg::Report(kind, Event::Listed) => steps.push(Step::Listed(kind)),
             Msg::Report(kind, Event::Failed(e)) => {
                 metrics
@@ -311,7 +332,8 @@ async fn process_batch(
             "batch written"
         );
     }
-    update_gauges(store, metrics).context("reading store totals")
+    update_gauges(store, metrics).context("reading store totals")?;
+    Ok(stats.reports_expired + stats.findings_resolved + stats.targets_removed > 0)
 }
 
 /// A report without a digest: its owner's Pods know which digest they run.

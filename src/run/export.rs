@@ -7,6 +7,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio::sync::{Notify, watch};
 
+use super::until;
 use crate::config::Config;
 use crate::dojo::{self, DojoClient, Outcome, outbox};
 use crate::events::Events;
@@ -30,15 +31,15 @@ pub async fn export_loop(
     loop {
         // Wake on a change, or after an interval to retry the outbox.
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-            _ = leading.wait_for(|l| !*l) => return Ok(()),
+            _ = until(&mut stop, true) => return Ok(()),
+            _ = until(&mut leading, false) => return Ok(()),
             _ = dirty.notified() => {}
             _ = tokio::time::sleep(interval) => {}
         }
         // Debounce: let the burst finish.
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => return Ok(()),
-            _ = leading.wait_for(|l| !*l) => return Ok(()),
+            _ = until(&mut stop, true) => return Ok(()),
+            _ = until(&mut leading, false) => return Ok(()),
             _ = tokio::time::sleep(interval) => {}
         }
         let now = chrono::Utc::now().timestamp();
@@ -65,7 +66,7 @@ pub async fn export_loop(
         let mut stop_then_grace = stop.clone();
         let grace = config.run.shutdown_grace.0;
         let deadline = async move {
-            let _ = stop_then_grace.wait_for(|s| *s).await;
+            until(&mut stop_then_grace, true).await;
             tokio::time::sleep(grace).await;
         };
         let report = tokio::select! {

@@ -51,7 +51,7 @@ pub async fn run_with(
     });
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(serve::serve(listener, state, async move {
-        let _ = http_stop.wait_for(|s| *s).await;
+        until(&mut http_stop, true).await;
     }));
 
     let (lead_tx, lead_rx) = watch::channel(false);
@@ -74,8 +74,8 @@ pub async fn run_with(
     let mut leading = lead_rx.clone();
     loop {
         tokio::select! {
-            _ = stop.wait_for(|s| *s) => break,
-            r = leading.wait_for(|l| *l) => if r.is_err() { break },
+            _ = until(&mut stop, true) => break,
+            led = until(&mut leading, true) => if !led { break },
         }
         if *stop.borrow() {
             break;
@@ -117,6 +117,12 @@ pub async fn run_with(
         Err(e) => tracing::warn!("HTTP server task: {e}"),
     }
     Ok(0)
+}
+
+/// Waits until the flag is `want`; false when its sender is gone. The guard `wait_for`
+/// returns is dropped here, so callers' futures stay `Send`.
+pub(crate) async fn until(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
+    rx.wait_for(|v| *v == want).await.is_ok()
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C.

@@ -56,6 +56,7 @@ pub fn vulnerability_report(
                 "fixedVersion": v.fixed, "severity": v.severity, "title": format!("{} in {}", v.id, v.package),
                 "primaryLink": format!("https://avd.aquasec.com/nvd/{}", v.id.to_lowercase()),
                 "links": [], "target": "",
+                "publishedDate": "2026-01-15T10:00:00Z", "lastModifiedDate": "2026-02-01T10:00:00Z",
             });
             if let Some(s) = v.score {
                 e["score"] = json!(s);
@@ -75,11 +76,13 @@ pub fn vulnerability_report(
                 "trivy-operator.resource.name": rs,
                 "trivy-operator.resource.namespace": ns,
             },
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true}],
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true,
+                                 "uid": "7d3c1f2e-0000-4000-8000-000000000001"}],
         },
         "report": {
             "updateTimestamp": "2026-10-01T08:00:00Z",
             "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.48.3"},
+            "os": {"family": "alpine", "name": "3.19.1"},
             "registry": {"server": "ghcr.io"},
             "artifact": artifact,
             "summary": {"criticalCount": 0, "highCount": 0, "mediumCount": 0, "lowCount": 0, "unknownCount": 0},
