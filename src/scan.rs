@@ -253,7 +253,7 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     session.commit()?;
 
     let client = DojoClient::new(&dojo_cfg)?;
-    dsum.export = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now).await?;
+    dsum.export = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now, &|| false).await?;
     summary.defectdojo = Some(dsum);
     summary.exit_code = exit_code(&summary);
     Ok(summary)

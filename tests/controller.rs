@@ -413,10 +413,21 @@ async fn filters_skip_namespaces_and_kinds() {
     for i in 0..8 {
         create(&client, i, i, &vulns()).await;
     }
+    // A report in a wanted namespace, labelled to be ignored.
+    let (ns, mut obj) = report(8, 8, &vulns());
+    obj.metadata
+        .labels
+        .get_or_insert_with(Default::default)
+        .insert("trivy-digest.io/ignore".into(), "true".into());
+    api(&client, &ns)
+        .create(&PostParams::default(), &obj)
+        .await
+        .expect("create");
     let dir = tempfile::tempdir().expect("tmp");
     let mut c = config(dir.path(), None);
     c.kube.exclude_namespaces = vec!["ns-1".into(), "ns-3*".into()];
     c.kube.kinds = vec![ReportKind::VulnerabilityReport];
+    c.kube.label_selector = Some("!trivy-digest.io/ignore".into());
     let controller = Controller::start(c, server.client().await).await;
     eventually("ready", Duration::from_secs(30), || async {
         controller.get("/readyz").await.0 == 200
@@ -457,4 +468,85 @@ async fn scan_from_cluster_reads_one_paged_list() {
     assert_eq!(s["images"]["unique"], 5);
     assert_eq!(s["kinds_absent"], json!(["SbomReport"]));
     assert_eq!(s["complete"], true);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_the_push_in_flight_finish_and_exits_zero() {
+    let server = KubeServer::start();
+    server.install_crds();
+    let client = server.client().await;
+    for i in 0..4 {
+        create(&client, i, i, &vulns()).await;
+    }
+    let dojo = DojoFake::start().await;
+    // Every DefectDojo answer takes 2 s: the first push is in flight when SIGTERM comes.
+    dojo.set_latency(Duration::from_secs(2));
+    let mut ws = support::cli::Workspace::new();
+    let port = free_port();
+    ws.env.push((
+        "KUBECONFIG".into(),
+        server.kubeconfig_path().display().to_string(),
+    ));
+    ws.env.push(("DEFECTDOJO_URL".into(), dojo.url()));
+    ws.env
+        .push(("DEFECTDOJO_TOKEN".into(), DojoFake::TOKEN.into()));
+    ws.config(&format!(
+        "cluster: test\nrun:\n  listen: 127.0.0.1:{port}\n  export_interval: 200ms\n  batch_window: 100ms\n  shutdown_grace: 10s\n  leader_election:\n    enabled: false\n"
+    ));
+    let mut child = ws
+        .command(&["run", "--log-format", "json"])
+        .env("TRIVY_DIGEST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn run");
+    eventually("a push in flight", Duration::from_secs(30), || async {
+        dojo.log()
+            .iter()
+            .any(|r| r.path == "/api/v2/reimport-scan/")
+    })
+    .await;
+    let signalled = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait_with_output())
+        .await
+        .expect("join")
+        .expect("wait");
+    let stderr = String::from_utf8_lossy(&exit.stderr);
+    assert_eq!(exit.status.code(), Some(0), "{stderr}");
+    assert!(
+        signalled.elapsed() < Duration::from_secs(12),
+        "took {:?}",
+        signalled.elapsed()
+    );
+    assert!(stderr.contains("shutting down"), "{stderr}");
+    // The push that was in flight finished: DefectDojo answered and the store recorded it.
+    assert!(
+        dojo.log()
+            .iter()
+            .any(|r| r.path == "/api/v2/reimport-scan/" && r.answered && r.status == 201)
+    );
+    let acked = rusqlite::Connection::open(ws.store())
+        .expect("store")
+        .query_row(
+            "SELECT COUNT(*) FROM dojo_tests WHERE acked_hash IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .expect("count");
+    assert!(acked >= 1, "the in-flight push was acknowledged");
+    // What was not sent waits in the outbox for the next start.
+    let waiting = rusqlite::Connection::open(ws.store())
+        .expect("store")
+        .query_row("SELECT COUNT(*) FROM outbox", [], |r| r.get::<_, i64>(0))
+        .expect("count");
+    assert_eq!(
+        acked + waiting,
+        4,
+        "every test is either acknowledged or queued"
+    );
 }

@@ -95,12 +95,14 @@ impl Shared<'_, '_> {
     }
 }
 
-/// Sends every queued push. Returns what happened per test.
+/// Sends every queued push. Returns what happened per test. Once `stopping()` is true no
+/// further push starts (those in flight finish); the rest stays in the outbox.
 pub async fn deliver(
     store: &mut Store,
     client: &DojoClient,
     concurrency: usize,
     now: i64,
+    stopping: &(dyn Fn() -> bool + Sync),
 ) -> Result<ExportReport> {
     let pending = outbox::pending(store.conn())?;
     let mut known = outbox::known_contexts(store.conn())?;
@@ -130,7 +132,7 @@ pub async fn deliver(
         let mut queue = waiting.remove(&c).unwrap_or_default();
         queue.reverse();
         while let Some(p) = queue.pop() {
-            if shared.stop.load(Ordering::SeqCst) {
+            if shared.stop.load(Ordering::SeqCst) || stopping() {
                 break; // left in the outbox for the next run
             }
             let o = push(&shared, p).await?;
@@ -147,7 +149,7 @@ pub async fn deliver(
         .map(|p| {
             let shared = &shared;
             async move {
-                if shared.stop.load(Ordering::SeqCst) {
+                if shared.stop.load(Ordering::SeqCst) || stopping() {
                     return Ok(None);
                 }
                 push(shared, p).await.map(Some)

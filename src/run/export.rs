@@ -69,8 +69,10 @@ pub async fn export_loop(
             until(&mut stop_then_grace, true).await;
             tokio::time::sleep(grace).await;
         };
+        let stopping_rx = stop.clone();
+        let stopping = move || *stopping_rx.borrow();
         let report = tokio::select! {
-            r = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now) => Some(r?),
+            r = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now, &stopping) => Some(r?),
             _ = deadline => {
                 tracing::warn!("shutdown grace over: unfinished pushes stay in the outbox");
                 None
