@@ -79,7 +79,7 @@ impl Default for KubeConfig {
             exclude_namespaces: Vec::new(),
             label_selector: None,
             kinds: Vec::new(),
-            page_size: 100,
+            page_size: 25,
             digest_recovery: true,
             crd_recheck: HumanDuration(Duration::from_secs(60)),
         }

@@ -199,25 +199,31 @@ fn report(spec: &Spec, n: usize, vulns: &[serde_json::Value]) -> serde_json::Val
     })
 }
 
+/// Every report of the cluster, one at a time (findings are generated once per image).
+pub fn reports(spec: &Spec) -> impl Iterator<Item = serde_json::Value> + '_ {
+    let mut cache: Option<(usize, Vec<serde_json::Value>)> = None;
+    (0..spec.reports).map(move |n| {
+        let img = n % spec.digests.max(1);
+        if cache.as_ref().is_none_or(|(i, _)| *i != img) {
+            cache = Some((img, vulnerabilities(spec, img)));
+        }
+        let vulns = cache
+            .as_ref()
+            .map(|(_, v)| v.as_slice())
+            .unwrap_or_default();
+        report(spec, n, vulns)
+    })
+}
+
 /// Writes the cluster as one `kind: List` JSON document. Returns the bytes written.
 pub fn write_list<W: Write>(spec: &Spec, out: W) -> io::Result<u64> {
     let mut out = CountingWriter { inner: out, n: 0 };
     out.write_all(b"{\"apiVersion\":\"v1\",\"kind\":\"List\",\"metadata\":{\"resourceVersion\":\"\"},\"items\":[")?;
-    let mut cache: Option<(usize, Vec<serde_json::Value>)> = None;
-    for n in 0..spec.reports {
-        let img = n % spec.digests.max(1);
-        let vulns = match &cache {
-            Some((i, v)) if *i == img => v.clone(),
-            _ => {
-                let v = vulnerabilities(spec, img);
-                cache = Some((img, v.clone()));
-                v
-            }
-        };
+    for (n, r) in reports(spec).enumerate() {
         if n > 0 {
             out.write_all(b",")?;
         }
-        serde_json::to_writer(&mut out, &report(spec, n, &vulns))?;
+        serde_json::to_writer(&mut out, &r)?;
     }
     out.write_all(b"]}\n")?;
     Ok(out.n)

@@ -493,7 +493,7 @@ async fn sigterm_lets_the_push_in_flight_finish_and_exits_zero() {
     ws.config(&format!(
         "cluster: test\nrun:\n  listen: 127.0.0.1:{port}\n  export_interval: 200ms\n  batch_window: 100ms\n  shutdown_grace: 10s\n  leader_election:\n    enabled: false\n"
     ));
-    let mut child = ws
+    let child = ws
         .command(&["run", "--log-format", "json"])
         .env("TRIVY_DIGEST_LOG", "info")
         .stdout(std::process::Stdio::piped())

@@ -32,6 +32,19 @@ enum Msg {
     Namespace(NamespaceMeta),
 }
 
+impl Msg {
+    /// Bytes of report JSON carried.
+    fn size(&self) -> usize {
+        match self {
+            Msg::Report(_, Event::Apply(raw)) => raw.json.len(),
+            _ => 64,
+        }
+    }
+}
+
+const MAX_BATCH: usize = 500;
+const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+
 /// What the leader works with.
 pub struct Ctx<'a> {
     pub config: &'a Config,
@@ -57,7 +70,8 @@ pub async fn lead(
     let mut store = Store::open(&config.store)?;
     store.claim_cluster(&config.cluster)?;
 
-    let (tx, mut rx) = mpsc::channel::<Msg>(256);
+    // Small: a queued report is its whole JSON (tens of KB); the watchers wait instead.
+    let (tx, mut rx) = mpsc::channel::<Msg>(32);
     let mut tasks = JoinSet::new();
     let wanted = config.kube.kinds();
     let mut watching: BTreeSet<ReportKind> = BTreeSet::new();
@@ -114,11 +128,17 @@ pub async fn lead(
             }
             first = rx.recv() => {
                 let Some(first) = first else { break Ok(()) };
+                let mut bytes = first.size();
                 let mut batch = vec![first];
                 let deadline = tokio::time::Instant::now() + window;
-                while batch.len() < 1000 {
+                // Bounded by count and by size: a relist of large reports must not
+                // gather megabytes before they are written.
+                while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
-                        Ok(Some(m)) => batch.push(m),
+                        Ok(Some(m)) => {
+                            bytes += m.size();
+                            batch.push(m);
+                        }
                         _ => break,
                     }
                 }
