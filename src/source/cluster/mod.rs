@@ -6,9 +6,8 @@ pub mod list;
 pub mod pods;
 pub mod watch;
 
-use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::Client;
-use kube::api::{Api, ApiResource, DynamicObject, TypeMeta};
+use kube::api::{Api, ApiResource, DynamicObject, ListParams, TypeMeta};
 
 use super::{Origin, Position, RawObject};
 use crate::model::ReportKind;
@@ -27,31 +26,21 @@ pub fn api_resource(kind: ReportKind) -> ApiResource {
     }
 }
 
-/// `vulnerabilityreports.aquasecurity.github.io`.
-pub fn crd_name(kind: ReportKind) -> String {
-    format!("{}.{GROUP}", kind.plural())
-}
-
-/// The wanted kinds whose CRD exists and is established, and those whose CRD is absent.
+/// The wanted kinds the API serves, and those it does not (CRD not installed). Asked by
+/// listing one object of each kind, so no permission beyond the reports' is needed (a
+/// missing CRD answers 404, as plain text: the status code is what counts).
 pub async fn present_kinds(
     client: &Client,
     wanted: &[ReportKind],
 ) -> Result<(Vec<ReportKind>, Vec<ReportKind>), kube::Error> {
-    let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
     let mut present = Vec::new();
     let mut absent = Vec::new();
     for kind in wanted {
-        let established = crds.get_opt(&crd_name(*kind)).await?.is_some_and(|crd| {
-            crd.status
-                .and_then(|s| s.conditions)
-                .unwrap_or_default()
-                .iter()
-                .any(|c| c.type_ == "Established" && c.status == "True")
-        });
-        if established {
-            present.push(*kind);
-        } else {
-            absent.push(*kind);
+        let api: Api<DynamicObject> = Api::all_with(client.clone(), &api_resource(*kind));
+        match api.list(&ListParams::default().limit(1)).await {
+            Ok(_) => present.push(*kind),
+            Err(kube::Error::Api(s)) if s.code == 404 => absent.push(*kind),
+            Err(e) => return Err(e),
         }
     }
     Ok((present, absent))
