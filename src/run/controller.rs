@@ -77,7 +77,13 @@ pub async fn lead(
     let mut watching: BTreeSet<ReportKind> = BTreeSet::new();
     let mut absent: Vec<ReportKind> = wanted.clone();
     start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
+    if !absent.is_empty() {
+        let names: Vec<&str> = absent.iter().map(|k| k.as_str()).collect();
+        tracing::info!(kinds = ?names, "report kinds without a CRD are skipped until it appears");
+    }
     tasks.spawn(watch_namespaces(client.clone(), tx.clone()));
+    // With no report CRD at all there is nothing to list: ready, and waiting for one.
+    mark_ready(&watching, &BTreeSet::new(), health, metrics);
 
     let dirty = Arc::new(Notify::new());
     let exporter = tokio::spawn(super::export::export_loop(
@@ -145,12 +151,7 @@ pub async fn lead(
                 if let Err(e) = process_batch(config, &mut store, batch, &mut state, metrics).await {
                     break Err(e);
                 }
-                if !watching.is_empty() && watching.iter().all(|k| state.listed.contains(k)) {
-                    if !health.listed.swap(true, Ordering::SeqCst) {
-                        tracing::info!(kinds = watching.len(), "every watched kind listed: ready");
-                    }
-                    metrics.ready.set(1);
-                }
+                mark_ready(&watching, &state.listed, health, metrics);
                 dirty.notify_one();
             }
         }
@@ -163,6 +164,21 @@ pub async fn lead(
         Ok(Ok(())) => {}
     }
     result
+}
+
+/// Ready once every watched kind has been listed once.
+fn mark_ready(
+    watching: &BTreeSet<ReportKind>,
+    listed: &BTreeSet<ReportKind>,
+    health: &Health,
+    metrics: &Metrics,
+) {
+    if watching.iter().all(|k| listed.contains(k)) {
+        if !health.listed.swap(true, Ordering::SeqCst) {
+            tracing::info!(kinds = watching.len(), "every watched kind listed: ready");
+        }
+        metrics.ready.set(1);
+    }
 }
 
 /// Starts watches for the wanted kinds whose CRD now exists.
@@ -181,15 +197,6 @@ async fn start_present(
             return;
         }
     };
-    for kind in &still_absent {
-        if !watching.contains(kind) && absent.contains(kind) {
-            tracing::debug!(%kind, "CRD not installed");
-        }
-    }
-    if !present.is_empty() && !still_absent.is_empty() {
-        let names: Vec<&str> = still_absent.iter().map(|k| k.as_str()).collect();
-        tracing::info!(kinds = ?names, "report kinds without a CRD are skipped until it appears");
-    }
     for kind in present {
         tracing::info!(%kind, "watching");
         watching.insert(kind);
