@@ -38,6 +38,15 @@ pub struct Config {
     /// The controller (`run`).
     pub run: RunConfig,
     pub defectdojo: Option<DojoConfig>,
+    /// Outgoing mail (alerts and summaries); none configured means no email is sent.
+    pub smtp: Option<SmtpConfig>,
+    /// Team routes: a namespace names one with an annotation; alerts and summaries for
+    /// its namespaces go to the route's destinations.
+    pub teams: TeamsConfig,
+    /// Critical alerts (Slack, email).
+    pub alerts: crate::alert::config::AlertsConfig,
+    /// Monthly summary.
+    pub summary: crate::summary::config::SummaryConfig,
 }
 
 impl Default for Config {
@@ -49,8 +58,106 @@ impl Default for Config {
             kube: KubeConfig::default(),
             run: RunConfig::default(),
             defectdojo: None,
+            smtp: None,
+            teams: TeamsConfig::default(),
+            alerts: Default::default(),
+            summary: Default::default(),
         }
     }
+}
+
+/// How mail leaves: STARTTLS on the submission port, TLS from the first byte, or plain
+/// (a relay on localhost or inside the cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 587 for starttls, 465 for tls, 25 for none.
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// File holding the password (env `SMTP_PASSWORD` or `SMTP_PASSWORD_FILE` win).
+    pub password_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub password: Option<Secret>,
+    /// Sender, e.g. `trivy-digest <trivy-digest@example.com>`.
+    pub from: String,
+    /// Per connection and per command.
+    pub timeout: HumanDuration,
+    pub retry: RetryConfig,
+    /// PEM bundle of extra CA certificates.
+    pub ca_bundle: Option<PathBuf>,
+    /// Turns off TLS verification; logs a warning on every start.
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: String::new(),
+            port: None,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password_file: None,
+            password: None,
+            from: String::new(),
+            timeout: HumanDuration(Duration::from_secs(30)),
+            retry: RetryConfig::default(),
+            ca_bundle: None,
+            insecure_skip_tls_verify: false,
+        }
+    }
+}
+
+impl SmtpConfig {
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        })
+    }
+}
+
+/// Namespaces route themselves to a team by annotation; the team's destinations are
+/// defined here, never in the annotation (a namespace owner cannot send data elsewhere).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamsConfig {
+    /// Namespace annotation whose value names a team below.
+    pub annotation: String,
+    pub routes: std::collections::BTreeMap<String, TeamRoute>,
+}
+
+impl Default for TeamsConfig {
+    fn default() -> Self {
+        TeamsConfig {
+            annotation: "trivy-digest.io/team".into(),
+            routes: Default::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TeamRoute {
+    /// Recipients of this team's alerts and monthly summary.
+    pub email: Vec<String>,
+    /// Slack incoming webhook URL, read from a file (a mounted Secret) ...
+    pub slack_webhook_file: Option<PathBuf>,
+    /// ... or from this environment variable.
+    pub slack_webhook_env: Option<String>,
+    #[serde(skip_deserializing)]
+    pub slack_webhook: Option<Secret>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -291,6 +398,30 @@ fn env_or_file(name: &str) -> Result<Option<String>, ConfigError> {
     Ok(None)
 }
 
+/// A secret named in the config by file or by environment variable (never inline);
+/// `field` names the config entry in errors.
+pub(crate) fn read_secret_ref(
+    field: &str,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+            "{field}: set a file or an environment variable, not both"
+        ))),
+        (Some(f), None) => read_secret_file(f)
+            .map(|v| Some(Secret::new(v)))
+            .map_err(|m| ConfigError::Invalid(format!("{field}: {m}"))),
+        (None, Some(name)) => match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+            _ => Err(ConfigError::Invalid(format!(
+                "{field}: environment variable {name} is not set"
+            ))),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
 fn read_secret_file(path: &Path) -> Result<String, String> {
     let v = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
@@ -360,6 +491,26 @@ impl Config {
                     (None, None) => None,
                 };
         }
+        if let Some(m) = &mut self.smtp {
+            let password = env_or_file("SMTP_PASSWORD")?;
+            m.password = match (password, &m.password_file) {
+                (Some(p), _) => Some(Secret::new(p)),
+                (None, Some(f)) => {
+                    Some(Secret::new(read_secret_file(f).map_err(|m| {
+                        ConfigError::Invalid(format!("smtp.password_file: {m}"))
+                    })?))
+                }
+                (None, None) => None,
+            };
+        }
+        for (name, route) in &mut self.teams.routes {
+            route.slack_webhook = read_secret_ref(
+                &format!("teams.routes.{name}"),
+                route.slack_webhook_file.as_deref(),
+                route.slack_webhook_env.as_deref(),
+            )?;
+        }
+        self.alerts.resolve_secrets()?;
         Ok(())
     }
 
@@ -423,6 +574,42 @@ impl Config {
                 )));
             }
         }
+        if let Some(m) = &self.smtp {
+            if m.host.trim().is_empty() {
+                return Err(ConfigError::Invalid("smtp.host: must not be empty".into()));
+            }
+            if m.from.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "smtp.from: a sender address is required".into(),
+                ));
+            }
+            crate::mail::parse_mailbox(&m.from)
+                .map_err(|e| ConfigError::Invalid(format!("smtp.from: {e}")))?;
+            if m.password.is_some() && m.username.is_none() {
+                return Err(ConfigError::Invalid(
+                    "smtp: a password is set but no username".into(),
+                ));
+            }
+        }
+        if self.teams.annotation.trim().is_empty() {
+            return Err(ConfigError::Invalid(
+                "teams.annotation: must not be empty".into(),
+            ));
+        }
+        for (name, route) in &self.teams.routes {
+            for addr in &route.email {
+                crate::mail::parse_mailbox(addr).map_err(|e| {
+                    ConfigError::Invalid(format!("teams.routes.{name}.email {addr:?}: {e}"))
+                })?;
+            }
+            if !route.email.is_empty() && self.smtp.is_none() {
+                return Err(ConfigError::Invalid(format!(
+                    "teams.routes.{name}.email: no smtp section to send with"
+                )));
+            }
+        }
+        self.alerts.validate(self)?;
+        self.summary.validate(self)?;
         Ok(())
     }
 

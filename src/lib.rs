@@ -4,6 +4,7 @@
 //! Data flows one way: `source` (files, stdin) → `trivy` (parse, normalize into `model`)
 //! → `store` (SQLite: dedupe, history, outbox) → outputs (`dojo`). `scan` wires one sweep.
 
+pub mod alert;
 pub mod config;
 pub mod dojo;
 pub mod events;
@@ -12,6 +13,7 @@ pub mod ingest;
 #[cfg(test)]
 mod kube_fixture;
 pub mod leader;
+pub mod mail;
 pub mod metrics;
 pub mod model;
 pub mod retry;
@@ -21,6 +23,7 @@ pub mod secret;
 pub mod serve;
 pub mod source;
 pub mod store;
+pub mod summary;
 pub mod synth;
 pub mod template;
 pub mod trivy;

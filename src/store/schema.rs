@@ -191,4 +191,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (product_type, product, engagement)
     ) WITHOUT ROWID;
     "#,
+    // 2: alerts (being written; not released).
+    r#"
+    "#,
+    // 3: monthly summaries (being written; not released).
+    r#"
+    "#,
 ];

@@ -5,3 +5,4 @@ pub mod cli;
 pub mod dojo;
 pub mod kube_server;
 pub mod reports;
+pub mod smtp;
