@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod config;
 pub mod dojo;
+pub mod errors;
 pub mod events;
 pub mod glob;
 pub mod ingest;

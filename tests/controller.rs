@@ -405,6 +405,35 @@ async fn a_crd_installed_later_is_picked_up() {
     assert_eq!(controller.stop().await, 0);
 }
 
+/// An API server that cannot be reached at start must not look ready (a NetworkPolicy
+/// blocking it would otherwise pass the readiness probe with nothing watched).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn not_ready_until_the_api_server_answers() {
+    let mut server = KubeServer::start();
+    server.install_crds();
+    let client = server.client().await;
+    server.kill_apiserver();
+    let dir = tempfile::tempdir().expect("tmp");
+    let controller = Controller::start(config(dir.path(), None), client).await;
+    eventually("healthz answers", Duration::from_secs(10), || async {
+        controller.get("/healthz").await.0 == 200
+    })
+    .await;
+    // Several retries (every 5 s) fail in this time; ready must stay off.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    assert_eq!(controller.get("/readyz").await.0, 503);
+    let (_, metrics) = controller.get("/metrics").await;
+    assert!(metrics.contains("trivy_digest_ready 0"), "{metrics}");
+    server.restart_apiserver();
+    eventually(
+        "ready once the API server answers",
+        Duration::from_secs(40),
+        || async { controller.get("/readyz").await.0 == 200 },
+    )
+    .await;
+    assert_eq!(controller.stop().await, 0);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn filters_skip_namespaces_and_kinds() {
     let server = KubeServer::start();

@@ -44,6 +44,8 @@ impl Msg {
 
 const MAX_BATCH: usize = 500;
 const MAX_BATCH_BYTES: usize = 2 * 1024 * 1024;
+/// How often to ask which report kinds exist while the API server has not answered yet.
+const UNCHECKED_RETRY: Duration = Duration::from_secs(5);
 
 /// What the leader works with.
 pub struct Ctx<'a> {
@@ -76,14 +78,19 @@ pub async fn lead(
     let wanted = config.kube.kinds();
     let mut watching: BTreeSet<ReportKind> = BTreeSet::new();
     let mut absent: Vec<ReportKind> = wanted.clone();
-    start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
-    if !absent.is_empty() {
+    // Whether the API server has answered which kinds exist: until then "absent" means
+    // "unknown", and an unreachable or forbidden API server must not look ready.
+    let mut checked =
+        start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
+    if checked && !absent.is_empty() {
         let names: Vec<&str> = absent.iter().map(|k| k.as_str()).collect();
         tracing::info!(kinds = ?names, "report kinds without a CRD are skipped until it appears");
     }
     tasks.spawn(watch_namespaces(client.clone(), tx.clone()));
     // With no report CRD at all there is nothing to list: ready, and waiting for one.
-    mark_ready(&watching, &BTreeSet::new(), health, metrics);
+    if checked {
+        mark_ready(&watching, &BTreeSet::new(), health, metrics);
+    }
 
     let dirty = Arc::new(Notify::new());
     let exporter = tokio::spawn(super::export::export_loop(
@@ -106,6 +113,9 @@ pub async fn lead(
     };
     let mut recheck = tokio::time::interval(config.kube.crd_recheck.0);
     recheck.tick().await;
+    // Until the first answer, ask again sooner than the CRD recheck.
+    let mut retry_check = tokio::time::interval(config.kube.crd_recheck.0.min(UNCHECKED_RETRY));
+    retry_check.tick().await;
     // Grace periods end without any event: settle the store on a timer too.
     let settle_every =
         (config.grace_period.0 / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
@@ -122,8 +132,15 @@ pub async fn lead(
                 }
                 break Ok(());
             }
-            _ = recheck.tick(), if !absent.is_empty() => {
+            _ = recheck.tick(), if checked && !absent.is_empty() => {
                 start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
+            }
+            _ = retry_check.tick(), if !checked => {
+                checked = start_present(&client, config, &mut absent, &mut watching, &mut tasks, &tx).await;
+                if checked {
+                    tracing::info!(watching = watching.len(), absent = absent.len(), "the API server answered: report kinds known");
+                    mark_ready(&watching, &state.listed, health, metrics);
+                }
             }
             _ = settle.tick() => {
                 match process_batch(config, &mut store, Vec::new(), &mut state, metrics).await {
@@ -151,7 +168,9 @@ pub async fn lead(
                 if let Err(e) = process_batch(config, &mut store, batch, &mut state, metrics).await {
                     break Err(e);
                 }
-                mark_ready(&watching, &state.listed, health, metrics);
+                if checked {
+                    mark_ready(&watching, &state.listed, health, metrics);
+                }
                 dirty.notify_one();
             }
         }
@@ -181,7 +200,8 @@ fn mark_ready(
     }
 }
 
-/// Starts watches for the wanted kinds whose CRD now exists.
+/// Starts watches for the wanted kinds whose CRD now exists; false when the API server
+/// could not say (unreachable, forbidden), so nothing is known about `absent`.
 async fn start_present(
     client: &kube::Client,
     config: &Config,
@@ -189,12 +209,15 @@ async fn start_present(
     watching: &mut BTreeSet<ReportKind>,
     tasks: &mut JoinSet<()>,
     tx: &mpsc::Sender<Msg>,
-) {
+) -> bool {
     let (present, still_absent) = match cluster::present_kinds(client, absent).await {
         Ok(v) => v,
         Err(e) => {
-            tracing::warn!(error = %e, "cannot read the report CRDs; retrying later");
-            return;
+            tracing::warn!(
+                error = %crate::errors::chain(&e),
+                "cannot list the report kinds (API server unreachable, or RBAC?); not ready, retrying"
+            );
+            return false;
         }
     };
     for kind in present {
@@ -212,6 +235,7 @@ async fn start_present(
         });
     }
     *absent = still_absent;
+    true
 }
 
 /// Namespace labels and annotations feed the mapping templates. A cluster (or an RBAC
