@@ -28,6 +28,14 @@ pub struct OutcomeLabel {
     pub outcome: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabel {
+    /// Channel name, or `team:<name>` for a team route.
+    pub channel: String,
+    /// `sent` or `failed`.
+    pub outcome: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Report objects read (applied, listed) per kind.
@@ -43,7 +51,15 @@ pub struct Metrics {
     pub outbox_depth: Gauge,
     pub outbox_oldest_pending_seconds: Gauge,
     pub alerts_sent: Counter,
+    /// Alert messages by channel and outcome (sent, failed).
+    pub alert_messages: Family<AlertLabel, Counter>,
+    /// (destination, finding) alerts queued, not yet accepted by their channel.
+    pub alerts_pending: Gauge,
+    /// Destinations whose last send failed.
+    pub alerts_failing_channels: Gauge,
     pub summaries_sent: Counter,
+    /// Summary emails that could not be sent (after retries), to be tried again.
+    pub summary_failures: Counter,
     /// Watch streams that failed and were restarted, per kind.
     pub watch_restarts: Family<KindLabel, Counter>,
     /// Full lists per kind: the first one, then one after each 410 Gone.
@@ -74,7 +90,11 @@ impl Metrics {
             outbox_depth: Gauge::default(),
             outbox_oldest_pending_seconds: Gauge::default(),
             alerts_sent: Counter::default(),
+            alert_messages: Family::default(),
+            alerts_pending: Gauge::default(),
+            alerts_failing_channels: Gauge::default(),
             summaries_sent: Counter::default(),
+            summary_failures: Counter::default(),
             watch_restarts: Family::default(),
             relists: Family::default(),
             last_dojo_push_timestamp_seconds: Gauge::default(),
@@ -122,9 +142,29 @@ impl Metrics {
             m.alerts_sent.clone(),
         );
         registry.register(
+            "alert_messages",
+            "Alert messages by channel and outcome (sent, failed)",
+            m.alert_messages.clone(),
+        );
+        registry.register(
+            "alerts_pending",
+            "New-finding alerts queued and not yet accepted by their channel",
+            m.alerts_pending.clone(),
+        );
+        registry.register(
+            "alerts_failing_channels",
+            "Alert destinations whose last send failed",
+            m.alerts_failing_channels.clone(),
+        );
+        registry.register(
             "summaries_sent",
             "Monthly summary emails accepted by the mail server",
             m.summaries_sent.clone(),
+        );
+        registry.register(
+            "summary_failures",
+            "Monthly summary emails the mail server did not take (after retries)",
+            m.summary_failures.clone(),
         );
         registry.register(
             "watch_restarts",

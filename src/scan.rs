@@ -63,6 +63,9 @@ pub struct ScanSummary {
     /// False when part of the input was unreadable: then nothing was marked gone.
     pub complete: bool,
     pub defectdojo: Option<DojoSummary>,
+    /// New-finding alerts queued and sent (absent when no alert destination is configured).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<crate::alert::AlertSummary>,
     pub exit_code: i32,
 }
 
@@ -205,6 +208,7 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     };
     let Some(dojo_cfg) = dojo_cfg else {
         session.commit()?;
+        summary.alerts = crate::alert::after_scan(config, &mut store, opts.now).await;
         summary.exit_code = exit_code(&summary);
         return Ok(summary);
     };
@@ -255,6 +259,8 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     let client = DojoClient::new(&dojo_cfg)?;
     dsum.export = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now, &|| false).await?;
     summary.defectdojo = Some(dsum);
+    // After the export: its read-back (triage state, test ids) informs the alerts.
+    summary.alerts = crate::alert::after_scan(config, &mut store, opts.now).await;
     summary.exit_code = exit_code(&summary);
     Ok(summary)
 }
@@ -494,5 +500,47 @@ pub fn render_text(s: &ScanSummary) -> String {
             }
         }
     }
+    if let Some(a) = &s.alerts {
+        render_alerts(&mut o, a);
+    }
     o
+}
+
+fn render_alerts(o: &mut String, a: &crate::alert::AlertSummary) {
+    use std::fmt::Write;
+    if let Some(e) = &a.error {
+        let _ = writeln!(o, "Alerts     FAILED: {e} (queued alerts stay queued)");
+        return;
+    }
+    if let Some(n) = a.plan.baseline {
+        let _ = writeln!(
+            o,
+            "Alerts     first run: baseline of {n} open findings recorded, nothing sent"
+        );
+        return;
+    }
+    let sent = a.delivery.messages.iter().filter(|m| m.sent).count();
+    let _ = writeln!(
+        o,
+        "Alerts     {} new findings, {} messages sent, {} failed, {} alerts waiting; {} ignored, {} accepted in DefectDojo",
+        a.plan.new_findings,
+        sent,
+        a.delivery.failed(),
+        a.delivery.pending,
+        a.plan.ignored + a.delivery.ignored_at_send,
+        a.delivery.accepted
+    );
+    for m in &a.delivery.messages {
+        match &m.error {
+            None => {
+                let _ = writeln!(o, "  {}: {}", m.destination, m.title);
+            }
+            Some(e) => {
+                let _ = writeln!(o, "  {}: NOT SENT ({e}): {}", m.destination, m.title);
+            }
+        }
+    }
+    for c in &a.delivery.capped {
+        let _ = writeln!(o, "  {c}: hourly cap reached, alerts wait");
+    }
 }

@@ -34,14 +34,21 @@ impl Health {
 pub struct AppState {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// `/summary/` pages, when `summary.serve` is on.
+    pub summary: Option<Arc<crate::summary::web::SummaryWeb>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let summary = state.summary.clone();
+    let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
-        .with_state(state)
+        .with_state(state);
+    match summary {
+        Some(web) => router.merge(crate::summary::web::router(web)),
+        None => router,
+    }
 }
 
 async fn readyz(State(s): State<Arc<AppState>>) -> impl IntoResponse {

@@ -1,20 +1,428 @@
 //! The `alerts:` section of the configuration.
+//!
+//! Channels (Slack incoming webhooks, email routes) each with their own filters; team
+//! routes (`teams.routes`, chosen by a namespace annotation) get the section's defaults.
+//! Webhook URLs are secrets: read from a file or an environment variable, never inline.
 
-use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::time::Duration;
 
-use crate::config::{Config, ConfigError};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::config::{Config, ConfigError, HumanDuration, RetryConfig, read_secret_ref};
+use crate::model::{Family, Severity};
+use crate::secret::Secret;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// Lowest severity that alerts (CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN).
+    #[serde(with = "severity_name")]
+    pub min_severity: Severity,
+    /// Report families that alert.
+    pub families: Vec<Family>,
+    /// Only findings with a fixed version.
+    pub fixable_only: bool,
+    /// Namespace globs; empty alerts for all. Apply to every channel and team route.
+    pub include_namespaces: Vec<String>,
+    pub exclude_namespaces: Vec<String>,
+    /// Findings never alerted (until `expires`).
+    pub ignore: Vec<IgnoreEntry>,
+    pub channels: Vec<ChannelConfig>,
+    /// New findings are collected this long, then sent as one message per image.
+    pub batch_window: HumanDuration,
+    /// Messages per channel per hour; beyond it, what waits goes out as one digest.
+    pub max_per_hour: u32,
+    /// On the first run against a store, record what exists as the baseline and alert
+    /// on nothing (`run`: everything listed before ready; `scan`: the first sweep).
+    pub baseline_first_run: bool,
+    /// Findings listed per message (the rest is counted as "and N more").
+    pub max_findings_per_message: usize,
+    /// Per Slack request.
+    pub timeout: HumanDuration,
+    pub retry: RetryConfig,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        AlertsConfig {
+            min_severity: Severity::Critical,
+            families: vec![Family::Vulnerability, Family::Secret],
+            fixable_only: false,
+            include_namespaces: Vec::new(),
+            exclude_namespaces: Vec::new(),
+            ignore: Vec::new(),
+            channels: Vec::new(),
+            batch_window: HumanDuration(Duration::from_secs(60)),
+            max_per_hour: 20,
+            baseline_first_run: true,
+            max_findings_per_message: 10,
+            timeout: HumanDuration(Duration::from_secs(15)),
+            retry: RetryConfig {
+                max_attempts: 4,
+                initial_backoff: HumanDuration(Duration::from_secs(1)),
+                max_backoff: HumanDuration(Duration::from_secs(30)),
+            },
+        }
+    }
+}
+
+/// One destination: a Slack webhook, an email route, or both, with optional filters that
+/// narrow the section's defaults.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
-pub struct AlertsConfig {}
+pub struct ChannelConfig {
+    pub name: String,
+    /// Slack incoming webhook URL, read from this file (a mounted Secret) ...
+    pub slack_webhook_file: Option<PathBuf>,
+    /// ... or from this environment variable.
+    pub slack_webhook_env: Option<String>,
+    #[serde(skip_deserializing)]
+    pub slack_webhook: Option<Secret>,
+    /// Recipients (sent through the `smtp` section).
+    pub email: Vec<String>,
+    /// Overrides the section's `min_severity`.
+    #[serde(with = "opt_severity_name", skip_serializing_if = "Option::is_none")]
+    pub min_severity: Option<Severity>,
+    /// Overrides the section's `families`.
+    pub families: Option<Vec<Family>>,
+    /// Overrides the section's `fixable_only`.
+    pub fixable_only: Option<bool>,
+    /// Namespace globs, in addition to the section's.
+    pub include_namespaces: Vec<String>,
+    pub exclude_namespaces: Vec<String>,
+    /// Overrides the section's `max_per_hour`.
+    pub max_per_hour: Option<u32>,
+}
+
+/// A finding not to alert on. Every field given must match; at least one of `id`,
+/// `image`, `namespace` is required, and a reason always.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IgnoreEntry {
+    /// Vulnerability, secret rule or check ID; globs allowed (`CVE-2026-*`).
+    pub id: Option<String>,
+    /// Image repository glob (`ghcr.io/org/*`, `docker.io/library/nginx`).
+    pub image: Option<String>,
+    /// Namespace glob: the finding is not alerted for these namespaces.
+    pub namespace: Option<String>,
+    pub reason: String,
+    /// `2026-12-31` (ignores through that day, UTC) or an RFC 3339 time.
+    pub expires: Option<Expiry>,
+}
+
+impl IgnoreEntry {
+    pub fn active(&self, now: DateTime<Utc>) -> bool {
+        self.expires.as_ref().is_none_or(|e| now < e.at)
+    }
+
+    /// A short description for logs and the store.
+    pub fn describe(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(i) = &self.id {
+            parts.push(format!("id {i}"));
+        }
+        if let Some(i) = &self.image {
+            parts.push(format!("image {i}"));
+        }
+        if let Some(n) = &self.namespace {
+            parts.push(format!("namespace {n}"));
+        }
+        format!("ignore {}: {}", parts.join(", "), self.reason)
+    }
+}
+
+/// When an ignore entry stops ignoring.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Expiry {
+    pub at: DateTime<Utc>,
+    text: String,
+}
+
+impl Expiry {
+    pub fn parse(s: &str) -> Result<Expiry, String> {
+        let t = s.trim();
+        if let Ok(d) = NaiveDate::parse_from_str(t, "%Y-%m-%d") {
+            // A date ignores through that whole day.
+            let next = d
+                .succ_opt()
+                .and_then(|n| n.and_hms_opt(0, 0, 0))
+                .ok_or_else(|| format!("invalid date {t:?}"))?;
+            return Ok(Expiry {
+                at: next.and_utc(),
+                text: t.to_owned(),
+            });
+        }
+        DateTime::parse_from_rfc3339(t)
+            .map(|d| Expiry {
+                at: d.with_timezone(&Utc),
+                text: t.to_owned(),
+            })
+            .map_err(|_| format!("invalid expiry {t:?}: expected 2026-12-31 or an RFC 3339 time"))
+    }
+}
+
+impl Serialize for Expiry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.text)
+    }
+}
+
+impl<'de> Deserialize<'de> for Expiry {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Expiry::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+fn parse_severity(s: &str) -> Result<Severity, String> {
+    if Severity::is_canonical(s) {
+        Ok(Severity::parse_lenient(s))
+    } else {
+        Err(format!(
+            "invalid severity {s:?}: one of CRITICAL, HIGH, MEDIUM, LOW, UNKNOWN"
+        ))
+    }
+}
+
+/// Severities in the config are case-insensitive but must be one of the five levels.
+mod severity_name {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Severity, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(v.as_str())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Severity, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_severity(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+mod opt_severity_name {
+    use super::*;
+    pub fn serialize<S: Serializer>(v: &Option<Severity>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(v) => s.serialize_str(v.as_str()),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
+        let s = Option::<String>::deserialize(d)?;
+        s.map(|s| parse_severity(&s).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
+/// `SLACK_WEBHOOK_URL` (or `SLACK_WEBHOOK_URL_FILE`) alone adds a channel of this name.
+pub const ENV_CHANNEL: &str = "slack";
+const ENV_WEBHOOK: &str = "SLACK_WEBHOOK_URL";
 
 impl AlertsConfig {
     /// Reads the secrets this section names (webhook files, environment variables).
     pub(crate) fn resolve_secrets(&mut self) -> Result<(), ConfigError> {
+        for (i, ch) in self.channels.iter_mut().enumerate() {
+            let field = if ch.name.is_empty() {
+                format!("alerts.channels[{i}]")
+            } else {
+                format!("alerts.channels.{}", ch.name)
+            };
+            ch.slack_webhook = read_secret_ref(
+                &field,
+                ch.slack_webhook_file.as_deref(),
+                ch.slack_webhook_env.as_deref(),
+            )?;
+        }
+        // The design's one-variable setup: a webhook in the environment is a channel.
+        let already = self
+            .channels
+            .iter()
+            .any(|c| c.slack_webhook_env.as_deref() == Some(ENV_WEBHOOK));
+        if !already {
+            let from_env = if std::env::var_os(ENV_WEBHOOK).is_some() {
+                read_secret_ref(ENV_WEBHOOK, None, Some(ENV_WEBHOOK))?
+            } else if let Some(f) = std::env::var_os(format!("{ENV_WEBHOOK}_FILE")) {
+                read_secret_ref(
+                    &format!("{ENV_WEBHOOK}_FILE"),
+                    Some(std::path::Path::new(&f)),
+                    None,
+                )?
+            } else {
+                None
+            };
+            if let Some(url) = from_env {
+                self.channels.push(ChannelConfig {
+                    name: ENV_CHANNEL.into(),
+                    slack_webhook_env: Some(ENV_WEBHOOK.into()),
+                    slack_webhook: Some(url),
+                    ..ChannelConfig::default()
+                });
+            }
+        }
         Ok(())
     }
 
-    pub(crate) fn validate(&self, _config: &Config) -> Result<(), ConfigError> {
+    pub(crate) fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if self.max_per_hour == 0 {
+            return bad("alerts.max_per_hour: must be at least 1".into());
+        }
+        if self.max_findings_per_message == 0 {
+            return bad("alerts.max_findings_per_message: must be at least 1".into());
+        }
+        if self.retry.max_attempts == 0 {
+            return bad("alerts.retry.max_attempts: must be at least 1".into());
+        }
+        check_families("alerts.families", &self.families)?;
+        let mut names = std::collections::BTreeSet::new();
+        for (i, ch) in self.channels.iter().enumerate() {
+            let name = ch.name.trim();
+            if name.is_empty() {
+                return bad(format!("alerts.channels[{i}].name: must not be empty"));
+            }
+            if !names.insert(name) {
+                return bad(format!("alerts.channels.{name}: the name is used twice"));
+            }
+            if ch.slack_webhook.is_none() && ch.email.is_empty() {
+                return bad(format!(
+                    "alerts.channels.{name}: set slack_webhook_file, slack_webhook_env or email"
+                ));
+            }
+            if let Some(url) = &ch.slack_webhook {
+                check_webhook(&format!("alerts.channels.{name}"), url)?;
+            }
+            for addr in &ch.email {
+                crate::mail::parse_mailbox(addr).map_err(|e| {
+                    ConfigError::Invalid(format!("alerts.channels.{name}.email {addr:?}: {e}"))
+                })?;
+            }
+            if !ch.email.is_empty() && config.smtp.is_none() {
+                return bad(format!(
+                    "alerts.channels.{name}.email: no smtp section to send with"
+                ));
+            }
+            if let Some(f) = &ch.families {
+                check_families(&format!("alerts.channels.{name}.families"), f)?;
+            }
+            if ch.max_per_hour == Some(0) {
+                return bad(format!(
+                    "alerts.channels.{name}.max_per_hour: must be at least 1"
+                ));
+            }
+        }
+        for (name, route) in &config.teams.routes {
+            if let Some(url) = &route.slack_webhook {
+                check_webhook(&format!("teams.routes.{name}"), url)?;
+            }
+        }
+        for (i, e) in self.ignore.iter().enumerate() {
+            if e.id.is_none() && e.image.is_none() && e.namespace.is_none() {
+                return bad(format!(
+                    "alerts.ignore[{i}]: give at least one of id, image, namespace"
+                ));
+            }
+            if e.reason.trim().is_empty() {
+                return bad(format!(
+                    "alerts.ignore[{i}] ({}): a reason is required",
+                    e.describe()
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Entries whose expiry has passed (logged so that someone renews or removes them).
+    pub fn expired_ignores(&self, now: DateTime<Utc>) -> Vec<&IgnoreEntry> {
+        self.ignore.iter().filter(|e| !e.active(now)).collect()
+    }
+}
+
+fn check_families(field: &str, families: &[Family]) -> Result<(), ConfigError> {
+    if families.contains(&Family::Sbom) {
+        return Err(ConfigError::Invalid(format!(
+            "{field}: sbom reports have no findings to alert on"
+        )));
+    }
+    Ok(())
+}
+
+/// The URL is checked for shape only; the error never repeats it.
+fn check_webhook(field: &str, url: &Secret) -> Result<(), ConfigError> {
+    match reqwest::Url::parse(url.expose()) {
+        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(()),
+        _ => Err(ConfigError::Invalid(format!(
+            "{field}: the Slack webhook is not an http(s) URL"
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_parsing() {
+        let c = Config::from_yaml(
+            "alerts:\n  min_severity: high\n  ignore:\n    - id: CVE-2026-*\n      reason: vendor says not reachable\n      expires: 2026-12-31\n",
+        )
+        .expect("ok");
+        assert_eq!(c.alerts.min_severity, Severity::High);
+        assert_eq!(c.alerts.batch_window.0, Duration::from_secs(60));
+        assert_eq!(c.alerts.families, [Family::Vulnerability, Family::Secret]);
+        let e = &c.alerts.ignore[0];
+        let day = |s: &str| {
+            DateTime::parse_from_rfc3339(s)
+                .expect("date")
+                .with_timezone(&Utc)
+        };
+        assert!(e.active(day("2026-12-31T23:59:00Z")));
+        assert!(!e.active(day("2027-01-01T00:00:00Z")));
+        let err = Config::from_yaml("alerts:\n  min_severity: severe\n").expect_err("bad");
+        assert!(err.contains("severe"), "{err}");
+        let err = Config::from_yaml(
+            "alerts:\n  ignore:\n    - id: X\n      reason: r\n      expires: soon\n",
+        )
+        .expect_err("bad expiry");
+        assert!(err.contains("soon"), "{err}");
+        let err = Config::from_yaml("alerts:\n  channels:\n    - name: a\n      slack_webhook: https://hooks.example.com/x\n")
+            .expect_err("inline webhook");
+        assert!(err.contains("slack_webhook"), "{err}");
+    }
+
+    #[test]
+    fn validation_names_the_field_and_hides_the_url() {
+        let dir = tempfile::tempdir().expect("dir");
+        let hook = dir.path().join("hook");
+        std::fs::write(&hook, "not a url with secret-part-123\n").expect("write");
+        let yaml = format!(
+            "alerts:\n  channels:\n    - name: sec\n      slack_webhook_file: {}\n",
+            hook.display()
+        );
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).expect("write");
+        let e = Config::load(Some(&path)).expect_err("bad url").to_string();
+        assert!(e.contains("alerts.channels.sec"), "{e}");
+        assert!(!e.contains("secret-part-123"), "{e}");
+
+        std::fs::write(
+            &hook,
+            "https://hooks.example.com/services/T0/B0/secret-part-123\n",
+        )
+        .expect("write");
+        let c = Config::load(Some(&path)).expect("valid");
+        let y = c.to_redacted_yaml();
+        assert!(!y.contains("secret-part-123"), "{y}");
+        assert!(format!("{c:?}").contains("<redacted>"));
+        assert!(!format!("{c:?}").contains("secret-part-123"));
+
+        let yaml = "alerts:\n  channels:\n    - name: mail\n      email: [a@example.com]\n";
+        std::fs::write(&path, yaml).expect("write");
+        let e = Config::load(Some(&path)).expect_err("no smtp").to_string();
+        assert!(e.contains("alerts.channels.mail.email"), "{e}");
+        let yaml = "alerts:\n  ignore:\n    - id: CVE-1\n";
+        std::fs::write(&path, yaml).expect("write");
+        let e = Config::load(Some(&path))
+            .expect_err("no reason")
+            .to_string();
+        assert!(e.contains("reason"), "{e}");
     }
 }

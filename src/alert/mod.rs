@@ -1,4 +1,722 @@
 //! Critical alerts: a finding new for its image repository, sent once per image per
 //! batch window to Slack and email.
+//!
+//! The store's `opened` finding events (never `reopened`) past a cursor are routed to
+//! destinations (channels and team routes, each with its filters and the ignore list) and
+//! queued in `alert_items` in the same transaction that advances the cursor. Delivery
+//! groups a destination's queue per image repository, checks DefectDojo's triage state
+//! at send time, respects the hourly cap (a flood becomes one digest message), and marks
+//! items sent only after the server accepted the message. Restarts, report re-creation
+//! and rollouts create no `opened` event, so they never alert again.
 
+mod compose;
 pub mod config;
+mod decide;
+mod email;
+mod queue;
+mod slack;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use chrono::{DateTime, Utc};
+use rusqlite::params;
+use serde::Serialize;
+use tokio::sync::watch;
+
+pub use compose::{Group, Message};
+pub use decide::{Destination, Target, destinations};
+pub use queue::PlanStats;
+pub use slack::{escape as slack_escape, payload as slack_payload};
+
+use crate::config::Config;
+use crate::dojo::DojoClient;
+use crate::dojo::outbox::{self, Triage};
+use crate::mail::Mailer;
+use crate::metrics::{AlertLabel, Metrics};
+use crate::retry::Backoff;
+use crate::store::Store;
+
+/// A delivery failure, without the webhook URL.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum SendError {
+    /// The destination refused for good (Slack 4xx such as `no_service`, SMTP 5xx, a
+    /// message that cannot be rendered): not retried until the next start or an hour.
+    #[error("{0}")]
+    Permanent(String),
+    /// Retries ran out (server down, rate limited, timeouts): retried next round.
+    #[error("{0}")]
+    Transient(String),
+}
+
+/// A destination that refused for good is left alone this long (the queue keeps its
+/// alerts; a restart with a fixed configuration sends them at once).
+const PARK: Duration = Duration::from_secs(3600);
+
+/// One message's fate.
+#[derive(Debug, Clone, Serialize)]
+pub struct SentMessage {
+    pub destination: String,
+    pub kind: &'static str,
+    pub title: String,
+    pub findings: usize,
+    pub sent: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct DeliverReport {
+    pub messages: Vec<SentMessage>,
+    /// Alerts dropped at send time: triaged in DefectDojo (risk accepted, false positive,
+    /// out of scope).
+    pub accepted: u64,
+    /// Dropped at send time by the ignore list (an entry added since they were queued).
+    pub ignored_at_send: u64,
+    /// Findings resolved before they could be sent.
+    pub resolved: u64,
+    /// Destinations over their hourly cap: their alerts wait.
+    pub capped: Vec<String>,
+    /// (destination, finding) alerts still queued.
+    pub pending: u64,
+}
+
+impl DeliverReport {
+    pub fn failed(&self) -> usize {
+        self.messages.iter().filter(|m| !m.sent).count()
+    }
+}
+
+/// What `scan` reports about alerts.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct AlertSummary {
+    #[serde(flatten)]
+    pub plan: PlanStats,
+    #[serde(flatten)]
+    pub delivery: DeliverReport,
+    /// Why alerting could not run (setup or store); the sweep itself is committed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+pub struct Alerter {
+    cluster: String,
+    cfg: config::AlertsConfig,
+    team_annotation: String,
+    dests: Vec<Destination>,
+    http: reqwest::Client,
+    backoff: Backoff,
+    mailer: Option<Mailer>,
+    dojo: Option<(DojoClient, String)>,
+    metrics: Option<Arc<Metrics>>,
+    parked: Mutex<HashMap<String, Instant>>,
+}
+
+impl std::fmt::Debug for Alerter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let labels: Vec<String> = self.dests.iter().map(Destination::label).collect();
+        f.debug_struct("Alerter")
+            .field("destinations", &labels)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Alerter {
+    /// `None` when no channel or team route is configured: alerting is off.
+    pub fn new(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Option<Alerter>> {
+        let dests = destinations(config);
+        if dests.is_empty() {
+            return Ok(None);
+        }
+        let mailer = match (
+            &config.smtp,
+            dests.iter().any(|d| matches!(d.target, Target::Email(_))),
+        ) {
+            (Some(s), true) => Some(Mailer::new(s)?),
+            _ => None,
+        };
+        // Asking DefectDojo is a refinement: quick and with few retries, so a DefectDojo
+        // outage never holds an alert back for long (the stored read-back decides then).
+        let dojo = match &config.defectdojo {
+            Some(d) => {
+                let mut quick = d.clone();
+                quick.timeout.0 = quick.timeout.0.min(Duration::from_secs(15));
+                quick.retry.max_attempts = quick.retry.max_attempts.min(2);
+                Some((
+                    DojoClient::new(&quick)?,
+                    d.url.trim_end_matches('/').to_owned(),
+                ))
+            }
+            None => None,
+        };
+        let http = slack::client(config.alerts.timeout.0)?;
+        for e in config.alerts.expired_ignores(Utc::now()) {
+            tracing::warn!(entry = %e.describe(), "alerts.ignore entry has expired: it no longer ignores anything");
+        }
+        Ok(Some(Alerter {
+            cluster: config.cluster.clone(),
+            cfg: config.alerts.clone(),
+            team_annotation: config.teams.annotation.clone(),
+            dests,
+            http,
+            backoff: Backoff::from_config(&config.alerts.retry),
+            mailer,
+            dojo,
+            metrics,
+            parked: Mutex::new(HashMap::new()),
+        }))
+    }
+
+    pub fn destinations(&self) -> &[Destination] {
+        &self.dests
+    }
+
+    /// Routes and queues the findings opened since the last call (see `queue::plan`).
+    pub fn plan(
+        &self,
+        store: &mut Store,
+        now: DateTime<Utc>,
+        baseline_allowed: bool,
+    ) -> Result<PlanStats> {
+        let stats = store.write(|c| {
+            queue::plan(
+                c,
+                &self.cfg,
+                &self.dests,
+                &self.team_annotation,
+                now,
+                baseline_allowed,
+            )
+        })?;
+        if stats.queued + stats.ignored + stats.released > 0 {
+            tracing::info!(
+                new_findings = stats.new_findings,
+                queued = stats.queued,
+                ignored = stats.ignored,
+                released = stats.released,
+                "alerts queued"
+            );
+        }
+        Ok(stats)
+    }
+
+    /// Sends what is queued. Once `stopping()` is true no new message starts; the one in
+    /// flight finishes and everything else stays queued.
+    pub async fn deliver(
+        &self,
+        store: &mut Store,
+        now: DateTime<Utc>,
+        stopping: &(dyn Fn() -> bool + Sync),
+    ) -> Result<DeliverReport> {
+        let ts = now.timestamp();
+        let mut report = DeliverReport::default();
+        let items = queue::pending(store.conn())?;
+        let known: HashSet<&str> = self.dests.iter().map(|d| d.key.as_str()).collect();
+        let orphans: Vec<i64> = items
+            .iter()
+            .filter(|i| !known.contains(i.destination.as_str()))
+            .map(|i| i.id)
+            .collect();
+        if !orphans.is_empty() {
+            tracing::warn!(
+                alerts = orphans.len(),
+                "queued alerts for a destination no longer configured: dropped"
+            );
+            store.write(|c| queue::settle(c, &orphans, "orphaned", "destination removed"))?;
+        }
+        let mut items: Vec<queue::Item> = items
+            .into_iter()
+            .filter(|i| known.contains(i.destination.as_str()))
+            .collect();
+        if items.is_empty() {
+            return Ok(report);
+        }
+
+        // Checked at send time: the finding may be gone, ignored or triaged by now.
+        let mut drop: BTreeMap<i64, (&'static str, String)> = BTreeMap::new();
+        for it in &items {
+            let Some(facts) = queue::finding_facts(store.conn(), it.finding_id)? else {
+                drop.insert(it.id, ("resolved", "finding removed".into()));
+                continue;
+            };
+            if facts.resolved {
+                drop.insert(it.id, ("resolved", "resolved before it was sent".into()));
+                continue;
+            }
+            let all_ignored = !it.namespaces.is_empty()
+                && it.namespaces.iter().all(|ns| {
+                    self.cfg
+                        .ignore
+                        .iter()
+                        .any(|e| e.active(now) && decide::ignores(e, &facts.id, &facts.repo, ns))
+                });
+            if all_ignored {
+                drop.insert(it.id, ("ignored", "ignore list".into()));
+            }
+        }
+        let triaged = self.triaged(store, &items, ts).await?;
+        for it in &items {
+            if let Some(reason) = triaged.get(&it.finding_id) {
+                drop.entry(it.id).or_insert(("accepted", reason.clone()));
+            }
+        }
+        if !drop.is_empty() {
+            store.write(|c| {
+                for (id, (state, reason)) in &drop {
+                    queue::settle(c, &[*id], state, reason)?;
+                }
+                Ok(())
+            })?;
+            for (state, _) in drop.values() {
+                match *state {
+                    "accepted" => report.accepted += 1,
+                    "ignored" => report.ignored_at_send += 1,
+                    _ => report.resolved += 1,
+                }
+            }
+            items.retain(|i| !drop.contains_key(&i.id));
+        }
+
+        for d in &self.dests {
+            if stopping() {
+                break;
+            }
+            let mine: Vec<&queue::Item> = items.iter().filter(|i| i.destination == d.key).collect();
+            if mine.is_empty() {
+                continue;
+            }
+            if self.is_parked(&d.key) {
+                continue;
+            }
+            let groups = compose::groups(
+                store.conn(),
+                &mine,
+                self.dojo.as_ref().map(|(_, u)| u.as_str()),
+            )?;
+            if groups.is_empty() {
+                continue;
+            }
+            let used = queue::sent_in_last_hour(store.conn(), &d.key, ts)?;
+            let available = d.max_per_hour.saturating_sub(used) as usize;
+            let messages: Vec<Message> = if groups.len() <= available {
+                groups.into_iter().map(Message::Image).collect()
+            } else if available >= 1 {
+                tracing::info!(destination = %d.label(), images = groups.len(), cap = d.max_per_hour,
+                    "more images than the hourly cap allows: sending one digest message");
+                vec![Message::Digest(groups)]
+            } else {
+                tracing::info!(destination = %d.label(), images = groups.len(), cap = d.max_per_hour,
+                    "hourly cap reached: alerts wait");
+                report.capped.push(d.label());
+                continue;
+            };
+            for msg in messages {
+                if stopping() {
+                    break;
+                }
+                let title = msg.title();
+                let ids = msg.item_ids();
+                let message_id =
+                    store.write(|c| queue::begin_message(c, &d.key, msg.kind(), &title, ts))?;
+                let result = self.send(d, &msg).await;
+                let (sent, error) = match result {
+                    Ok(()) => {
+                        // Recorded only now that the server accepted it.
+                        store.write(|c| queue::message_sent(c, message_id, &ids, ts))?;
+                        tracing::info!(destination = %d.label(), title = %title, findings = ids.len(), "alert sent");
+                        (true, None)
+                    }
+                    Err(e) => {
+                        let text = e.to_string();
+                        store.write(|c| queue::message_failed(c, message_id, &text))?;
+                        tracing::error!(destination = %d.label(), title = %title, error = %text,
+                            "alert not sent; it stays queued");
+                        if matches!(e, SendError::Permanent(_)) {
+                            self.park(&d.key);
+                        }
+                        (false, Some(text))
+                    }
+                };
+                self.count(d, sent);
+                report.messages.push(SentMessage {
+                    destination: d.label(),
+                    kind: msg.kind(),
+                    title,
+                    findings: ids.len(),
+                    sent,
+                    error,
+                });
+                if !sent {
+                    // The destination is down or refusing: the rest waits for the next round.
+                    break;
+                }
+            }
+        }
+        report.pending = queue::pending_count(store.conn())?;
+        self.gauges(store)?;
+        Ok(report)
+    }
+
+    /// One message to one destination.
+    pub async fn send(&self, d: &Destination, msg: &Message) -> Result<(), SendError> {
+        let max = self.cfg.max_findings_per_message;
+        match &d.target {
+            Target::Slack(url) => {
+                let body = slack::payload(msg, &self.cluster, max);
+                slack::post(&self.http, url, &body, &self.backoff).await
+            }
+            Target::Email(to) => {
+                let Some(mailer) = &self.mailer else {
+                    return Err(SendError::Permanent("no smtp section to send with".into()));
+                };
+                let mail = email::render(msg, &self.cluster, to, &d.key, max)?;
+                email::send(mailer, &mail).await
+            }
+        }
+    }
+
+    fn is_parked(&self, key: &str) -> bool {
+        self.parked
+            .lock()
+            .map(|p| p.get(key).is_some_and(|until| Instant::now() < *until))
+            .unwrap_or(false)
+    }
+
+    fn park(&self, key: &str) {
+        if let Ok(mut p) = self.parked.lock() {
+            p.insert(key.to_owned(), Instant::now() + PARK);
+        }
+    }
+
+    fn count(&self, d: &Destination, sent: bool) {
+        if let Some(m) = &self.metrics {
+            if sent {
+                m.alerts_sent.inc();
+            }
+            m.alert_messages
+                .get_or_create(&AlertLabel {
+                    channel: d.channel_label(),
+                    outcome: if sent { "sent" } else { "failed" }.into(),
+                })
+                .inc();
+        }
+    }
+
+    fn gauges(&self, store: &Store) -> Result<()> {
+        if let Some(m) = &self.metrics {
+            m.alerts_pending
+                .set(queue::pending_count(store.conn())? as i64);
+            m.alerts_failing_channels
+                .set(queue::failing_destinations(store.conn())? as i64);
+        }
+        Ok(())
+    }
+
+    /// Findings triaged in DefectDojo (risk accepted, false positive, out of scope): the
+    /// read-back the exporter stored, refreshed by asking DefectDojo for the findings it
+    /// holds, since a triage made after the last push is only there.
+    async fn triaged(
+        &self,
+        store: &mut Store,
+        items: &[queue::Item],
+        now: i64,
+    ) -> Result<HashMap<i64, String>> {
+        let mut out = HashMap::new();
+        // dd_id → (local test id, uid, finding id)
+        let mut ask: HashMap<i64, (i64, String, i64)> = HashMap::new();
+        let findings: HashSet<i64> = items.iter().map(|i| i.finding_id).collect();
+        for fid in findings {
+            let row = store
+                .conn()
+                .prepare_cached(
+                    "SELECT s.family, s.key, f.fkey, f.subject_id FROM findings f
+                     JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
+                )?
+                .query_row(params![fid], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, i64>(3)?,
+                    ))
+                });
+            let Ok((family, subject, fkey, subject_id)) = row else {
+                continue;
+            };
+            let Some(fam) = crate::model::Family::parse(&family) else {
+                continue;
+            };
+            let uid = crate::dojo::format::unique_id(fam, &subject, &fkey);
+            let mut stmt = store.conn().prepare_cached(
+                "SELECT df.test_id, df.dd_id, df.risk_accepted, df.false_p, df.out_of_scope
+                 FROM dojo_tests t JOIN dojo_findings df ON df.test_id = t.id
+                 WHERE t.subject_id = ?1 AND t.family = ?2 AND df.uid = ?3",
+            )?;
+            let rows = stmt.query_map(params![subject_id, family, uid], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Option<i64>>(1)?,
+                    Triage {
+                        active: true,
+                        risk_accepted: r.get(2)?,
+                        false_p: r.get(3)?,
+                        out_of_scope: r.get(4)?,
+                    },
+                ))
+            })?;
+            for row in rows {
+                let (test_id, dd_id, t) = row?;
+                if let Some(reason) = triage_reason(&t) {
+                    out.insert(fid, format!("{reason} in DefectDojo"));
+                } else if let Some(dd) = dd_id {
+                    ask.insert(dd, (test_id, uid.clone(), fid));
+                }
+            }
+        }
+        let Some((client, _)) = &self.dojo else {
+            return Ok(out);
+        };
+        ask.retain(|_, (_, _, fid)| !out.contains_key(fid));
+        if ask.is_empty() {
+            return Ok(out);
+        }
+        let ids: Vec<i64> = ask.keys().copied().collect();
+        match client.findings_by_id(&ids).await {
+            Ok(list) => {
+                store.write(|c| {
+                    for f in &list {
+                        let Some((test_id, uid, fid)) = ask.get(&f.id) else {
+                            continue;
+                        };
+                        let t = Triage {
+                            active: f.active,
+                            risk_accepted: f.risk_accepted,
+                            false_p: f.false_p,
+                            out_of_scope: f.out_of_scope,
+                        };
+                        outbox::record_finding(c, *test_id, uid, f.id, Some(t), None, now)?;
+                        if let Some(reason) = triage_reason(&t) {
+                            out.insert(*fid, format!("{reason} in DefectDojo"));
+                        }
+                    }
+                    Ok(())
+                })?;
+            }
+            Err(e) => {
+                // DefectDojo down must not hold alerts back: the stored read-back decides.
+                tracing::warn!(error = %e, "cannot read triage state from DefectDojo; using the last read-back");
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn triage_reason(t: &Triage) -> Option<&'static str> {
+    if t.risk_accepted {
+        Some("risk accepted")
+    } else if t.false_p {
+        Some("false positive")
+    } else if t.out_of_scope {
+        Some("out of scope")
+    } else {
+        None
+    }
+}
+
+/// `scan`: after the sweep (and the DefectDojo export) committed, queue what is new and
+/// send it at once. The first sweep against a store is the baseline when
+/// `alerts.baseline_first_run`.
+/// Never fails the sweep, which is committed by then: a failure is logged and reported,
+/// and what was queued stays queued for the next run.
+pub async fn after_scan(
+    config: &Config,
+    store: &mut Store,
+    now: DateTime<Utc>,
+) -> Option<AlertSummary> {
+    let alerter = match Alerter::new(config, None) {
+        Ok(Some(a)) => a,
+        Ok(None) => return None,
+        Err(e) => return Some(failed(e)),
+    };
+    let plan = match alerter.plan(store, now, true) {
+        Ok(p) => p,
+        Err(e) => return Some(failed(e)),
+    };
+    match alerter.deliver(store, now, &|| false).await {
+        Ok(delivery) => Some(AlertSummary {
+            plan,
+            delivery,
+            error: None,
+        }),
+        Err(e) => Some(AlertSummary { plan, ..failed(e) }),
+    }
+}
+
+fn failed(e: anyhow::Error) -> AlertSummary {
+    tracing::error!("alerts: {e:#}");
+    AlertSummary {
+        error: Some(format!("{e:#}")),
+        ..AlertSummary::default()
+    }
+}
+
+/// The result of `alert --test` for one destination.
+#[derive(Debug, Clone, Serialize)]
+pub struct TestResult {
+    pub destination: String,
+    pub ok: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// `alert --test`: one test message to every channel and team route.
+pub async fn send_test(config: &Config) -> Result<Vec<TestResult>> {
+    let Some(alerter) = Alerter::new(config, None)? else {
+        anyhow::bail!(
+            "no alert destination configured: add alerts.channels, or teams.routes with a Slack webhook or email"
+        );
+    };
+    let mut out = Vec::new();
+    for d in alerter.destinations() {
+        let msg = Message::Test {
+            destination: d.label(),
+        };
+        let r = alerter.send(d, &msg).await;
+        out.push(TestResult {
+            destination: d.label(),
+            ok: r.is_ok(),
+            error: r.err().map(|e| e.to_string()),
+        });
+    }
+    Ok(out)
+}
+
+/// The controller's alert loop (leader only). A new finding event starts a batch window;
+/// when it ends, what is new is queued and sent, one message per image. Queued alerts
+/// that could not be sent are retried every window. Before the first full list of every
+/// kind (`ready`), no baseline is taken, so the baseline is the whole cluster. On stop no
+/// new message starts; the one in flight gets the shutdown grace; the rest stays queued.
+pub async fn alert_loop(
+    config: Config,
+    ready: Arc<dyn Fn() -> bool + Send + Sync>,
+    metrics: Option<Arc<Metrics>>,
+    mut leading: watch::Receiver<bool>,
+    mut stop: watch::Receiver<bool>,
+) -> Result<()> {
+    let Some(alerter) = Alerter::new(&config, metrics)? else {
+        return Ok(());
+    };
+    let mut store = Store::open(&config.store)?;
+    let window = config.alerts.batch_window.0;
+    let retry_every = window.max(Duration::from_secs(1));
+    // Polling the newest event id is one indexed read; it also sees a `scan` beside us.
+    let poll = Duration::from_millis(100).min(window.max(Duration::from_millis(10)));
+    let mut seen = queue::last_event_id(store.conn())?;
+    let mut has_cursor = queue::has_cursor(store.conn())?;
+    // At start: deliver what a previous process left queued.
+    let mut due: Option<Instant> = Some(Instant::now());
+    let mut retry_at: Option<Instant> = None;
+    tracing::info!(
+        destinations = alerter.destinations().len(),
+        batch_window = %humantime::format_duration(window),
+        "alerts on"
+    );
+    loop {
+        tokio::select! {
+            biased;
+            _ = crate::run::until(&mut stop, true) => return Ok(()),
+            _ = crate::run::until(&mut leading, false) => return Ok(()),
+            _ = tokio::time::sleep(poll) => {}
+        }
+        let now = Instant::now();
+        let last = match queue::last_event_id(store.conn()) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::error!("alerts: reading the store: {e:#}");
+                continue;
+            }
+        };
+        if last > seen {
+            seen = last;
+            due.get_or_insert(now + window);
+        }
+        if !has_cursor && config.alerts.baseline_first_run {
+            if !ready() {
+                continue;
+            }
+            // Ready: the baseline is the whole first list, taken at once.
+            due = Some(now);
+        }
+        let is_due = due.is_some_and(|d| now >= d) || retry_at.is_some_and(|r| now >= r);
+        if !is_due {
+            continue;
+        }
+        due = None;
+        retry_at = None;
+        let utc = Utc::now();
+        match alerter.plan(&mut store, utc, ready()) {
+            Ok(stats) => has_cursor = !stats.waiting_for_baseline,
+            Err(e) => {
+                tracing::error!("alerts: queueing new findings: {e:#}");
+                retry_at = Some(now + retry_every);
+                continue;
+            }
+        }
+        let (stop_rx, lead_rx) = (stop.clone(), leading.clone());
+        let stopping = move || *stop_rx.borrow() || !*lead_rx.borrow();
+        let mut stop_then_grace = stop.clone();
+        let grace = config.run.shutdown_grace.0;
+        let deadline = async move {
+            crate::run::until(&mut stop_then_grace, true).await;
+            tokio::time::sleep(grace).await;
+        };
+        let outcome = tokio::select! {
+            r = alerter.deliver(&mut store, utc, &stopping) => Some(r),
+            _ = deadline => {
+                tracing::warn!("shutdown grace over: unsent alerts stay queued");
+                None
+            }
+        };
+        match outcome {
+            Some(Ok(r)) if r.pending > 0 => retry_at = Some(Instant::now() + retry_every),
+            Some(Ok(_)) => {}
+            Some(Err(e)) => {
+                tracing::error!("alerts: delivering: {e:#}");
+                retry_at = Some(Instant::now() + retry_every);
+            }
+            None => return Ok(()),
+        }
+        if *stop.borrow() {
+            return Ok(());
+        }
+    }
+}
+
+impl From<crate::mail::MailError> for SendError {
+    fn from(e: crate::mail::MailError) -> Self {
+        SendError::Permanent(e.to_string())
+    }
+}
+
+/// `trivy-digest alert --test`: prints one line per destination; 0 when all accepted.
+pub async fn test_command(config: &Config) -> Result<i32> {
+    let results = send_test(config).await?;
+    let mut failed = 0;
+    for r in &results {
+        match &r.error {
+            None => println!("ok      {}", r.destination),
+            Some(e) => {
+                failed += 1;
+                println!("FAILED  {}: {e}", r.destination);
+            }
+        }
+    }
+    if failed > 0 {
+        eprintln!("{failed} of {} destinations failed", results.len());
+        Ok(crate::scan::exit::FATAL)
+    } else {
+        Ok(crate::scan::exit::OK)
+    }
+}

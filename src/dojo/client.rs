@@ -207,6 +207,26 @@ impl DojoClient {
         Ok(out)
     }
 
+    /// The findings with these ids (`GET /api/v2/findings/?id=1,2,3`), for their current
+    /// triage state; at most `PAGE_SIZE` ids per call.
+    pub async fn findings_by_id(&self, ids: &[i64]) -> Result<Vec<DojoFinding>, DojoError> {
+        let mut out = Vec::new();
+        for chunk in ids.chunks(PAGE_SIZE) {
+            let list: Vec<String> = chunk.iter().map(i64::to_string).collect();
+            let mut url = self.url("api/v2/findings/")?;
+            url.query_pairs_mut()
+                .append_pair("id", &list.join(","))
+                .append_pair("limit", &PAGE_SIZE.to_string());
+            let page: Page<DojoFinding> = self
+                .with_retry("read findings", || {
+                    Ok(self.request(Method::GET, url.clone()))
+                })
+                .await?;
+            out.extend(page.results);
+        }
+        Ok(out)
+    }
+
     /// `PATCH /api/v2/findings/<id>/` with a JSON body.
     pub async fn patch_finding(&self, id: i64, body: &serde_json::Value) -> Result<(), DojoError> {
         let url = self.url(&format!("api/v2/findings/{id}/"))?;
@@ -343,24 +363,15 @@ fn snippet(body: &[u8]) -> String {
 /// reqwest's Display hides the cause (`error sending request`); the chain says
 /// "connection refused" or "operation timed out", which is what an operator needs.
 fn describe(e: &reqwest::Error) -> String {
-    let mut s = if e.is_timeout() {
+    let head = if e.is_timeout() {
         "timed out".to_owned()
     } else if e.is_connect() {
         "cannot connect".to_owned()
     } else {
         e.to_string()
     };
-    let mut src = std::error::Error::source(e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    // Never echo a URL with credentials.
-    s
+    // Never echo a URL with credentials: callers strip it (`without_url`) first.
+    crate::errors::chain_after(head, std::error::Error::source(e))
 }
 
 #[cfg(test)]

@@ -45,9 +45,18 @@ pub async fn run_with(
         stop_tx.send_replace(true);
     });
 
+    let summary_web = config.summary.serve.then(|| {
+        tracing::warn!(
+            listen = %config.run.listen,
+            "summary.serve is on: /summary/ shows vulnerability data to anyone who reaches this \
+             port; keep it behind a port-forward or an authenticated ingress"
+        );
+        Arc::new(crate::summary::web::SummaryWeb::new(config.clone()))
+    });
     let state = Arc::new(AppState {
         health: health.clone(),
         metrics: metrics.clone(),
+        summary: summary_web,
     });
     let mut http_stop = stop_rx.clone();
     let http = tokio::spawn(serve::serve(listener, state, async move {
@@ -68,6 +77,15 @@ pub async fn run_with(
         lead_tx.send_replace(true);
         (None, Some(lead_tx))
     };
+
+    // Monthly summaries: sent by the leader only (and claimed in the store besides).
+    let summaries = tokio::spawn(crate::summary::schedule::summary_loop(
+        config.clone(),
+        metrics.clone(),
+        lead_rx.clone(),
+        stop_rx.clone(),
+        crate::summary::schedule::system_clock(),
+    ));
 
     let events = Events::from_env(client.clone()).map(Arc::new);
     let mut stop = stop_rx.clone();
@@ -91,6 +109,15 @@ pub async fn run_with(
             )
             .await;
         }
+        // New-finding alerts, for this term of leadership; the baseline waits for `listed`.
+        let listed = health.clone();
+        let alerts = tokio::spawn(crate::alert::alert_loop(
+            config.clone(),
+            Arc::new(move || listed.listed.load(Ordering::SeqCst)),
+            Some(metrics.clone()),
+            lead_rx.clone(),
+            stop_rx.clone(),
+        ));
         let ctx = controller::Ctx {
             config: &config,
             client: client.clone(),
@@ -99,6 +126,15 @@ pub async fn run_with(
             events: events.clone(),
         };
         let result = controller::lead(ctx, lead_rx.clone(), stop_rx.clone()).await;
+        if result.is_err() {
+            alerts.abort();
+        }
+        // In-flight alerts finish within the shutdown grace; the rest stays queued.
+        match alerts.await {
+            Ok(Err(e)) => tracing::error!("alerts: {e:#}"),
+            Err(e) if !e.is_cancelled() => tracing::error!("alerts task: {e}"),
+            _ => {}
+        }
         health.leading.store(false, Ordering::SeqCst);
         health.listed.store(false, Ordering::SeqCst);
         metrics.leader.set(0);
@@ -111,6 +147,11 @@ pub async fn run_with(
     }
     if let Some(e) = elector {
         let _ = e.await;
+    }
+    match summaries.await {
+        Ok(Err(e)) => tracing::warn!("monthly summary task: {e:#}"),
+        Err(e) => tracing::warn!("monthly summary task: {e}"),
+        Ok(Ok(())) => {}
     }
     match http.await {
         Ok(r) => r?,

@@ -136,6 +136,20 @@ impl<'s> Session<'s> {
                 scanned_at,
                 self.scan_id,
             ])?;
+        // Where the subject ran, kept after the report is gone (monthly summaries).
+        self.store
+            .conn()
+            .prepare_cached(
+                "INSERT INTO sightings(subject_id, image_id, workload_id, first_seen, last_seen)
+                 VALUES(?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+            )?
+            .execute(params![
+                subject_id,
+                image_id.unwrap_or(0),
+                workload_id,
+                self.now
+            ])?;
         Ok(())
     }
 
@@ -238,6 +252,18 @@ impl<'s> Session<'s> {
                 params![self.scan_id, now],
             )? as u64;
         }
+        // A report leaving for good: its workload ran the subject until it went.
+        conn.execute(
+            "UPDATE sightings SET last_seen = MAX(sightings.last_seen, x.gone)
+             FROM (SELECT t.subject_id AS s, COALESCE(t.image_id, 0) AS i, r.workload_id AS w,
+                          MAX(r.gone_since) AS gone
+                   FROM reports r JOIN targets t ON t.id = r.target_id
+                   WHERE r.gone_since IS NOT NULL AND r.gone_since <= ?1
+                   GROUP BY 1, 2, 3) AS x
+             WHERE sightings.subject_id = x.s AND sightings.image_id = x.i
+               AND sightings.workload_id = x.w",
+            params![now.saturating_sub(grace_secs)],
+        )?;
         stats.reports_expired = conn.execute(
             "DELETE FROM reports WHERE gone_since IS NOT NULL AND gone_since <= ?1",
             params![now.saturating_sub(grace_secs)],

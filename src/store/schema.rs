@@ -191,10 +191,82 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (product_type, product, engagement)
     ) WITHOUT ROWID;
     "#,
-    // 2: alerts (being written; not released).
+    // 2: alerts.
     r#"
+    -- Messages sent (or being sent) to a destination; `sent` ones count against the
+    -- hourly cap. A row left in 'sending' is a send a crash interrupted.
+    CREATE TABLE alert_messages (
+        id          INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        title       TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        created_at  INTEGER NOT NULL,
+        sent_at     INTEGER,
+        last_error  TEXT
+    );
+    CREATE INDEX alert_messages_sent ON alert_messages(destination, sent_at);
+
+    -- The alert outbox and record: one row per destination and new finding. 'pending'
+    -- until the destination accepted a message holding it ('sent'); 'ignored' (ignore
+    -- list, re-evaluated when an entry expires), 'accepted' (triaged in DefectDojo),
+    -- 'resolved' (gone before it was sent) and 'orphaned' (destination removed) are final
+    -- or parked states. A finding is queued once per destination, ever.
+    CREATE TABLE alert_items (
+        id          INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL,
+        finding_id  INTEGER NOT NULL,
+        namespaces  TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        reason      TEXT,
+        created_at  INTEGER NOT NULL,
+        message_id  INTEGER,
+        sent_at     INTEGER,
+        UNIQUE (destination, finding_id)
+    );
+    CREATE INDEX alert_items_state ON alert_items(state);
     "#,
     // 3: monthly summaries (being written; not released).
     r#"
+    -- Where a subject ran: reports rows disappear after the grace period, but a summary
+    -- of a past month still needs the namespaces and workloads of each image. One row
+    -- per subject x image (digest; 0 for resources) x workload, with the first and last
+    -- time a report showed it; last_seen is also advanced when the report expires.
+    CREATE TABLE sightings (
+        subject_id  INTEGER NOT NULL,
+        image_id    INTEGER NOT NULL,
+        workload_id INTEGER NOT NULL,
+        first_seen  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL,
+        PRIMARY KEY (subject_id, image_id, workload_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX sightings_workload ON sightings(workload_id);
+
+    -- Seed from what runs now, so a store upgraded mid-month has this month's places.
+    INSERT OR IGNORE INTO sightings(subject_id, image_id, workload_id, first_seen, last_seen)
+        SELECT t.subject_id, COALESCE(t.image_id, 0), r.workload_id,
+               MIN(w.first_seen), MAX(COALESCE(r.gone_since, r.scanned_at, w.first_seen))
+        FROM reports r JOIN targets t ON t.id = r.target_id
+        JOIN workloads w ON w.id = r.workload_id
+        GROUP BY t.subject_id, COALESCE(t.image_id, 0), r.workload_id;
+
+    -- One row per month x audience (scope + recipient list): claimed before sending,
+    -- marked sent once the server accepted, so a restart or a second replica never
+    -- sends it twice.
+    CREATE TABLE sent_summaries (
+        month          TEXT NOT NULL,
+        audience       TEXT NOT NULL,
+        scope          TEXT NOT NULL,
+        recipients     TEXT NOT NULL,
+        message_id     TEXT NOT NULL,
+        -- sending (claimed), sent, failed (retried), refused (5xx: not retried)
+        state          TEXT NOT NULL,
+        claimed_by     TEXT NOT NULL,
+        claimed_at     INTEGER NOT NULL,
+        sent_at        INTEGER,
+        attempts       INTEGER NOT NULL DEFAULT 0,
+        last_error     TEXT,
+        PRIMARY KEY (month, audience)
+    ) WITHOUT ROWID;
     "#,
 ];

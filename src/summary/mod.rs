@@ -1,3 +1,120 @@
 //! The monthly summary: a month of history rendered to HTML and text, mailed on a schedule.
+//!
+//! `history` reads the store as states at a time T (from the event log), `report`
+//! computes a month for the cluster or a team, `render` turns it into HTML and text,
+//! `deliver` mails it once per month and audience, `schedule` decides when, and `web`
+//! serves it read-only at `/summary/`.
 
 pub mod config;
+pub mod deliver;
+pub mod history;
+pub mod month;
+pub mod render;
+pub mod report;
+pub mod schedule;
+pub mod web;
+
+pub use month::Month;
+pub use report::{Scope, Summary};
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use chrono::{DateTime, Utc};
+
+use crate::config::Config;
+use crate::store::Store;
+
+/// `trivy-digest summary`.
+#[derive(Debug, Clone, Default)]
+pub struct CliArgs {
+    /// Default: the last complete month.
+    pub month: Option<Month>,
+    /// Write here (`.txt` writes the plain text); default stdout.
+    pub out: Option<PathBuf>,
+    /// The plain-text part instead of HTML.
+    pub text: bool,
+    /// One team's view (namespaces annotated with it).
+    pub team: Option<String>,
+    /// Mail it (once per month and audience).
+    pub send: bool,
+    pub now: Option<DateTime<Utc>>,
+}
+
+/// Renders or sends one month; returns the exit code.
+pub async fn cli(config: &Config, args: CliArgs) -> Result<i32> {
+    if !config.store.exists() {
+        bail!(
+            "store {}: does not exist; run `trivy-digest scan` or `run` first",
+            config.store.display()
+        );
+    }
+    let now = args.now.unwrap_or_else(Utc::now);
+    let tz = config.summary.timezone.tz();
+    let month = args.month.unwrap_or_else(|| Month::last_complete(now, tz));
+    let mut store = Store::open(&config.store)?;
+    store.claim_cluster(&config.cluster)?;
+    let scope = match &args.team {
+        Some(t) => Scope::Team(t.clone()),
+        None => Scope::Cluster,
+    };
+
+    let write_out = args.out.is_some() || !args.send;
+    if write_out {
+        let summary = report::build(&store, &deliver::options(config, month, scope.clone(), now))?;
+        if let Scope::Team(t) = &scope
+            && summary.team_namespaces.is_empty()
+        {
+            tracing::warn!(team = %t, "no namespace has the annotation {}={t}: the summary is empty", config.teams.annotation);
+        }
+        let as_text = args.text
+            || args
+                .out
+                .as_ref()
+                .is_some_and(|p| p.extension().is_some_and(|e| e == "txt"));
+        let body = if as_text {
+            render::text(&summary)?
+        } else {
+            render::html(&summary)?
+        };
+        match &args.out {
+            Some(p) => std::fs::write(p, body.as_bytes())
+                .with_context(|| format!("--out {}: cannot write", p.display()))?,
+            None => std::io::stdout()
+                .write_all(body.as_bytes())
+                .context("writing to stdout")?,
+        }
+    }
+    if !args.send {
+        return Ok(0);
+    }
+    let Some(smtp) = &config.smtp else {
+        bail!("summary --send: no smtp section in the configuration");
+    };
+    let mut audiences = deliver::audiences(config);
+    if let Some(t) = &args.team {
+        audiences.retain(|a| a.scope == Scope::Team(t.clone()));
+        if audiences.is_empty() {
+            bail!("summary --send --team {t}: teams.routes.{t} has no email recipients");
+        }
+    }
+    if audiences.is_empty() {
+        bail!("summary --send: nobody to send to; set summary.to or teams.routes.<team>.email");
+    }
+    let mailer = crate::mail::Mailer::new(smtp)?;
+    let opts = deliver::SendOptions {
+        automatic: false,
+        retry_after: 0,
+    };
+    let outcomes = deliver::send_month(
+        config, &mut store, &mailer, month, now, &audiences, opts, None,
+    )
+    .await?;
+    let mut failed = false;
+    for (a, o) in &outcomes {
+        eprintln!("{month} {} ({}): {o}", a.scope.id(), a.to.join(", "));
+        failed |= o.is_failure();
+    }
+    Ok(if failed { crate::scan::exit::FATAL } else { 0 })
+}

@@ -1,8 +1,10 @@
 //! Shared helpers for integration tests.
 #![allow(dead_code)]
 
+pub mod chromium;
 pub mod cli;
 pub mod dojo;
 pub mod kube_server;
 pub mod reports;
+pub mod slack;
 pub mod smtp;

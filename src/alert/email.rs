@@ -1,0 +1,359 @@
+//! Alert emails: plain text and HTML (askama templates in `templates/alert/`, HTML
+//! autoescaped), sent through the shared mailer.
+
+use askama::Template;
+
+use super::SendError;
+use super::compose::{Group, Message, counts_text};
+use crate::mail::{Mail, MailError, Mailer};
+
+/// Workloads listed per image; more are counted.
+const MAX_WORKLOADS: usize = 50;
+const DIGEST_TOP: usize = 10;
+
+pub struct FindingRow {
+    pub id: String,
+    pub severity: String,
+    pub score: String,
+    pub versions: String,
+    pub title: String,
+    pub link: String,
+}
+
+#[derive(Template)]
+#[template(path = "alert/image.txt")]
+struct ImageText<'a> {
+    v: &'a ImageView,
+}
+
+#[derive(Template)]
+#[template(path = "alert/image.html")]
+struct ImageHtml<'a> {
+    v: &'a ImageView,
+}
+
+/// What both image templates show.
+pub struct ImageView {
+    pub title: String,
+    pub cluster: String,
+    pub repo: String,
+    pub images: Vec<String>,
+    pub namespaces: String,
+    pub findings: Vec<FindingRow>,
+    pub more_findings: usize,
+    pub workloads: Vec<String>,
+    pub workload_total: usize,
+    pub more_workloads: usize,
+    pub dojo_link: String,
+}
+
+// The templates read the view's fields directly.
+impl std::ops::Deref for ImageText<'_> {
+    type Target = ImageView;
+    fn deref(&self) -> &ImageView {
+        self.v
+    }
+}
+impl std::ops::Deref for ImageHtml<'_> {
+    type Target = ImageView;
+    fn deref(&self) -> &ImageView {
+        self.v
+    }
+}
+
+pub struct DigestRow {
+    pub repo: String,
+    pub counts: String,
+    pub ids: String,
+    pub namespaces: String,
+    pub dojo_link: String,
+}
+
+#[derive(Template)]
+#[template(path = "alert/digest.txt")]
+struct DigestText<'a> {
+    title: &'a str,
+    cluster: &'a str,
+    top: &'a [DigestRow],
+    more_images: usize,
+}
+
+#[derive(Template)]
+#[template(path = "alert/digest.html")]
+struct DigestHtml<'a> {
+    title: &'a str,
+    cluster: &'a str,
+    top: &'a [DigestRow],
+    more_images: usize,
+}
+
+#[derive(Template)]
+#[template(path = "alert/test.txt")]
+struct TestText<'a> {
+    cluster: &'a str,
+    destination: &'a str,
+}
+
+#[derive(Template)]
+#[template(path = "alert/test.html")]
+struct TestHtml<'a> {
+    cluster: &'a str,
+    destination: &'a str,
+}
+
+fn join_limited(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        items.join(", ")
+    } else {
+        format!(
+            "{}, and {} more",
+            items[..max].join(", "),
+            items.len() - max
+        )
+    }
+}
+
+fn namespaces(g: &Group) -> String {
+    let ns: Vec<String> = g
+        .namespaces
+        .iter()
+        .map(|n| {
+            if n.is_empty() {
+                "(cluster)".into()
+            } else {
+                n.clone()
+            }
+        })
+        .collect();
+    join_limited(&ns, 30)
+}
+
+pub fn image_view(g: &Group, cluster: &str, max_findings: usize) -> ImageView {
+    let findings = g
+        .findings
+        .iter()
+        .take(max_findings)
+        .map(|f| FindingRow {
+            id: f.id.clone(),
+            severity: f.severity.to_string(),
+            score: f.score_text(),
+            versions: f.versions(),
+            title: f.title.chars().take(400).collect(),
+            link: f.link.clone().unwrap_or_default(),
+        })
+        .collect();
+    ImageView {
+        title: g.title(),
+        cluster: cluster.to_owned(),
+        repo: g.repo.clone(),
+        images: g
+            .images
+            .iter()
+            .map(|i| match (&i.digest, &i.tag) {
+                (Some(d), Some(t)) => format!("{d} (tag {t})"),
+                (Some(d), None) => d.clone(),
+                (None, Some(t)) => format!("(no digest, tag {t})"),
+                (None, None) => "(no digest)".into(),
+            })
+            .collect(),
+        namespaces: namespaces(g),
+        findings,
+        more_findings: g.findings.len().saturating_sub(max_findings),
+        workloads: g
+            .workloads
+            .iter()
+            .take(MAX_WORKLOADS)
+            .map(|w| w.to_string())
+            .collect(),
+        workload_total: g.workloads.len(),
+        more_workloads: g.workloads.len().saturating_sub(MAX_WORKLOADS),
+        dojo_link: g.dojo_links.first().cloned().unwrap_or_default(),
+    }
+}
+
+fn digest_rows(groups: &[Group]) -> Vec<DigestRow> {
+    groups
+        .iter()
+        .take(DIGEST_TOP)
+        .map(|g| {
+            let ids: Vec<String> = g.findings.iter().map(|f| f.id.clone()).collect();
+            DigestRow {
+                repo: g.repo.clone(),
+                counts: counts_text(&g.counts()),
+                ids: join_limited(&ids, 8),
+                namespaces: namespaces(g),
+                dojo_link: g.dojo_links.first().cloned().unwrap_or_default(),
+            }
+        })
+        .collect()
+}
+
+/// The email for `msg`: subject `[cluster] 3 new CRITICAL in registry/repo`.
+pub fn render(
+    msg: &Message,
+    cluster: &str,
+    to: &[String],
+    destination_key: &str,
+    max_findings: usize,
+) -> Result<Mail, SendError> {
+    let r = |e: askama::Error| SendError::Permanent(format!("rendering the alert email: {e}"));
+    let title = msg.title();
+    let (subject, text, html) = match msg {
+        Message::Image(g) => {
+            let v = image_view(g, cluster, max_findings);
+            (
+                format!("[{cluster}] {title}"),
+                ImageText { v: &v }.render().map_err(r)?,
+                ImageHtml { v: &v }.render().map_err(r)?,
+            )
+        }
+        Message::Digest(groups) => {
+            let top = digest_rows(groups);
+            let more_images = groups.len().saturating_sub(DIGEST_TOP);
+            (
+                format!("[{cluster}] {title}"),
+                DigestText {
+                    title: &title,
+                    cluster,
+                    top: &top,
+                    more_images,
+                }
+                .render()
+                .map_err(r)?,
+                DigestHtml {
+                    title: &title,
+                    cluster,
+                    top: &top,
+                    more_images,
+                }
+                .render()
+                .map_err(r)?,
+            )
+        }
+        Message::Test { destination } => (
+            format!("[{cluster}] trivy-digest test alert"),
+            TestText {
+                cluster,
+                destination,
+            }
+            .render()
+            .map_err(r)?,
+            TestHtml {
+                cluster,
+                destination,
+            }
+            .render()
+            .map_err(r)?,
+        ),
+    };
+    // Subjects are one line whatever the report data holds.
+    let subject: String = subject
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(250)
+        .collect();
+    Ok(Mail {
+        to: to.to_vec(),
+        subject,
+        text,
+        html,
+        message_id: match msg {
+            Message::Test { .. } => None,
+            _ => Some(msg.stable_id(destination_key)),
+        },
+    })
+}
+
+pub async fn send(mailer: &Mailer, mail: &Mail) -> Result<(), SendError> {
+    mailer.send(mail).await.map_err(|e| match e {
+        MailError::Transient(_) => SendError::Transient(e.to_string()),
+        _ => SendError::Permanent(e.to_string()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::compose::{AlertFinding, ImageRef, WorkloadRef};
+    use super::*;
+    use crate::model::{Family, Severity};
+
+    fn group() -> Group {
+        Group {
+            repo: "ghcr.io/org/api".into(),
+            images: vec![ImageRef {
+                digest: Some(format!("sha256:{}", "b".repeat(64))),
+                tag: Some("2.0".into()),
+            }],
+            findings: vec![AlertFinding {
+                family: Family::Vulnerability,
+                severity: Severity::Critical,
+                id: "CVE-2026-0001".into(),
+                title: "<script>alert(1)</script> & <!channel>".into(),
+                package: "openssl".into(),
+                installed: "3.0.1".into(),
+                fixed: "3.0.9".into(),
+                score: Some(9.8),
+                link: Some("https://avd.aquasec.com/nvd/cve-2026-0001?a=1&b=\"x\"".into()),
+                path: String::new(),
+            }],
+            workloads: vec![WorkloadRef {
+                namespace: "shop".into(),
+                kind: "Deployment".into(),
+                name: "api".into(),
+            }],
+            namespaces: vec!["shop".into()],
+            dojo_links: vec!["https://dojo.example.com/test/3".into()],
+            item_ids: vec![4, 5],
+        }
+    }
+
+    #[test]
+    fn image_email_escapes_html_and_keeps_text_plain() {
+        let m = render(
+            &Message::Image(group()),
+            "prod",
+            &["sec@example.com".into()],
+            "channel:sec:email",
+            10,
+        )
+        .expect("render");
+        assert_eq!(m.subject, "[prod] 1 new CRITICAL in ghcr.io/org/api");
+        assert!(m.html.contains("&#60;script&#62;"), "{}", m.html);
+        assert!(!m.html.contains("<script>"), "{}", m.html);
+        assert!(m.html.contains("b=&#34;x&#34;\""), "{}", m.html);
+        assert!(m.text.contains("<script>alert(1)</script>"), "{}", m.text);
+        assert!(m.text.contains("openssl 3.0.1 → 3.0.9"), "{}", m.text);
+        assert!(m.text.contains("shop/Deployment/api"), "{}", m.text);
+        assert!(
+            m.text
+                .contains("DefectDojo: https://dojo.example.com/test/3"),
+            "{}",
+            m.text
+        );
+        let again = render(
+            &Message::Image(group()),
+            "prod",
+            &["sec@example.com".into()],
+            "channel:sec:email",
+            10,
+        )
+        .expect("render");
+        assert_eq!(m.message_id, again.message_id, "stable across a re-send");
+    }
+
+    #[test]
+    fn digest_email() {
+        let groups: Vec<Group> = (0..12).map(|_| group()).collect();
+        let m = render(
+            &Message::Digest(groups),
+            "prod",
+            &["a@example.com".into()],
+            "k",
+            10,
+        )
+        .expect("render");
+        assert_eq!(m.subject, "[prod] 12 images with 12 new CRITICAL findings");
+        assert!(m.text.contains("and 2 more images"), "{}", m.text);
+        assert!(m.html.contains("and 2 more images"));
+    }
+}

@@ -1,0 +1,521 @@
+//! Slack incoming webhooks: Block Kit payloads within Slack's limits, report text escaped
+//! so it can neither mention (`<!channel>`) nor link (`<http://evil|click>`), and delivery
+//! with capped backoff honouring `Retry-After`.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use super::SendError;
+use super::compose::{Group, Message};
+use crate::retry::{Backoff, parse_retry_after};
+use crate::secret::Secret;
+
+/// Slack's documented limits (Block Kit reference).
+pub const MAX_BLOCKS: usize = 50;
+pub const MAX_SECTION_TEXT: usize = 3000;
+pub const MAX_HEADER_TEXT: usize = 150;
+pub const MAX_FIELDS: usize = 10;
+pub const MAX_FIELD_TEXT: usize = 2000;
+pub const MAX_CONTEXT_ELEMENTS: usize = 10;
+/// Findings listed as their own section; more are counted.
+const MAX_FINDING_SECTIONS: usize = 20;
+/// Images listed in a digest message.
+const DIGEST_TOP: usize = 10;
+
+/// Escapes the three characters Slack's mrkdwn treats as control characters.
+pub fn escape(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+/// At most `max` characters, with `…` when cut.
+pub fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_owned();
+    }
+    let mut o: String = s.chars().take(max.saturating_sub(1)).collect();
+    o.push('…');
+    o
+}
+
+/// Plain text (headers) is not parsed for mentions or links; angle brackets are still
+/// dropped so that no field of the payload carries `<!channel>` verbatim.
+fn plain(s: &str, max: usize) -> String {
+    let cleaned: String = s
+        .chars()
+        .filter(|c| !c.is_control() && *c != '<' && *c != '>')
+        .collect();
+    truncate(cleaned.trim(), max)
+}
+
+/// `<url|label>` for an http(s) URL; characters that would end the link are encoded.
+pub fn link(url: &str, label: &str) -> String {
+    let label = escape(&label.replace('|', "/"));
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return label;
+    }
+    let mut u = String::with_capacity(url.len());
+    for c in url.chars() {
+        match c {
+            '<' => u.push_str("%3C"),
+            '>' => u.push_str("%3E"),
+            '|' => u.push_str("%7C"),
+            ' ' => u.push_str("%20"),
+            '"' => u.push_str("%22"),
+            '&' => u.push_str("&amp;"),
+            c if c.is_control() => {}
+            c => u.push(c),
+        }
+    }
+    format!("<{u}|{label}>")
+}
+
+/// Joins escaped lines up to `max` characters; the rest is counted as "and N more".
+fn lines_within(lines: &[String], max: usize, what: &str) -> String {
+    let mut out = String::new();
+    for (i, l) in lines.iter().enumerate() {
+        let more = format!("\nand {} more {what}", lines.len() - i);
+        if out.chars().count() + l.chars().count() + 1 + more.chars().count() > max {
+            out.push_str(more.trim_start_matches('\n'));
+            return out;
+        }
+        if !out.is_empty() {
+            out.push('\n');
+        }
+        out.push_str(l);
+    }
+    out
+}
+
+fn mrkdwn(text: String) -> Value {
+    json!({"type": "mrkdwn", "text": truncate(&text, MAX_SECTION_TEXT)})
+}
+
+fn section(text: String) -> Value {
+    json!({"type": "section", "text": mrkdwn(text)})
+}
+
+fn context(texts: Vec<String>) -> Value {
+    let elements: Vec<Value> = texts
+        .into_iter()
+        .take(MAX_CONTEXT_ELEMENTS)
+        .map(mrkdwn)
+        .collect();
+    json!({"type": "context", "elements": elements})
+}
+
+fn header(text: &str) -> Value {
+    json!({"type": "header", "text": {"type": "plain_text", "text": plain(text, MAX_HEADER_TEXT), "emoji": true}})
+}
+
+fn finding_text(f: &super::compose::AlertFinding) -> String {
+    let id = truncate(&f.id, 100);
+    // An absurdly long link is dropped rather than cut (a cut link would be broken).
+    let id = match &f.link {
+        Some(u) if u.len() <= 500 => link(u, &id),
+        _ => escape(&id),
+    };
+    let mut s = format!("*{id}*  {}", f.severity);
+    if let Some(score) = f.score {
+        s.push_str(&format!(" · {score:.1}"));
+    }
+    let versions = f.versions();
+    if !versions.is_empty() {
+        s.push_str(&format!("\n{}", escape(&truncate(&versions, 300))));
+    }
+    if !f.title.is_empty() {
+        s.push_str(&format!("\n_{}_", escape(&truncate(&f.title, 400))));
+    }
+    s
+}
+
+fn list(items: &[String], max: usize) -> String {
+    if items.len() <= max {
+        return items.join(", ");
+    }
+    format!(
+        "{}, and {} more",
+        items[..max].join(", "),
+        items.len() - max
+    )
+}
+
+fn image_blocks(g: &Group, cluster: &str, max_findings: usize) -> Vec<Value> {
+    let mut blocks = vec![header(&g.title())];
+    let images: Vec<String> = g
+        .images
+        .iter()
+        .map(|i| match &i.tag {
+            Some(t) => format!(
+                "`{}` (tag {})",
+                escape(&i.short_digest()),
+                escape(&truncate(t, 80))
+            ),
+            None => format!("`{}`", escape(&i.short_digest())),
+        })
+        .collect();
+    let namespaces: Vec<String> = g
+        .namespaces
+        .iter()
+        .map(|n| {
+            if n.is_empty() {
+                "(cluster)".into()
+            } else {
+                escape(n)
+            }
+        })
+        .collect();
+    let field = |label: &str, value: String| json!({"type": "mrkdwn", "text": truncate(&format!("*{label}*\n{value}"), MAX_FIELD_TEXT)});
+    let mut fields = vec![
+        field("Cluster", escape(&truncate(cluster, 200))),
+        field("Image", escape(&truncate(&g.repo, 500))),
+        field(
+            if images.len() > 1 {
+                "Digests"
+            } else {
+                "Digest"
+            },
+            if images.is_empty() {
+                "(none recorded)".into()
+            } else {
+                list(&images, 5)
+            },
+        ),
+        field("Namespaces", list(&namespaces, 20)),
+    ];
+    fields.truncate(MAX_FIELDS);
+    blocks.push(json!({"type": "section", "fields": fields}));
+    blocks.push(json!({"type": "divider"}));
+    let shown = max_findings.min(MAX_FINDING_SECTIONS);
+    for f in g.findings.iter().take(shown) {
+        blocks.push(section(finding_text(f)));
+    }
+    if g.findings.len() > shown {
+        blocks.push(context(vec![format!(
+            "and {} more new findings",
+            g.findings.len() - shown
+        )]));
+    }
+    let workloads: Vec<String> = g
+        .workloads
+        .iter()
+        .map(|w| format!("• {}", escape(&w.to_string())))
+        .collect();
+    if !workloads.is_empty() {
+        let head = format!(
+            "*Running in {} workload{}*\n",
+            workloads.len(),
+            if workloads.len() == 1 { "" } else { "s" }
+        );
+        let body = lines_within(&workloads, MAX_SECTION_TEXT - head.len(), "workloads");
+        blocks.push(section(format!("{head}{body}")));
+    }
+    if let Some(url) = g.dojo_links.first() {
+        blocks.push(section(link(url, "Open in DefectDojo")));
+    }
+    blocks
+}
+
+fn digest_blocks(groups: &[Group], title: &str, cluster: &str) -> Vec<Value> {
+    let mut blocks = vec![
+        header(title),
+        section(format!(
+            "More new findings than this channel's hourly message cap in cluster *{}*. The top {} images:",
+            escape(&truncate(cluster, 200)),
+            groups.len().min(DIGEST_TOP)
+        )),
+    ];
+    for g in groups.iter().take(DIGEST_TOP) {
+        let ids: Vec<String> = g
+            .findings
+            .iter()
+            .map(|f| escape(&truncate(&f.id, 60)))
+            .collect();
+        let ns: Vec<String> = g.namespaces.iter().map(|n| escape(n)).collect();
+        let mut text = format!(
+            "*{}*: {}\n{}",
+            escape(&truncate(&g.repo, 300)),
+            super::compose::counts_text(&g.counts()),
+            list(&ids, 8)
+        );
+        if !ns.is_empty() {
+            text.push_str(&format!("\nin {}", list(&ns, 10)));
+        }
+        if let Some(url) = g.dojo_links.first() {
+            text.push_str(&format!(" · {}", link(url, "DefectDojo")));
+        }
+        blocks.push(section(text));
+    }
+    if groups.len() > DIGEST_TOP {
+        blocks.push(context(vec![format!(
+            "and {} more images",
+            groups.len() - DIGEST_TOP
+        )]));
+    }
+    blocks
+}
+
+/// The webhook body: Block Kit blocks and the `text` fallback shown in notifications.
+pub fn payload(msg: &Message, cluster: &str, max_findings: usize) -> Value {
+    let title = msg.title();
+    let mut blocks = match msg {
+        Message::Image(g) => image_blocks(g, cluster, max_findings),
+        Message::Digest(groups) => digest_blocks(groups, &title, cluster),
+        Message::Test { destination } => vec![
+            header("trivy-digest test alert"),
+            section(format!(
+                "Test message from cluster *{}* for {}. New findings at or above the alert threshold will be posted here.",
+                escape(&truncate(cluster, 200)),
+                escape(destination)
+            )),
+        ],
+    };
+    blocks.push(context(vec![format!(
+        "trivy-digest · cluster {}",
+        escape(&truncate(cluster, 200))
+    )]));
+    blocks.truncate(MAX_BLOCKS);
+    let text = match msg {
+        Message::Test { .. } => format!("[{}] trivy-digest test alert", cluster),
+        _ => format!("[{}] {}", cluster, title),
+    };
+    json!({"text": escape(&truncate(&text, 3000)), "blocks": blocks})
+}
+
+/// Posts to the webhook. `Ok` only when Slack accepted (2xx). 429, 5xx and network errors
+/// are retried with the backoff (a `Retry-After` replaces the wait); other 4xx are
+/// permanent (`invalid_blocks`, `no_service`, `channel_is_archived`). Errors never contain
+/// the webhook URL.
+pub async fn post(
+    http: &reqwest::Client,
+    url: &Secret,
+    body: &Value,
+    backoff: &Backoff,
+) -> Result<(), SendError> {
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let (err, retry_after) = match http.post(url.expose()).json(body).send().await {
+            Ok(resp) => {
+                let status = resp.status();
+                let retry_after = resp
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                let text = resp.text().await.unwrap_or_default();
+                let answer = truncate(text.trim(), 200);
+                if status.is_success() {
+                    return Ok(());
+                }
+                let msg = format!("HTTP {}: {}", status.as_u16(), answer);
+                if status.as_u16() == 429 || status.is_server_error() {
+                    (msg, retry_after)
+                } else {
+                    return Err(SendError::Permanent(msg));
+                }
+            }
+            Err(e) => (describe(e), None),
+        };
+        match backoff.delay(attempt, retry_after) {
+            Some(wait) => {
+                tracing::warn!(attempt, error = %err, wait_ms = wait.as_millis() as u64, "Slack webhook: retrying");
+                tokio::time::sleep(wait).await;
+            }
+            None => return Err(SendError::Transient(err)),
+        }
+    }
+}
+
+/// reqwest errors print the URL, and a webhook URL is the credential: strip it, keep
+/// the cause chain.
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut s = if e.is_timeout() {
+        "timed out".to_owned()
+    } else if e.is_connect() {
+        "cannot connect".to_owned()
+    } else {
+        e.to_string()
+    };
+    let mut src = std::error::Error::source(&e);
+    while let Some(inner) = src {
+        let t = inner.to_string();
+        if !s.contains(&t) && !t.contains("://") {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        src = inner.source();
+    }
+    s
+}
+
+pub fn client(timeout: Duration) -> Result<reqwest::Client, SendError> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(Duration::from_secs(10))
+        .user_agent(concat!("trivy-digest/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| SendError::Permanent(format!("HTTP client: {}", describe(e))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::compose::{AlertFinding, ImageRef, WorkloadRef};
+    use super::*;
+    use crate::model::{Family, Severity};
+
+    fn finding(i: usize, title: &str) -> AlertFinding {
+        AlertFinding {
+            family: Family::Vulnerability,
+            severity: Severity::Critical,
+            id: format!("CVE-2026-{i:04}"),
+            title: title.into(),
+            package: "openssl".into(),
+            installed: "3.0.1".into(),
+            fixed: "3.0.9".into(),
+            score: Some(9.8),
+            link: Some(format!("https://avd.aquasec.com/nvd/cve-2026-{i:04}")),
+            path: String::new(),
+        }
+    }
+
+    fn group(n: usize, workloads: usize) -> Group {
+        Group {
+            repo: "ghcr.io/org/api".into(),
+            images: vec![ImageRef {
+                digest: Some(format!("sha256:{}", "a".repeat(64))),
+                tag: Some("1.0".into()),
+            }],
+            findings: (0..n)
+                .map(|i| {
+                    finding(
+                        i,
+                        "<!channel> <script>alert(1)</script> <http://evil|click>",
+                    )
+                })
+                .collect(),
+            workloads: (0..workloads)
+                .map(|i| WorkloadRef {
+                    namespace: "shop".into(),
+                    kind: "Deployment".into(),
+                    name: format!("api-{i}-{}", "x".repeat(60)),
+                })
+                .collect(),
+            namespaces: vec!["shop".into()],
+            dojo_links: vec!["https://dojo.example.com/test/7".into()],
+            item_ids: vec![1],
+        }
+    }
+
+    /// Every text of the payload, mrkdwn and plain.
+    fn texts(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(m) => {
+                if let Some(Value::String(t)) = m.get("text") {
+                    out.push(t.clone());
+                }
+                for x in m.values() {
+                    texts(x, out);
+                }
+            }
+            Value::Array(a) => a.iter().for_each(|x| texts(x, out)),
+            _ => {}
+        }
+    }
+
+    fn check_limits(p: &Value) {
+        let blocks = p["blocks"].as_array().expect("blocks");
+        assert!(blocks.len() <= MAX_BLOCKS, "{} blocks", blocks.len());
+        assert!(p["text"].as_str().is_some_and(|t| !t.is_empty()));
+        for b in blocks {
+            match b["type"].as_str() {
+                Some("header") => {
+                    assert!(
+                        b["text"]["text"].as_str().expect("t").chars().count() <= MAX_HEADER_TEXT
+                    )
+                }
+                Some("section") => {
+                    if let Some(t) = b["text"]["text"].as_str() {
+                        assert!(t.chars().count() <= MAX_SECTION_TEXT, "{}", t.len());
+                    }
+                    if let Some(f) = b["fields"].as_array() {
+                        assert!(f.len() <= MAX_FIELDS);
+                        for x in f {
+                            assert!(
+                                x["text"].as_str().expect("t").chars().count() <= MAX_FIELD_TEXT
+                            );
+                        }
+                    }
+                }
+                Some("context") => {
+                    assert!(b["elements"].as_array().expect("e").len() <= MAX_CONTEXT_ELEMENTS)
+                }
+                Some("divider") => {}
+                other => panic!("unexpected block {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn escaping_and_links() {
+        assert_eq!(escape("a & <!channel> >"), "a &amp; &lt;!channel&gt; &gt;");
+        assert_eq!(
+            link("https://x.example/a?b=1&c=<2>|3", "CVE|1 <b>"),
+            "<https://x.example/a?b=1&amp;c=%3C2%3E%7C3|CVE/1 &lt;b&gt;>"
+        );
+        assert_eq!(link("javascript:alert(1)", "x<"), "x&lt;");
+        assert_eq!(truncate("abcdef", 4), "abc…");
+        assert_eq!(truncate("abc", 4), "abc");
+    }
+
+    #[test]
+    fn report_text_cannot_mention_or_link() {
+        let p = payload(&Message::Image(group(3, 3)), "prod <!here>", 10);
+        check_limits(&p);
+        let mut all = Vec::new();
+        texts(&p, &mut all);
+        for t in &all {
+            assert!(!t.contains("<!"), "{t}");
+            assert!(!t.contains("<script"), "{t}");
+            assert!(!t.contains("<http://evil"), "{t}");
+        }
+        let json = p.to_string();
+        assert!(json.contains("&lt;!channel&gt;"), "{json}");
+        assert!(json.contains("<https://dojo.example.com/test/7|Open in DefectDojo>"));
+        assert_eq!(
+            p["text"],
+            "[prod &lt;!here&gt;] 3 new CRITICAL in ghcr.io/org/api"
+        );
+    }
+
+    #[test]
+    fn long_lists_stay_within_limits() {
+        let p = payload(&Message::Image(group(200, 500)), "prod", 60);
+        check_limits(&p);
+        let json = p.to_string();
+        assert!(json.contains("and 180 more new findings"), "{json}");
+        assert!(json.contains("more workloads"), "{json}");
+        let groups: Vec<Group> = (0..42).map(|_| group(5, 2)).collect();
+        let msg = Message::Digest(groups);
+        let p = payload(&msg, "prod", 10);
+        check_limits(&p);
+        assert_eq!(msg.title(), "42 images with 210 new CRITICAL findings");
+        assert!(p.to_string().contains("and 32 more images"));
+        let long = "x".repeat(10_000);
+        let mut g = group(1, 1);
+        g.repo = long.clone();
+        g.findings[0].title = long.clone();
+        g.findings[0].id = long;
+        check_limits(&payload(&Message::Image(g), "prod", 10));
+    }
+}

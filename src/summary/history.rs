@@ -1,0 +1,533 @@
+//! The store's history read back as states at a point in time.
+//!
+//! Current columns (`resolved_at`, `severity`, `fixable`) say how a finding is now; a
+//! summary of a past month needs how it was then. So every state is computed from the
+//! event log (`finding_events`), at an instant T, counting only events strictly before T:
+//!
+//! - **open at T**: the last of its `opened` / `reopened` / `resolved` events before T is
+//!   `opened` or `reopened`. A finding with no event before T did not exist yet.
+//! - **severity at T**: the `old` side of its first `severity` event at or after T (the
+//!   rating it had until that re-rating); with no such event, its current severity.
+//! - **fixable at T**: a fix was known before T: the finding is fixable now and its
+//!   `fixable` event (fix published) is before T, or it has none (fixable when first seen).
+//!   A fix withdrawn later is not recorded by the store, so it counts as never fixable.
+//! - **where it ran in a month**: the subject's sightings (subject × image × workload
+//!   with first and last seen) overlapping the month; a sighting whose report still
+//!   exists runs until now.
+//!
+//! Triage from DefectDojo (risk accepted, false positive, out of scope) has no history:
+//! it is the state last read back, applied to every month.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+
+use anyhow::{Context, Result};
+use rusqlite::params;
+
+use crate::model::{Family, Severity};
+use crate::store::Store;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Life {
+    Opened,
+    Reopened,
+    Resolved,
+}
+
+/// Why a finding is not counted as open: DefectDojo's triage, as last read back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Triage {
+    RiskAccepted,
+    FalsePositive,
+    OutOfScope,
+}
+
+impl Triage {
+    pub fn label(self) -> &'static str {
+        match self {
+            Triage::RiskAccepted => "risk accepted",
+            Triage::FalsePositive => "false positive",
+            Triage::OutOfScope => "out of scope",
+        }
+    }
+}
+
+/// One finding with what is needed to answer "how was it at T".
+#[derive(Debug, Clone)]
+pub struct FindingHistory {
+    pub id: i64,
+    pub subject_id: i64,
+    pub family: Family,
+    /// Current severity (the newest scan's rating).
+    pub severity: Severity,
+    pub first_seen: i64,
+    pub first_title: String,
+    lifecycle: Vec<(i64, Life)>,
+    /// (at, severity before the re-rating), in time order.
+    rerated: Vec<(i64, Severity)>,
+    /// Since when a fix is known; None: never (as far as the store knows).
+    fixable_since: Option<i64>,
+    pub triage: Option<Triage>,
+}
+
+impl FindingHistory {
+    pub fn open_at(&self, t: i64) -> bool {
+        let mut open = false;
+        for (at, e) in &self.lifecycle {
+            if *at >= t {
+                break;
+            }
+            open = *e != Life::Resolved;
+        }
+        open
+    }
+
+    pub fn severity_at(&self, t: i64) -> Severity {
+        self.rerated
+            .iter()
+            .find(|(at, _)| *at >= t)
+            .map(|(_, old)| *old)
+            .unwrap_or(self.severity)
+    }
+
+    pub fn fixable_at(&self, t: i64) -> bool {
+        self.fixable_since.is_some_and(|s| s < t)
+    }
+
+    /// First seen for its subject within `[start, end)`.
+    pub fn opened_in(&self, start: i64, end: i64) -> bool {
+        self.lifecycle
+            .iter()
+            .any(|(at, e)| *e == Life::Opened && *at >= start && *at < end)
+    }
+
+    /// Resolved within `[start, end)` and not open again at `end`: when (the last
+    /// resolution in the window).
+    pub fn fixed_in(&self, start: i64, end: i64) -> Option<i64> {
+        if self.open_at(end) {
+            return None;
+        }
+        self.lifecycle
+            .iter()
+            .rev()
+            .find(|(at, e)| *e == Life::Resolved && *at >= start && *at < end)
+            .map(|(at, _)| *at)
+    }
+
+    /// When it was first opened (first event), else `first_seen`.
+    pub fn opened_at(&self) -> i64 {
+        self.lifecycle
+            .first()
+            .map(|(at, _)| *at)
+            .unwrap_or(self.first_seen)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SubjectInfo {
+    pub family: Family,
+    pub key: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkloadInfo {
+    pub namespace: String,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ImageInfo {
+    pub key: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+/// A subject seen running in a workload (with one image) from `first` to `last`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sighting {
+    pub image_id: i64,
+    pub workload_id: i64,
+    pub first: i64,
+    /// `i64::MAX` while a report still exists.
+    pub last: i64,
+}
+
+impl Sighting {
+    pub fn overlaps(&self, start: i64, end: i64) -> bool {
+        self.first < end && self.last >= start
+    }
+}
+
+/// Everything a summary reads, loaded once.
+#[derive(Debug, Default)]
+pub struct History {
+    pub findings: Vec<FindingHistory>,
+    pub subjects: HashMap<i64, SubjectInfo>,
+    pub workloads: HashMap<i64, WorkloadInfo>,
+    pub images: HashMap<i64, ImageInfo>,
+    pub sightings: HashMap<i64, Vec<Sighting>>,
+    /// DefectDojo test id per subject (for links).
+    pub dojo_tests: HashMap<i64, i64>,
+    /// Namespace name → annotations.
+    pub namespace_annotations: HashMap<String, HashMap<String, String>>,
+    /// Earliest finding event: where the index of months starts.
+    pub earliest: Option<i64>,
+}
+
+impl History {
+    /// Loads findings that existed before `until` (events after it are ignored).
+    pub fn load(store: &Store, until: i64) -> Result<History> {
+        let conn = store.conn();
+        let mut h = History::default();
+
+        let mut stmt = conn.prepare("SELECT id, family, key FROM subjects")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, family, key) = row.context("store: reading subjects")?;
+            let Some(family) = Family::parse(&family) else {
+                tracing::warn!(subject = %key, family, "subject of an unknown family; left out of the summary");
+                continue;
+            };
+            h.subjects.insert(id, SubjectInfo { family, key });
+        }
+
+        let mut stmt = conn.prepare(
+            "SELECT id, subject_id, severity, fixable, first_seen, first_title, resolved_at
+             FROM findings WHERE first_seen < ?1 ORDER BY id",
+        )?;
+        let rows = stmt.query_map(params![until], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, String>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })?;
+        let mut resolved_at: Vec<Option<i64>> = Vec::new();
+        let mut fixable_now: Vec<bool> = Vec::new();
+        for row in rows {
+            let (id, subject_id, severity, fixable, first_seen, first_title, resolved) =
+                row.context("store: reading findings")?;
+            let Some(subject) = h.subjects.get(&subject_id) else {
+                continue;
+            };
+            h.findings.push(FindingHistory {
+                id,
+                subject_id,
+                family: subject.family,
+                severity: Severity::parse_lenient(&severity),
+                first_seen,
+                first_title,
+                lifecycle: Vec::new(),
+                rerated: Vec::new(),
+                fixable_since: None,
+                triage: None,
+            });
+            resolved_at.push(resolved);
+            fixable_now.push(fixable);
+        }
+
+        // Events, merged into the findings (both ordered by finding id). Later events are
+        // read too: a re-rating after T tells the severity a finding had at T.
+        let mut fixable_event: Vec<Option<i64>> = vec![None; h.findings.len()];
+        let mut stmt = conn.prepare(
+            "SELECT finding_id, at, event, detail FROM finding_events
+             WHERE finding_id IN (SELECT id FROM findings WHERE first_seen < ?1)
+             ORDER BY finding_id, at, id",
+        )?;
+        let mut rows = stmt.query(params![until])?;
+        let mut i = 0usize;
+        while let Some(r) = rows.next().context("store: reading finding_events")? {
+            let fid: i64 = r.get(0)?;
+            let at: i64 = r.get(1)?;
+            while i < h.findings.len() && h.findings[i].id < fid {
+                i += 1;
+            }
+            if i >= h.findings.len() {
+                break;
+            }
+            if h.findings[i].id != fid {
+                continue;
+            }
+            let event: String = r.get(2)?;
+            let f = &mut h.findings[i];
+            match event.as_str() {
+                "opened" => f.lifecycle.push((at, Life::Opened)),
+                "reopened" => f.lifecycle.push((at, Life::Reopened)),
+                "resolved" => f.lifecycle.push((at, Life::Resolved)),
+                "severity" => {
+                    let detail: Option<String> = r.get(3)?;
+                    // detail is `OLD->NEW`.
+                    if let Some((old, _)) = detail.as_deref().and_then(|d| d.split_once("->")) {
+                        f.rerated.push((at, Severity::parse_lenient(old)));
+                    }
+                }
+                "fixable" => fixable_event[i] = Some(at),
+                _ => {}
+            }
+        }
+        drop(rows);
+        for (i, f) in h.findings.iter_mut().enumerate() {
+            if f.lifecycle.is_empty() {
+                // No event log (should not happen): fall back to the current columns.
+                f.lifecycle.push((f.first_seen, Life::Opened));
+                if let Some(r) = resolved_at[i] {
+                    f.lifecycle.push((r, Life::Resolved));
+                }
+            }
+            if fixable_now[i] {
+                f.fixable_since = Some(fixable_event[i].unwrap_or(f.first_seen));
+            }
+        }
+
+        h.load_triage(store)?;
+
+        let mut stmt = conn.prepare("SELECT id, namespace, kind, name FROM workloads")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                WorkloadInfo {
+                    namespace: r.get(1)?,
+                    kind: r.get(2)?,
+                    name: r.get(3)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, w) = row.context("store: reading workloads")?;
+            h.workloads.insert(id, w);
+        }
+        let mut stmt = conn.prepare("SELECT id, key, tag, digest FROM images")?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                ImageInfo {
+                    key: r.get(1)?,
+                    tag: r.get(2)?,
+                    digest: r.get(3)?,
+                },
+            ))
+        })?;
+        for row in rows {
+            let (id, i) = row.context("store: reading images")?;
+            h.images.insert(id, i);
+        }
+
+        // A sighting whose report still exists runs until now; one whose report is in
+        // its grace period ran until the report went.
+        let mut stmt = conn.prepare(
+            "WITH live AS (
+                SELECT t.subject_id AS s, COALESCE(t.image_id, 0) AS i, r.workload_id AS w,
+                       MAX(r.gone_since IS NULL) AS running, MAX(r.gone_since) AS gone
+                FROM reports r JOIN targets t ON t.id = r.target_id GROUP BY 1, 2, 3)
+             SELECT g.subject_id, g.image_id, g.workload_id, g.first_seen, g.last_seen,
+                    live.running, live.gone
+             FROM sightings g LEFT JOIN live
+               ON live.s = g.subject_id AND live.i = g.image_id AND live.w = g.workload_id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, i64>(4)?,
+                r.get::<_, Option<bool>>(5)?,
+                r.get::<_, Option<i64>>(6)?,
+            ))
+        })?;
+        for row in rows {
+            let (subject, image_id, workload_id, first, last, running, gone) =
+                row.context("store: reading sightings")?;
+            let last = match (running, gone) {
+                (Some(true), _) => i64::MAX,
+                (_, Some(g)) => last.max(g),
+                _ => last,
+            };
+            h.sightings.entry(subject).or_default().push(Sighting {
+                image_id,
+                workload_id,
+                first,
+                last,
+            });
+        }
+
+        let mut stmt = conn.prepare(
+            "SELECT subject_id, dd_test_id FROM dojo_tests WHERE dd_test_id IS NOT NULL
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+        for row in rows {
+            let (s, t) = row.context("store: reading dojo_tests")?;
+            h.dojo_tests.entry(s).or_insert(t);
+        }
+
+        let mut stmt = conn.prepare("SELECT name, annotations FROM namespaces")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        for row in rows {
+            let (name, json) = row.context("store: reading namespaces")?;
+            match serde_json::from_str::<HashMap<String, String>>(&json) {
+                Ok(a) => {
+                    h.namespace_annotations.insert(name, a);
+                }
+                Err(e) => tracing::warn!(
+                    namespace = %name,
+                    "store: namespaces.annotations of {name:?} is not a JSON object of strings ({e}); ignored"
+                ),
+            }
+        }
+
+        h.earliest = conn
+            .query_row("SELECT MIN(at) FROM finding_events", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .context("store: reading finding_events")?;
+        Ok(h)
+    }
+
+    /// DefectDojo's triage state for the findings it holds, matched by the id we send
+    /// as `unique_id_from_tool`.
+    fn load_triage(&mut self, store: &Store) -> Result<()> {
+        let conn = store.conn();
+        let mut stmt = conn.prepare(
+            "SELECT t.subject_id, f.uid, f.risk_accepted, f.false_p, f.out_of_scope
+             FROM dojo_findings f JOIN dojo_tests t ON t.id = f.test_id
+             WHERE f.risk_accepted <> 0 OR f.false_p <> 0 OR f.out_of_scope <> 0",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, bool>(4)?,
+            ))
+        })?;
+        let mut triage: HashMap<(i64, String), Triage> = HashMap::new();
+        for row in rows {
+            let (subject, uid, ra, fp, oos) = row.context("store: reading dojo_findings")?;
+            let t = if fp {
+                Triage::FalsePositive
+            } else if ra {
+                Triage::RiskAccepted
+            } else if oos {
+                Triage::OutOfScope
+            } else {
+                continue;
+            };
+            triage.insert((subject, uid), t);
+        }
+        if triage.is_empty() {
+            return Ok(());
+        }
+        let subjects: HashSet<i64> = triage.keys().map(|(s, _)| *s).collect();
+        let index: HashMap<i64, usize> = self
+            .findings
+            .iter()
+            .enumerate()
+            .filter(|(_, f)| subjects.contains(&f.subject_id))
+            .map(|(i, f)| (f.id, i))
+            .collect();
+        let mut stmt = conn.prepare("SELECT id, fkey FROM findings WHERE subject_id = ?1")?;
+        for s in subjects {
+            let Some(info) = self.subjects.get(&s) else {
+                continue;
+            };
+            let rows = stmt.query_map(params![s], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+            })?;
+            for row in rows {
+                let (id, fkey) = row.context("store: reading findings")?;
+                let uid = crate::dojo::format::unique_id(info.family, &info.key, &fkey);
+                if let (Some(t), Some(&i)) = (triage.get(&(s, uid)), index.get(&id)) {
+                    self.findings[i].triage = Some(*t);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Namespaces whose `annotation` names `team`.
+    pub fn team_namespaces(&self, annotation: &str, team: &str) -> BTreeSet<String> {
+        self.namespace_annotations
+            .iter()
+            .filter(|(_, a)| a.get(annotation).is_some_and(|v| v.trim() == team))
+            .map(|(n, _)| n.clone())
+            .collect()
+    }
+
+    /// Subjects that ran in one of `namespaces` during `[start, end)`.
+    pub fn subjects_in(&self, namespaces: &BTreeSet<String>, start: i64, end: i64) -> HashSet<i64> {
+        self.sightings
+            .iter()
+            .filter(|(_, ss)| {
+                ss.iter().any(|s| {
+                    s.overlaps(start, end)
+                        && self
+                            .workloads
+                            .get(&s.workload_id)
+                            .is_some_and(|w| namespaces.contains(&w.namespace))
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn finding(lifecycle: Vec<(i64, Life)>, rerated: Vec<(i64, Severity)>) -> FindingHistory {
+        FindingHistory {
+            id: 1,
+            subject_id: 1,
+            family: Family::Vulnerability,
+            severity: Severity::Critical,
+            first_seen: 100,
+            first_title: String::new(),
+            lifecycle,
+            rerated,
+            fixable_since: Some(300),
+            triage: None,
+        }
+    }
+
+    #[test]
+    fn state_at_t_counts_only_events_before_t() {
+        let f = finding(
+            vec![
+                (100, Life::Opened),
+                (200, Life::Resolved),
+                (250, Life::Reopened),
+                (400, Life::Resolved),
+            ],
+            vec![(300, Severity::High)],
+        );
+        assert!(!f.open_at(100), "an event at T is not before T");
+        assert!(f.open_at(101));
+        assert!(!f.open_at(201));
+        assert!(f.open_at(251));
+        assert!(!f.open_at(401));
+        // High until the re-rating at 300, critical after.
+        assert_eq!(f.severity_at(300), Severity::High);
+        assert_eq!(f.severity_at(301), Severity::Critical);
+        assert!(!f.fixable_at(300));
+        assert!(f.fixable_at(301));
+        // Resolved at 200 but back at 250: not fixed in [150, 300); fixed in [300, 500).
+        assert_eq!(f.fixed_in(150, 300), None);
+        assert_eq!(f.fixed_in(300, 500), Some(400));
+        assert!(f.opened_in(100, 101));
+        assert!(!f.opened_in(101, 1000), "a reopening is not new");
+        assert_eq!(f.opened_at(), 100);
+    }
+}
