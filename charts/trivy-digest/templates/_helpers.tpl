@@ -1,0 +1,180 @@
+{{/*
+Names and labels.
+*/}}
+{{- define "trivy-digest.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trivy-digest.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "trivy-digest.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "trivy-digest.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "trivy-digest.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "trivy-digest.labels" -}}
+helm.sh/chart: {{ include "trivy-digest.chart" . }}
+{{ include "trivy-digest.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/component: controller
+app.kubernetes.io/part-of: trivy-digest
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{- define "trivy-digest.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "trivy-digest.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- required "serviceAccount.name is required when serviceAccount.create is false" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{- define "trivy-digest.image" -}}
+{{- $repo := required "image.repository is required: build the image with the repository's Dockerfile and push it to a registry the cluster can pull from" .Values.image.repository }}
+{{- if .Values.image.digest }}
+{{- printf "%s@%s" $repo .Values.image.digest }}
+{{- else }}
+{{- printf "%s:%s" $repo (.Values.image.tag | default .Chart.AppVersion) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Where the config file is mounted, and the paths of mounted secrets.
+*/}}
+{{- define "trivy-digest.configDir" -}}/etc/trivy-digest{{- end }}
+{{- define "trivy-digest.configFile" -}}trivy-digest.yaml{{- end }}
+{{- define "trivy-digest.secretsDir" -}}/var/run/secrets/trivy-digest{{- end }}
+
+{{/*
+The port of config.run.listen ("0.0.0.0:8080", "[::]:9090"); 8080 when unset, as in
+the binary.
+*/}}
+{{- define "trivy-digest.port" -}}
+{{- $run := .Values.config.run | default dict }}
+{{- $listen := $run.listen | default "0.0.0.0:8080" | toString }}
+{{- $port := regexFind "[0-9]+$" $listen }}
+{{- if or (not $port) (not (contains ":" $listen)) }}
+{{- fail (printf "config.run.listen %q: expected an address with a port, such as 0.0.0.0:8080" $listen) }}
+{{- end }}
+{{- $port }}
+{{- end }}
+
+{{/*
+The namespace of the leader Lease: config.run.leader_election.namespace, else the
+release namespace (the binary's POD_NAMESPACE).
+*/}}
+{{- define "trivy-digest.leaseNamespace" -}}
+{{- $run := .Values.config.run | default dict }}
+{{- $le := $run.leader_election | default dict }}
+{{- $le.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{- define "trivy-digest.leaseName" -}}
+{{- $run := .Values.config.run | default dict }}
+{{- $le := $run.leader_election | default dict }}
+{{- $le.lease_name | default "trivy-digest" }}
+{{- end }}
+
+{{- define "trivy-digest.leaderElection" -}}
+{{- $run := .Values.config.run | default dict }}
+{{- $le := $run.leader_election | default dict }}
+{{- if hasKey $le "enabled" }}{{ $le.enabled }}{{ else }}true{{ end }}
+{{- end }}
+
+{{- define "trivy-digest.claimName" -}}
+{{- .Values.persistence.existingClaim | default (include "trivy-digest.fullname" .) }}
+{{- end }}
+
+{{/*
+The Deployment's strategy: Recreate for one replica on a ReadWriteOnce volume (a new Pod
+scheduled elsewhere could not attach the volume while the old one holds it).
+*/}}
+{{- define "trivy-digest.strategy" -}}
+{{- if .Values.strategy }}
+{{- toYaml .Values.strategy }}
+{{- else if and .Values.persistence.enabled (eq (int .Values.replicaCount) 1) }}
+type: Recreate
+{{- else }}
+type: RollingUpdate
+rollingUpdate:
+  maxSurge: 0
+  maxUnavailable: 1
+{{- end }}
+{{- end }}
+
+{{/*
+Refuses values that would deploy something broken, with the reason.
+*/}}
+{{- define "trivy-digest.validate" -}}
+{{- $config := .Values.config | default dict }}
+{{- $store := $config.store | default "" | toString }}
+{{- $dir := trimSuffix "/" .Values.persistence.mountPath }}
+{{- if not (hasPrefix (printf "%s/" $dir) $store) }}
+{{- fail (printf "config.store %q must be a file under persistence.mountPath (%s/), or the store would be written to the read-only root file system" $store $dir) }}
+{{- end }}
+{{- if gt (int .Values.replicaCount) 1 }}
+{{- if not .Values.persistence.enabled }}
+{{- fail "replicaCount > 1 needs persistence.enabled=true: with an emptyDir each replica would keep its own store, and a new leader would start from nothing" }}
+{{- end }}
+{{- if ne (include "trivy-digest.leaderElection" .) "true" }}
+{{- fail "replicaCount > 1 needs config.run.leader_election.enabled=true: two leaders would both export" }}
+{{- end }}
+{{- end }}
+{{- $dojo := $config.defectdojo }}
+{{- if and $dojo (not .Values.secrets.defectdojo.existingSecret) (not (and (kindIs "map" $dojo) $dojo.token_file)) }}
+{{- fail "config.defectdojo is set but there is no API token: set secrets.defectdojo.existingSecret to the name of a Secret holding it (key secrets.defectdojo.key)" }}
+{{- end }}
+{{- range $name := list "defectdojo" "smtp" }}
+{{- $s := index $.Values.secrets $name }}
+{{- if not (has $s.exposeAs (list "file" "env")) }}
+{{- fail (printf "secrets.%s.exposeAs %q: one of file, env" $name $s.exposeAs) }}
+{{- end }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.egress.apiServer.cidrs) }}
+{{- fail "networkPolicy.enabled needs networkPolicy.egress.apiServer.cidrs: the API server's addresses (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes), or trivy-digest cannot watch anything" }}
+{{- end }}
+{{- end }}
+
+{{/*
+One NetworkPolicy egress rule to a destination's cidrs (strings, or ipBlocks with
+`cidr` and `except`) and peers on its ports; nothing when it has neither.
+*/}}
+{{- define "trivy-digest.egressRule" -}}
+{{- $dest := .dest }}
+{{- if or $dest.cidrs $dest.peers }}
+- to:
+    {{- range $dest.cidrs }}
+    - ipBlock:
+        {{- if kindIs "map" . }}
+        {{- toYaml . | nindent 8 }}
+        {{- else }}
+        cidr: {{ . }}
+        {{- end }}
+    {{- end }}
+    {{- with $dest.peers }}
+    {{- toYaml . | nindent 4 }}
+    {{- end }}
+  ports:
+    {{- range $port := $dest.ports }}
+    {{- range $proto := $.protocols }}
+    - port: {{ $port }}
+      protocol: {{ $proto }}
+    {{- end }}
+    {{- end }}
+{{- end }}
+{{- end }}

@@ -1,0 +1,767 @@
+//! What ships to clusters, against the real binary: the Helm chart's `config` values,
+//! the plain manifests (the chart rendered by Helm, kept in sync by
+//! scripts/check-manifests.sh), the Flux example and the configuration reference must
+//! all be configurations `trivy-digest config check` accepts, and the Deployment, Service
+//! and RBAC must agree with the config and with what the code does. No helm binary is
+//! needed: the chart's ConfigMap is `toYaml .Values.config`, so the values' `config`
+//! block (merged as Helm merges values) is the config file.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::cli::{Run, Workspace};
+use trivy_digest::model::ReportKind;
+
+const CHART: &str = "charts/trivy-digest";
+const CONFIG_KEY: &str = "trivy-digest.yaml";
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn read(rel: &str) -> String {
+    std::fs::read_to_string(root().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn yaml(text: &str, what: &str) -> Value {
+    serde_saphyr::from_str::<Value>(text).unwrap_or_else(|e| panic!("{what}: {e}"))
+}
+
+fn yaml_file(rel: &str) -> Value {
+    yaml(&read(rel), rel)
+}
+
+/// `a.b.c` in a YAML/JSON value.
+fn at<'a>(v: &'a Value, path: &str) -> &'a Value {
+    path.split('.')
+        .try_fold(v, |v, k| v.get(k))
+        .unwrap_or(&Value::Null)
+}
+
+/// Helm's coalescing of values: maps merge key by key, anything else replaces, and
+/// `null` removes the key.
+fn coalesce(base: &Value, over: &Value) -> Value {
+    match (base, over) {
+        (Value::Object(b), Value::Object(o)) => {
+            let mut out = b.clone();
+            for (k, v) in o {
+                if v.is_null() {
+                    out.remove(k);
+                } else {
+                    let merged = match out.get(k) {
+                        Some(existing) => coalesce(existing, v),
+                        None => v.clone(),
+                    };
+                    out.insert(k.clone(), merged);
+                }
+            }
+            Value::Object(out)
+        }
+        _ => over.clone(),
+    }
+}
+
+fn chart_values() -> Value {
+    yaml_file(&format!("{CHART}/values.yaml"))
+}
+
+/// The config file the chart mounts for these extra values.
+fn chart_config_with(extra: &Value) -> Value {
+    at(&coalesce(&chart_values(), extra), "config").clone()
+}
+
+/// A workspace whose DefectDojo token comes from the environment, as in the cluster.
+fn workspace() -> Workspace {
+    let mut ws = Workspace::new();
+    ws.env
+        .push(("DEFECTDOJO_TOKEN".into(), "token-from-a-secret".into()));
+    ws
+}
+
+/// `trivy-digest --config <config> config check`. The config is written as JSON, which
+/// is YAML: exactly the data, whatever the source's formatting.
+fn config_check(ws: &Workspace, config: &Value) -> Run {
+    let path = ws.write(
+        "config.yaml",
+        &serde_json::to_string_pretty(config).expect("json"),
+    );
+    ws.run(&["--config", &path.display().to_string(), "config", "check"])
+}
+
+fn assert_valid(what: &str, config: &Value) -> Value {
+    let ws = workspace();
+    let run = config_check(&ws, config);
+    assert_eq!(
+        run.code,
+        0,
+        "{what}: trivy-digest rejects the config the chart would mount:\n{}\n--- config:\n{}",
+        run.stderr,
+        serde_json::to_string_pretty(config).unwrap_or_default()
+    );
+    yaml(&run.stdout, "config check output")
+}
+
+/// The documents of the plain manifests, which are the chart rendered by Helm.
+fn manifests() -> Vec<Value> {
+    let text = read("examples/manifests/trivy-digest.yaml");
+    serde_saphyr::from_multiple::<Value>(&text)
+        .expect("examples/manifests/trivy-digest.yaml")
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect()
+}
+
+fn object<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
+    let found: Vec<&Value> = docs.iter().filter(|d| d["kind"] == kind).collect();
+    assert_eq!(found.len(), 1, "exactly one {kind} in the manifests");
+    found[0]
+}
+
+fn objects<'a>(docs: &'a [Value], kind: &str) -> Vec<&'a Value> {
+    docs.iter().filter(|d| d["kind"] == kind).collect()
+}
+
+fn port_of(listen: &str) -> u64 {
+    listen
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse().ok())
+        .unwrap_or_else(|| panic!("run.listen {listen:?} has no port"))
+}
+
+fn duration(v: &Value) -> Option<Duration> {
+    v.as_str().and_then(|s| humantime::parse_duration(s).ok())
+}
+
+#[test]
+fn chart_default_config_is_valid() {
+    let config = chart_config_with(&json!({}));
+    let checked = assert_valid("charts/trivy-digest/values.yaml", &config);
+    assert_eq!(checked["store"], config["store"]);
+    assert_eq!(checked["cluster"], config["cluster"]);
+}
+
+#[test]
+fn chart_ci_values_configs_are_valid() {
+    let dir = root().join(CHART).join("ci");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("charts/trivy-digest/ci")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.to_string_lossy().ends_with("-values.yaml"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "ci values files: {files:?}");
+    for f in files {
+        let extra = yaml(&std::fs::read_to_string(&f).expect("read"), "ci values");
+        let name = f.display().to_string();
+        let config = chart_config_with(&extra);
+        assert_valid(&name, &config);
+        let store = config["store"].as_str().expect("store");
+        let mount = at(&coalesce(&chart_values(), &extra), "persistence.mountPath")
+            .as_str()
+            .expect("persistence.mountPath")
+            .to_owned();
+        assert!(
+            store.starts_with(&format!("{}/", mount.trim_end_matches('/'))),
+            "{name}: store {store} is not on the volume at {mount}"
+        );
+    }
+}
+
+#[test]
+fn flux_helmrelease_config_is_valid() {
+    let hr = yaml_file("examples/flux/helmrelease.yaml");
+    assert_eq!(hr["kind"], "HelmRelease");
+    assert_eq!(hr["spec"]["chart"]["spec"]["chart"], "trivy-digest");
+    let values = &hr["spec"]["values"];
+    assert!(values["config"].is_object(), "the HelmRelease sets config");
+    let checked = assert_valid("examples/flux/helmrelease.yaml", &chart_config_with(values));
+    assert_eq!(
+        checked["defectdojo"]["token"], "<redacted>",
+        "the token comes from the Secret"
+    );
+    assert!(
+        values["secrets"]["defectdojo"]["existingSecret"].is_string(),
+        "a defectdojo config needs the token Secret"
+    );
+    let hrepo = yaml_file("examples/flux/helmrepository.yaml");
+    assert_eq!(hrepo["kind"], "HelmRepository");
+    assert_eq!(
+        hr["spec"]["chart"]["spec"]["sourceRef"]["name"],
+        hrepo["metadata"]["name"]
+    );
+    let chart = yaml_file(&format!("{CHART}/Chart.yaml"));
+    assert_eq!(
+        hr["spec"]["chart"]["spec"]["version"], chart["version"],
+        "the example installs this chart version"
+    );
+}
+
+/// The plain manifests are the chart rendered by Helm with the Flux example's values:
+/// their ConfigMap must be exactly those values' config merged over the chart's, which
+/// is what the tests above check without Helm.
+#[test]
+fn manifests_config_is_the_values_config_verbatim() {
+    let docs = manifests();
+    let cm = object(&docs, "ConfigMap");
+    let text = cm["data"][CONFIG_KEY]
+        .as_str()
+        .expect("the ConfigMap holds the config file");
+    let rendered = yaml(text, "ConfigMap config");
+    let hr = yaml_file("examples/flux/helmrelease.yaml");
+    assert_eq!(
+        rendered,
+        chart_config_with(&hr["spec"]["values"]),
+        "Helm's toYaml of the values' config is the config file"
+    );
+    assert_valid("examples/manifests ConfigMap", &rendered);
+}
+
+#[test]
+fn configmap_template_is_the_config_verbatim() {
+    let cm = read(&format!("{CHART}/templates/configmap.yaml"));
+    assert!(
+        cm.contains("toYaml .Values.config"),
+        "the ConfigMap must render .Values.config with toYaml:\n{cm}"
+    );
+    for entry in std::fs::read_dir(root().join(CHART).join("templates")).expect("templates") {
+        let path = entry.expect("entry").path();
+        let text = std::fs::read_to_string(&path).expect("read template");
+        assert!(
+            !text.contains("tpl "),
+            "{}: values must not be templated (config holds {{{{ }}}} mapping templates)",
+            path.display()
+        );
+    }
+    let helpers = read(&format!("{CHART}/templates/_helpers.tpl"));
+    assert!(
+        helpers.contains(&format!(
+            "define \"trivy-digest.configFile\" -}}}}{CONFIG_KEY}"
+        )),
+        "the config file name is {CONFIG_KEY}"
+    );
+}
+
+/// The rendered Deployment and Service use the port, store and config path of the
+/// config, and the Pod is set up as `run` needs.
+#[test]
+fn manifests_agree_with_their_config() {
+    let docs = manifests();
+    let cm = object(&docs, "ConfigMap");
+    let config = yaml(cm["data"][CONFIG_KEY].as_str().expect("config"), "config");
+    let listen = config["run"]["listen"].as_str().unwrap_or("0.0.0.0:8080");
+    let port = port_of(listen);
+
+    let deploy = object(&docs, "Deployment");
+    let pod = &deploy["spec"]["template"]["spec"];
+    let containers = pod["containers"].as_array().expect("containers");
+    assert_eq!(containers.len(), 1);
+    let c = &containers[0];
+    let ports = c["ports"].as_array().expect("ports");
+    assert_eq!(ports[0]["name"], "http");
+    assert_eq!(
+        ports[0]["containerPort"], port,
+        "container port = run.listen"
+    );
+    let svc = object(&docs, "Service");
+    assert_eq!(
+        svc["spec"]["ports"][0]["port"], port,
+        "Service port = run.listen"
+    );
+    assert_eq!(svc["spec"]["ports"][0]["targetPort"], "http");
+    assert_eq!(
+        svc["spec"]["selector"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
+    assert_eq!(c["livenessProbe"]["httpGet"]["port"], "http");
+    assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
+    assert_eq!(c["readinessProbe"]["httpGet"]["port"], "http");
+
+    // --config names the mounted ConfigMap's key.
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .map(|a| a.as_str().expect("arg"))
+        .collect();
+    assert_eq!(args[0], "run");
+    let config_path = args
+        .iter()
+        .position(|a| *a == "--config")
+        .map(|i| args[i + 1])
+        .expect("--config");
+    let mounts = c["volumeMounts"].as_array().expect("mounts");
+    let volumes = pod["volumes"].as_array().expect("volumes");
+    let mount_of = |dir_of: &str| -> (&Value, &Value) {
+        let m = mounts
+            .iter()
+            .filter(|m| dir_of.starts_with(&format!("{}/", m["mountPath"].as_str().unwrap_or(""))))
+            .max_by_key(|m| m["mountPath"].as_str().unwrap_or("").len())
+            .unwrap_or_else(|| panic!("nothing mounted above {dir_of}"));
+        let v = volumes
+            .iter()
+            .find(|v| v["name"] == m["name"])
+            .unwrap_or_else(|| panic!("volume {}", m["name"]));
+        (m, v)
+    };
+    let (m, v) = mount_of(config_path);
+    assert_eq!(
+        format!("{}/{CONFIG_KEY}", m["mountPath"].as_str().expect("path")),
+        config_path
+    );
+    assert_eq!(v["configMap"]["name"], cm["metadata"]["name"]);
+    assert_eq!(m["readOnly"], true);
+
+    // The store is on the data volume (a PVC here), writable.
+    let store = config["store"].as_str().expect("store");
+    let (m, v) = mount_of(store);
+    assert_ne!(m["readOnly"], true, "the store's volume is writable");
+    let pvc = object(&docs, "PersistentVolumeClaim");
+    assert_eq!(
+        v["persistentVolumeClaim"]["claimName"],
+        pvc["metadata"]["name"]
+    );
+    // SQLite's temporary files.
+    assert!(mounts.iter().any(|m| m["mountPath"] == "/tmp"));
+
+    // Leader election identity and Events.
+    let env = c["env"].as_array().expect("env");
+    let field_ref = |name: &str| {
+        env.iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["valueFrom"]["fieldRef"]["fieldPath"].clone())
+    };
+    assert_eq!(field_ref("POD_NAME"), Some(json!("metadata.name")));
+    assert_eq!(
+        field_ref("POD_NAMESPACE"),
+        Some(json!("metadata.namespace"))
+    );
+    let token_file = env
+        .iter()
+        .find(|e| e["name"] == "DEFECTDOJO_TOKEN_FILE")
+        .and_then(|e| e["value"].as_str())
+        .expect("DEFECTDOJO_TOKEN_FILE");
+    let (_, v) = mount_of(token_file);
+    assert!(
+        v["secret"]["secretName"].is_string(),
+        "the token is a mounted Secret"
+    );
+
+    // Hardening (trivy config checks the rest).
+    let sc = &c["securityContext"];
+    assert_eq!(sc["readOnlyRootFilesystem"], true);
+    assert_eq!(sc["allowPrivilegeEscalation"], false);
+    assert_eq!(sc["runAsNonRoot"], true);
+    assert_eq!(sc["capabilities"]["drop"], json!(["ALL"]));
+    assert_eq!(sc["seccompProfile"]["type"], "RuntimeDefault");
+    assert_eq!(
+        pod["automountServiceAccountToken"], true,
+        "run needs the API"
+    );
+    let sa = object(&docs, "ServiceAccount");
+    assert_eq!(pod["serviceAccountName"], sa["metadata"]["name"]);
+
+    // The pushes in flight finish before the kubelet kills the process.
+    let grace = duration(&config["run"]["shutdown_grace"]).unwrap_or(Duration::from_secs(20));
+    let kill = pod["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    assert!(
+        Duration::from_secs(kill) > grace,
+        "terminationGracePeriodSeconds {kill} <= run.shutdown_grace {grace:?}"
+    );
+}
+
+#[test]
+fn chart_values_agree_with_the_image_and_the_binary() {
+    let values = chart_values();
+    let config = &values["config"];
+    // The Dockerfile's user is the chart's.
+    let dockerfile = read("Dockerfile");
+    let user = dockerfile
+        .lines()
+        .rev()
+        .find_map(|l| l.strip_prefix("USER "))
+        .expect("USER in the Dockerfile")
+        .trim();
+    let uid = values["securityContext"]["runAsUser"]
+        .as_u64()
+        .expect("uid");
+    let gid = values["securityContext"]["runAsGroup"]
+        .as_u64()
+        .expect("gid");
+    assert_eq!(user, format!("{uid}:{gid}"));
+    assert_eq!(values["podSecurityContext"]["runAsUser"], uid);
+    assert!(
+        uid > 10000 && gid > 10000,
+        "a UID/GID outside the host's range"
+    );
+    let expose = dockerfile
+        .lines()
+        .find_map(|l| l.strip_prefix("EXPOSE "))
+        .expect("EXPOSE");
+    assert_eq!(
+        expose.trim().parse::<u64>().ok(),
+        Some(port_of(config["run"]["listen"].as_str().expect("listen")))
+    );
+    // The terminationGracePeriodSeconds covers the shutdown grace.
+    let grace = duration(&config["run"]["shutdown_grace"]).expect("shutdown_grace");
+    let kill = values["terminationGracePeriodSeconds"]
+        .as_u64()
+        .expect("grace");
+    assert!(Duration::from_secs(kill) > grace);
+    // The store is on the volume, not the read-only root file system.
+    let mount = values["persistence"]["mountPath"]
+        .as_str()
+        .expect("mountPath");
+    assert!(
+        config["store"]
+            .as_str()
+            .expect("store")
+            .starts_with(&format!("{mount}/"))
+    );
+    // The chart's Lease is the binary's default one.
+    let ws = workspace();
+    let defaults = yaml(
+        &config_check(&ws, &json!({})).stdout,
+        "default config check output",
+    );
+    assert_eq!(
+        config["run"]["leader_election"]["lease_name"],
+        defaults["run"]["leader_election"]["lease_name"]
+    );
+}
+
+/// RBAC grants what the code calls and nothing else (DESIGN.md §8).
+#[test]
+fn rbac_is_exactly_what_the_controller_uses() {
+    let docs = manifests();
+    let rules = |o: &Value| -> BTreeSet<String> {
+        o["rules"]
+            .as_array()
+            .expect("rules")
+            .iter()
+            .flat_map(|r| {
+                let list = |k: &str| -> Vec<String> {
+                    r[k].as_array()
+                        .map(|a| {
+                            a.iter()
+                                .map(|x| x.as_str().expect("str").to_owned())
+                                .collect()
+                        })
+                        .unwrap_or_default()
+                };
+                let (groups, resources, verbs, names) = (
+                    list("apiGroups"),
+                    list("resources"),
+                    list("verbs"),
+                    list("resourceNames"),
+                );
+                let mut out = Vec::new();
+                for g in &groups {
+                    for res in &resources {
+                        for v in &verbs {
+                            out.push(format!(
+                                "{g}/{res}:{v}{}",
+                                if names.is_empty() {
+                                    String::new()
+                                } else {
+                                    format!("[{}]", names.join(","))
+                                }
+                            ));
+                        }
+                    }
+                }
+                out
+            })
+            .collect()
+    };
+    let mut want: BTreeSet<String> = BTreeSet::new();
+    for kind in ReportKind::ALL {
+        for v in ["get", "list", "watch"] {
+            want.insert(format!("aquasecurity.github.io/{}:{v}", kind.plural()));
+        }
+    }
+    for res in ["namespaces", "pods"] {
+        for v in ["get", "list", "watch"] {
+            want.insert(format!("/{res}:{v}"));
+        }
+    }
+    assert_eq!(rules(object(&docs, "ClusterRole")), want, "ClusterRole");
+
+    let config = yaml(
+        object(&docs, "ConfigMap")["data"][CONFIG_KEY]
+            .as_str()
+            .expect("config"),
+        "config",
+    );
+    let lease = config["run"]["leader_election"]["lease_name"]
+        .as_str()
+        .unwrap_or("trivy-digest");
+    let want: BTreeSet<String> = [
+        "coordination.k8s.io/leases:create".to_owned(),
+        format!("coordination.k8s.io/leases:get[{lease}]"),
+        format!("coordination.k8s.io/leases:update[{lease}]"),
+        // kube's event Recorder: events.k8s.io/v1, a repeat is patched into a series.
+        "events.k8s.io/events:create".to_owned(),
+        "events.k8s.io/events:patch".to_owned(),
+    ]
+    .into_iter()
+    .collect();
+    let roles = objects(&docs, "Role");
+    assert_eq!(roles.len(), 1);
+    assert_eq!(rules(roles[0]), want, "Role");
+
+    let sa = object(&docs, "ServiceAccount");
+    for binding in objects(&docs, "ClusterRoleBinding")
+        .into_iter()
+        .chain(objects(&docs, "RoleBinding"))
+    {
+        assert_eq!(binding["subjects"][0]["name"], sa["metadata"]["name"]);
+        assert_eq!(
+            binding["subjects"][0]["namespace"],
+            sa["metadata"]["namespace"]
+        );
+    }
+}
+
+/// The chart relies on the binary refusing keys it does not know: a config written for
+/// another version fails at start, with the key named, instead of being half applied.
+#[test]
+fn unknown_config_keys_are_rejected() {
+    let ws = workspace();
+    for (config, key) in [
+        (
+            coalesce(&chart_config_with(&json!({})), &json!({"defectdjo": {}})),
+            "defectdjo",
+        ),
+        (
+            coalesce(
+                &chart_config_with(&json!({})),
+                &json!({"run": {"listen_port": 9090}}),
+            ),
+            "listen_port",
+        ),
+        (
+            coalesce(
+                &chart_config_with(&json!({})),
+                &json!({"defectdojo": {"url": "https://x", "token": "inline"}}),
+            ),
+            "token",
+        ),
+    ] {
+        let run = config_check(&ws, &config);
+        assert_ne!(run.code, 0, "{key} must be rejected");
+        assert!(run.stderr.contains(key), "{key}: {}", run.stderr);
+    }
+}
+
+/// Maps whose keys are names the user chooses, documented as `<name>`.
+const NAMED_MAPS: &[&str] = &["teams.routes"];
+
+/// Leaf keys (`a.b.c`) of a YAML mapping; scalars, null, `[]` and `{}` are leaves. A
+/// list of mappings is a key of its own and its items' keys are `list[].key`; a map of
+/// user-chosen names is a key of its own and its entries' keys are `map.<name>.key`.
+fn leaves(v: &Value, prefix: &str, out: &mut BTreeMap<String, Value>) {
+    let join = |k: &str| {
+        if prefix.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{prefix}.{k}")
+        }
+    };
+    match v {
+        Value::Object(m) if NAMED_MAPS.contains(&prefix) => {
+            out.insert(prefix.to_owned(), v.clone());
+            for item in m.values() {
+                leaves(item, &join("<name>"), out);
+            }
+        }
+        Value::Object(m) if !m.is_empty() => {
+            for (k, v) in m {
+                leaves(v, &join(k), out);
+            }
+        }
+        Value::Array(items) if !items.is_empty() && items.iter().all(Value::is_object) => {
+            out.insert(prefix.to_owned(), v.clone());
+            for item in items {
+                leaves(item, &format!("{prefix}[]"), out);
+            }
+        }
+        _ => {
+            out.insert(prefix.to_owned(), v.clone());
+        }
+    }
+}
+
+/// Rows of the `| Key | Default | Meaning |` tables: key → default cell.
+fn reference_rows(doc: &str) -> BTreeMap<String, String> {
+    let mut rows = BTreeMap::new();
+    let mut in_table = false;
+    for line in doc.lines() {
+        let line = line.trim();
+        if line == "| Key | Default | Meaning |" {
+            in_table = true;
+            continue;
+        }
+        if !line.starts_with('|') {
+            in_table = false;
+            continue;
+        }
+        if !in_table || line.starts_with("|---") {
+            continue;
+        }
+        let cells: Vec<String> = line
+            .replace("\\|", "\u{0}")
+            .split('|')
+            .map(|c| c.trim().replace('\u{0}', "|"))
+            .collect();
+        let key = cells[1].trim_matches('`').to_owned();
+        assert!(
+            !rows.contains_key(&key),
+            "docs/configuration.md: {key} has two rows"
+        );
+        rows.insert(key, cells[2].clone());
+    }
+    rows
+}
+
+/// docs/configuration.md documents every key the binary knows, with the binary's
+/// defaults, and its complete example is valid.
+#[test]
+fn configuration_reference_covers_every_key() {
+    let doc = read("docs/configuration.md");
+    let example = doc
+        .split("## Complete example")
+        .nth(1)
+        .and_then(|s| s.split("```yaml\n").nth(1))
+        .and_then(|s| s.split("\n```").next())
+        .expect("a ```yaml block under ## Complete example");
+    let mut example = yaml(example, "the complete example");
+    // The secrets the example names (mounted Secret files, environment variables) exist
+    // in the workspace instead.
+    let mut ws = workspace();
+    fn provide_secrets(v: &mut Value, ws: &mut Workspace, files: &mut usize) {
+        match v {
+            Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    let secret = if k.contains("webhook") {
+                        "https://hooks.slack.invalid/services/T0/B0/secret"
+                    } else {
+                        "secret-from-a-file"
+                    };
+                    match v.as_str() {
+                        Some(_) if k.ends_with("_file") => {
+                            *files += 1;
+                            let p = ws.write(&format!("secrets/{files}-{k}"), secret);
+                            *v = Value::String(p.display().to_string());
+                        }
+                        Some(name) if k.ends_with("_env") => {
+                            ws.env.push((name.to_owned(), secret.to_owned()));
+                        }
+                        _ => provide_secrets(v, ws, files),
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|i| provide_secrets(i, ws, files)),
+            _ => {}
+        }
+    }
+    provide_secrets(&mut example, &mut ws, &mut 0);
+    let run = config_check(&ws, &example);
+    assert_eq!(
+        run.code, 0,
+        "the complete example is invalid:\n{}",
+        run.stderr
+    );
+    let printed = yaml(&run.stdout, "config check output");
+    for (k, v) in printed.as_object().expect("mapping") {
+        assert!(
+            !v.is_null(),
+            "docs/configuration.md: the complete example must set the optional section `{k}`, \
+             so that its keys are printed and checked"
+        );
+    }
+    let mut known = BTreeMap::new();
+    leaves(&printed, "", &mut known);
+
+    let rows = reference_rows(&doc);
+    let missing: Vec<&String> = known.keys().filter(|k| !rows.contains_key(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "docs/configuration.md has no row for {missing:?}: document each new key"
+    );
+    let stale: Vec<&String> = rows.keys().filter(|k| !known.contains_key(*k)).collect();
+    assert!(
+        stale.is_empty(),
+        "docs/configuration.md documents keys trivy-digest does not have: {stale:?}"
+    );
+
+    // Defaults: what the binary uses with an empty file (the export turned on by the
+    // environment, to print its section), then with the least that prints the other
+    // optional sections and list items (the keys given there have no default).
+    let mut ws = workspace();
+    ws.env
+        .push(("DEFECTDOJO_URL".into(), "https://defectdojo.invalid".into()));
+    let mut defaults = BTreeMap::new();
+    let run = config_check(&ws, &json!({}));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    leaves(&yaml(&run.stdout, "defaults"), "", &mut defaults);
+    let minimal = json!({
+        "smtp": {"host": "smtp.invalid", "from": "trivy-digest@example.invalid"},
+        "teams": {"routes": {"team": {}}},
+        "alerts": {
+            "channels": [{"name": "channel", "email": ["security@example.invalid"]}],
+            "ignore": [{"id": "CVE-2026-0001", "reason": "a reason"}],
+        },
+    });
+    let mut given = BTreeMap::new();
+    leaves(&minimal, "", &mut given);
+    let run = config_check(&ws, &minimal);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let mut more = BTreeMap::new();
+    leaves(&yaml(&run.stdout, "defaults"), "", &mut more);
+    for (k, v) in more {
+        if !given.contains_key(&k) {
+            defaults.entry(k).or_insert(v);
+        }
+    }
+    // Set from the environment in these runs: they have no default.
+    let from_env = ["defectdojo.url", "defectdojo.token"];
+    for (key, default) in &defaults {
+        let Some(cell) = rows.get(key) else {
+            // An optional section left out (`smtp: null`); its keys are checked above.
+            let prefix = format!("{key}.");
+            assert!(
+                default.is_null() && rows.keys().any(|r| r.starts_with(&prefix)),
+                "docs/configuration.md has no row for {key}"
+            );
+            continue;
+        };
+        let code = cell
+            .strip_prefix('`')
+            .and_then(|c| c.strip_suffix('`'))
+            .filter(|c| !c.contains('`'));
+        match code {
+            Some(code) => {
+                // `0 0 8 1 * *` is no YAML (`*` is an alias): such a cell is a string.
+                let written = serde_saphyr::from_str::<Value>(code)
+                    .unwrap_or_else(|_| Value::String(code.to_owned()));
+                let same = written == *default
+                    || matches!((duration(&written), duration(default)), (Some(a), Some(b)) if a == b);
+                assert!(
+                    same,
+                    "docs/configuration.md: {key} defaults to {default}, the reference says {cell}"
+                );
+            }
+            None => assert!(
+                default.is_null() || from_env.contains(&key.as_str()),
+                "docs/configuration.md: {key} defaults to {default}; write it as `{default}`"
+            ),
+        }
+    }
+}
