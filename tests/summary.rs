@@ -533,6 +533,12 @@ fn month_in_progress_and_time_zone_boundaries() {
     )
     .expect_err("future");
     assert!(e.to_string().contains("2026-12"), "{e}");
+    // Rendered in the very second of the last sweep (the store keeps whole seconds): that
+    // sweep counts, as it does a second later.
+    let same_second = compute(&ws, "2026-11", Scope::Cluster, SCANS[5], "");
+    let later = compute(&ws, "2026-11", Scope::Cluster, "2026-11-10T10:00:01Z", "");
+    assert_eq!(same_second.open.total(), later.open.total());
+    assert_eq!(same_second.fixed.critical, 1);
     // In Pacific/Kiritimati (UTC+14) October ends at 10-31 10:00 UTC; nothing moves
     // across that instant here, but a scan at 10-20 10:00 UTC is still October there.
     let k = compute(

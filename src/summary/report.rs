@@ -341,14 +341,20 @@ pub fn build(store: &Store, opts: &Options) -> Result<Summary> {
             opts.now.format("%Y-%m-%d %H:%M UTC")
         );
     }
-    let until = opts.month.end(opts.tz).min(opts.now);
-    let history = History::load(store, until.timestamp())?;
+    let until = opts.month.end(opts.tz).timestamp().min(now_bound(opts));
+    let history = History::load(store, until)?;
     compute(store, &history, opts)
+}
+
+/// The exclusive bound of "until now": the store keeps whole seconds, so what happened in
+/// the current second (a sweep just before the render) counts.
+fn now_bound(opts: &Options) -> i64 {
+    opts.now.timestamp() + 1
 }
 
 /// `[start, end)` of `m`, cut at now.
 fn window(m: Month, opts: &Options) -> (i64, i64) {
-    let now = opts.now.timestamp();
+    let now = now_bound(opts);
     (
         m.start(opts.tz).timestamp().min(now),
         m.end(opts.tz).timestamp().min(now),
