@@ -74,27 +74,7 @@ enum Command {
     /// The controller: watch the report CRDs, export, serve /healthz /readyz /metrics.
     Run,
     /// Render a monthly summary from the store's history, or mail it (--send).
-    Summary {
-        /// The month, YYYY-MM (default: the last complete month in summary.timezone).
-        #[arg(long, value_parser = parse_month)]
-        month: Option<trivy_digest::summary::Month>,
-        /// Write to FILE instead of stdout (`.txt`: the plain-text part).
-        #[arg(long, value_name = "FILE")]
-        out: Option<PathBuf>,
-        /// The plain-text part instead of HTML.
-        #[arg(long)]
-        text: bool,
-        /// One team's view: the namespaces whose teams.annotation names it.
-        #[arg(long, value_name = "NAME")]
-        team: Option<String>,
-        /// Mail it to summary.to and the team routes (or only --team), once per month
-        /// and recipient list.
-        #[arg(long)]
-        send: bool,
-        /// Pretend the current time is this (RFC 3339); for tests.
-        #[arg(long, hide = true)]
-        now: Option<DateTime<Utc>>,
-    },
+    Summary(trivy_digest::summary::CliArgs),
     /// Alert commands.
     Alert {
         /// Send a test message to every alert channel and team route; exits non-zero if
@@ -167,24 +147,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(summary.exit_code)
         }
         Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
-        Command::Summary {
-            month,
-            out,
-            text,
-            team,
-            send,
-            now,
-        } => {
-            let args = trivy_digest::summary::CliArgs {
-                month,
-                out,
-                text,
-                team,
-                send,
-                now,
-            };
-            runtime()?.block_on(trivy_digest::summary::cli(&config, args))
-        }
+        Command::Summary(args) => runtime()?.block_on(trivy_digest::summary::cli(&config, args)),
         Command::Alert { test: _ } => {
             runtime()?.block_on(trivy_digest::alert::test_command(&config))
         }
@@ -196,10 +159,6 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(exit::OK)
         }
     }
-}
-
-fn parse_month(s: &str) -> Result<trivy_digest::summary::Month, String> {
-    s.parse()
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {

@@ -5,31 +5,21 @@
 
 mod support;
 
-use std::future::Future;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
+use kube::api::{DeleteParams, DynamicObject, PostParams};
+use support::controller::{Controller, eventually, free_port, reports_api};
 use support::kube_server::KubeServer;
 use support::reports::{Vuln, digest, vuln, vulnerability_report};
 use support::slack::SlackFake;
-use tokio::sync::oneshot;
 use trivy_digest::config::{Config, HumanDuration};
-use trivy_digest::model::ReportKind;
-use trivy_digest::source::cluster::api_resource;
 
 fn vulns() -> Vec<Vuln> {
     vec![
         vuln("CVE-2026-0001", "openssl", "CRITICAL").fixed("3.0.9"),
         vuln("CVE-2026-0002", "zlib", "HIGH"),
     ]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn config(dir: &Path, hook: &str) -> Config {
@@ -49,63 +39,6 @@ fn config(dir: &Path, hook: &str) -> Config {
     c
 }
 
-struct Controller {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<i32>>,
-    listen: String,
-}
-
-impl Controller {
-    fn start(config: Config, client: kube::Client) -> Controller {
-        let (tx, rx) = oneshot::channel::<()>();
-        let listen = config.run.listen.clone();
-        let task = tokio::spawn(trivy_digest::run::run_with(config, client, async move {
-            let _ = rx.await;
-        }));
-        Controller {
-            stop: Some(tx),
-            task,
-            listen,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        match reqwest::get(format!("http://{}{path}", self.listen)).await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.text().await.unwrap_or_default())
-            }
-            Err(_) => (0, String::new()),
-        }
-    }
-
-    async fn stop(mut self) -> i32 {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("stops")
-            .expect("task")
-            .expect("run_with")
-    }
-}
-
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Report of workload `app-<i>` running image `img-<image>` at digest `d`, from the
 /// ReplicaSet with pod-template-hash `hash`.
 fn report(i: u32, image: u32, d: u32, hash: &str, vulns: &[Vuln]) -> (String, DynamicObject) {
@@ -123,23 +56,15 @@ fn report(i: u32, image: u32, d: u32, hash: &str, vulns: &[Vuln]) -> (String, Dy
     (ns, serde_json::from_str(&text).expect("object"))
 }
 
-fn api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        client.clone(),
-        ns,
-        &api_resource(ReportKind::VulnerabilityReport),
-    )
-}
-
 async fn create(client: &kube::Client, (ns, obj): (String, DynamicObject)) {
-    api(client, &ns)
+    reports_api(client, &ns)
         .create(&PostParams::default(), &obj)
         .await
         .unwrap_or_else(|e| panic!("create report: {e}"));
 }
 
 async fn delete(client: &kube::Client, (ns, obj): (String, DynamicObject)) {
-    api(client, &ns)
+    reports_api(client, &ns)
         .delete(&obj.metadata.name.expect("name"), &DeleteParams::default())
         .await
         .expect("delete");

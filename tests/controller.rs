@@ -3,16 +3,15 @@
 
 mod support;
 
-use std::future::Future;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use kube::api::{Api, DeleteParams, DynamicObject, PostParams};
 use serde_json::{Value, json};
+use support::controller::{Controller, eventually, free_port, reports_api};
 use support::dojo::DojoFake;
 use support::kube_server::KubeServer;
 use support::reports::{Vuln, digest, vuln, vulnerability_report};
-use tokio::sync::oneshot;
 use trivy_digest::config::{Config, DojoConfig, HumanDuration};
 use trivy_digest::model::ReportKind;
 use trivy_digest::secret::Secret;
@@ -26,13 +25,6 @@ fn vulns() -> Vec<Vuln> {
         vuln("CVE-2026-0001", "libcrypto3", "HIGH"),
         vuln("CVE-2026-0002", "zlib", "LOW"),
     ]
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
 }
 
 fn config(dir: &Path, dojo: Option<&DojoFake>) -> Config {
@@ -62,73 +54,6 @@ fn config(dir: &Path, dojo: Option<&DojoFake>) -> Config {
     c
 }
 
-/// The controller in this process; dropping the handle's sender stops it.
-struct Controller {
-    stop: Option<oneshot::Sender<()>>,
-    task: tokio::task::JoinHandle<anyhow::Result<i32>>,
-    listen: String,
-}
-
-impl Controller {
-    async fn start(config: Config, client: kube::Client) -> Controller {
-        let (tx, rx) = oneshot::channel::<()>();
-        let listen = config.run.listen.clone();
-        let task = tokio::spawn(trivy_digest::run::run_with(config, client, async move {
-            let _ = rx.await;
-        }));
-        Controller {
-            stop: Some(tx),
-            task,
-            listen,
-        }
-    }
-
-    async fn get(&self, path: &str) -> (u16, String) {
-        match reqwest::get(format!("http://{}{path}", self.listen)).await {
-            Ok(r) => {
-                let status = r.status().as_u16();
-                (status, r.text().await.unwrap_or_default())
-            }
-            Err(_) => (0, String::new()),
-        }
-    }
-
-    async fn stop(mut self) -> i32 {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(15), self.task)
-            .await
-            .expect("the controller stops within its grace")
-            .expect("task")
-            .expect("run_with")
-    }
-}
-
-/// Polls `check` until it holds, or fails with `what`.
-async fn eventually<F, Fut>(what: &str, timeout: Duration, mut check: F)
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if check().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn api(client: &kube::Client, ns: &str) -> Api<DynamicObject> {
-    Api::namespaced_with(
-        client.clone(),
-        ns,
-        &api_resource(ReportKind::VulnerabilityReport),
-    )
-}
-
 fn report(i: u32, image: u32, vulns: &[Vuln]) -> (String, DynamicObject) {
     let ns = format!("ns-{}", i % 4);
     let v = vulnerability_report(
@@ -143,7 +68,7 @@ fn report(i: u32, image: u32, vulns: &[Vuln]) -> (String, DynamicObject) {
 
 async fn create(client: &kube::Client, i: u32, image: u32, vulns: &[Vuln]) {
     let (ns, obj) = report(i, image, vulns);
-    api(client, &ns)
+    reports_api(client, &ns)
         .create(&PostParams::default(), &obj)
         .await
         .unwrap_or_else(|e| panic!("create report {i}: {e}"));
@@ -151,7 +76,7 @@ async fn create(client: &kube::Client, i: u32, image: u32, vulns: &[Vuln]) {
 
 async fn replace(client: &kube::Client, i: u32, image: u32, vulns: &[Vuln]) {
     let (ns, mut obj) = report(i, image, vulns);
-    let a = api(client, &ns);
+    let a = reports_api(client, &ns);
     let name = obj.metadata.name.clone().expect("name");
     let current = a.get(&name).await.expect("get");
     obj.metadata.resource_version = current.metadata.resource_version;
@@ -162,7 +87,7 @@ async fn replace(client: &kube::Client, i: u32, image: u32, vulns: &[Vuln]) {
 
 async fn delete(client: &kube::Client, i: u32) {
     let (ns, obj) = report(i, 0, &[]);
-    api(client, &ns)
+    reports_api(client, &ns)
         .delete(&obj.metadata.name.expect("name"), &DeleteParams::default())
         .await
         .expect("delete");
@@ -211,8 +136,7 @@ async fn two_hundred_reports_of_twenty_digests_then_updates_deletes_and_outages(
     }
     let dojo = DojoFake::start().await;
     let dir = tempfile::tempdir().expect("tmp");
-    let controller =
-        Controller::start(config(dir.path(), Some(&dojo)), server.client().await).await;
+    let controller = Controller::start(config(dir.path(), Some(&dojo)), server.client().await);
 
     // Listed: ready, 20 images, one DefectDojo test per repository with its findings once.
     eventually("ready", Duration::from_secs(30), || async {
@@ -368,7 +292,7 @@ async fn a_crd_installed_later_is_picked_up() {
     let server = KubeServer::start();
     server.install_crds_except(&["configauditreports"]);
     let dir = tempfile::tempdir().expect("tmp");
-    let controller = Controller::start(config(dir.path(), None), server.client().await).await;
+    let controller = Controller::start(config(dir.path(), None), server.client().await);
     eventually(
         "ready without the missing kind",
         Duration::from_secs(30),
@@ -414,7 +338,7 @@ async fn not_ready_until_the_api_server_answers() {
     let client = server.client().await;
     server.kill_apiserver();
     let dir = tempfile::tempdir().expect("tmp");
-    let controller = Controller::start(config(dir.path(), None), client).await;
+    let controller = Controller::start(config(dir.path(), None), client);
     eventually("healthz answers", Duration::from_secs(10), || async {
         controller.get("/healthz").await.0 == 200
     })
@@ -448,7 +372,7 @@ async fn filters_skip_namespaces_and_kinds() {
         .labels
         .get_or_insert_with(Default::default)
         .insert("trivy-digest.io/ignore".into(), "true".into());
-    api(&client, &ns)
+    reports_api(&client, &ns)
         .create(&PostParams::default(), &obj)
         .await
         .expect("create");
@@ -457,7 +381,7 @@ async fn filters_skip_namespaces_and_kinds() {
     c.kube.exclude_namespaces = vec!["ns-1".into(), "ns-3*".into()];
     c.kube.kinds = vec![ReportKind::VulnerabilityReport];
     c.kube.label_selector = Some("!trivy-digest.io/ignore".into());
-    let controller = Controller::start(c, server.client().await).await;
+    let controller = Controller::start(c, server.client().await);
     eventually("ready", Duration::from_secs(30), || async {
         controller.get("/readyz").await.0 == 200
     })

@@ -796,32 +796,68 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
+/// What the scheduler passes: skip refused audiences, retry a failure after 15 minutes.
+const SCHEDULED: SendOptions = SendOptions {
+    automatic: true,
+    retry_after: 900,
+};
+
+/// One test's mail setup against one sink: `mail_config`, its mailer and audiences.
+struct MailSetup {
+    config: Config,
+    mailer: Mailer,
+    audiences: Vec<deliver::Audience>,
+}
+
+impl MailSetup {
+    fn new(ws: &Workspace, sink: &SmtpSink, extra: &str) -> MailSetup {
+        let config = mail_config(ws, sink, extra);
+        let mailer = Mailer::new(config.smtp.as_ref().expect("smtp")).expect("mailer");
+        let audiences = deliver::audiences(&config);
+        MailSetup {
+            config,
+            mailer,
+            audiences,
+        }
+    }
+
+    /// Only the audience of `scope`.
+    fn only(mut self, scope: Scope) -> MailSetup {
+        self.audiences.retain(|a| a.scope == scope);
+        self
+    }
+
+    /// October 2026 to the audiences, as the scheduler sends it at `now`.
+    fn send_october(
+        &self,
+        rt: &tokio::runtime::Runtime,
+        store: &mut trivy_digest::store::Store,
+        now: DateTime<Utc>,
+        metrics: Option<&trivy_digest::metrics::Metrics>,
+    ) -> Vec<(deliver::Audience, Outcome)> {
+        rt.block_on(deliver::send_month(
+            &self.config,
+            store,
+            &self.mailer,
+            month("2026-10"),
+            now,
+            &self.audiences,
+            SCHEDULED,
+            metrics,
+        ))
+        .expect("send")
+    }
+}
+
 #[test]
 fn mail_per_team_multipart_and_idempotent() {
     let ws = scenario();
     let sink = SmtpSink::start();
-    let config = mail_config(&ws, &sink, "");
-    let mailer = Mailer::new(config.smtp.as_ref().expect("smtp")).expect("mailer");
+    let mail = MailSetup::new(&ws, &sink, "");
     let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
-    let audiences = deliver::audiences(&config);
-    assert_eq!(audiences.len(), 4);
-    let opts = SendOptions {
-        automatic: true,
-        retry_after: 900,
-    };
+    assert_eq!(mail.audiences.len(), 4);
     let rt = runtime();
-    let outcomes = rt
-        .block_on(deliver::send_month(
-            &config,
-            &mut store,
-            &mailer,
-            month("2026-10"),
-            utc(NOW),
-            &audiences,
-            opts,
-            None,
-        ))
-        .expect("send");
+    let outcomes = mail.send_october(&rt, &mut store, utc(NOW), None);
     let by_scope: Vec<(String, Outcome)> = outcomes
         .iter()
         .map(|(a, o)| (a.scope.id(), o.clone()))
@@ -893,18 +929,7 @@ fn mail_per_team_multipart_and_idempotent() {
     assert!(!ptext.contains("web/Deployment/nginx"), "{ptext}");
 
     // Again (a restart, or the second replica): nothing is sent.
-    let again = rt
-        .block_on(deliver::send_month(
-            &config,
-            &mut store,
-            &mailer,
-            month("2026-10"),
-            utc(NOW),
-            &audiences,
-            opts,
-            None,
-        ))
-        .expect("send again");
+    let again = mail.send_october(&rt, &mut store, utc(NOW), None);
     assert!(
         again
             .iter()
@@ -938,12 +963,7 @@ fn mail_per_team_multipart_and_idempotent() {
 fn second_replica_does_not_send_while_the_first_holds_the_claim() {
     let ws = scenario();
     let sink = SmtpSink::start();
-    let config = mail_config(&ws, &sink, "");
-    let mailer = Mailer::new(config.smtp.as_ref().expect("smtp")).expect("mailer");
-    let audiences: Vec<_> = deliver::audiences(&config)
-        .into_iter()
-        .filter(|a| a.scope == Scope::Cluster)
-        .collect();
+    let mail = MailSetup::new(&ws, &sink, "").only(Scope::Cluster);
     // Replica 1 claimed a minute ago and is still sending.
     {
         let conn = rusqlite::Connection::open(ws.store()).expect("store");
@@ -951,43 +971,17 @@ fn second_replica_does_not_send_while_the_first_holds_the_claim() {
             "INSERT INTO sent_summaries(month, audience, scope, recipients, message_id, state,
                  claimed_by, claimed_at, attempts)
              VALUES('2026-10', ?1, 'cluster', 'lead@example.com', 'x', 'sending', 'replica-1', ?2, 1)",
-            rusqlite::params![audiences[0].key(), utc(NOW).timestamp() - 60],
+            rusqlite::params![mail.audiences[0].key(), utc(NOW).timestamp() - 60],
         )
         .expect("claim");
     }
     let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
-    let opts = SendOptions {
-        automatic: true,
-        retry_after: 900,
-    };
     let rt = runtime();
-    let out = rt
-        .block_on(deliver::send_month(
-            &config,
-            &mut store,
-            &mailer,
-            month("2026-10"),
-            utc(NOW),
-            &audiences,
-            opts,
-            None,
-        ))
-        .expect("send");
+    let out = mail.send_october(&rt, &mut store, utc(NOW), None);
     assert_eq!(out[0].1, Outcome::InProgressElsewhere);
     // Replica 1 died mid-send: after the lease its claim is taken over (same Message-ID).
     let later = utc(NOW) + chrono::TimeDelta::seconds(deliver::CLAIM_LEASE + 1);
-    let out = rt
-        .block_on(deliver::send_month(
-            &config,
-            &mut store,
-            &mailer,
-            month("2026-10"),
-            later,
-            &audiences,
-            opts,
-            None,
-        ))
-        .expect("send");
+    let out = mail.send_october(&rt, &mut store, later, None);
     assert_eq!(out[0].1, Outcome::Sent);
     assert_eq!(sink.wait_for(1, Duration::from_secs(10)).len(), 1);
 }
@@ -1000,31 +994,11 @@ fn failures_retry_with_backoff_and_are_counted() {
         fail_first: 2,
         reject: false,
     });
-    let config = mail_config(&ws, &sink, "");
-    let mailer = Mailer::new(config.smtp.as_ref().expect("smtp")).expect("mailer");
-    let audiences: Vec<_> = deliver::audiences(&config)
-        .into_iter()
-        .filter(|a| a.scope == Scope::Cluster)
-        .collect();
+    let mail = MailSetup::new(&ws, &sink, "").only(Scope::Cluster);
     let metrics = trivy_digest::metrics::Metrics::new();
     let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
-    let opts = SendOptions {
-        automatic: true,
-        retry_after: 900,
-    };
     let rt = runtime();
-    let out = rt
-        .block_on(deliver::send_month(
-            &config,
-            &mut store,
-            &mailer,
-            month("2026-10"),
-            utc(NOW),
-            &audiences,
-            opts,
-            Some(&metrics),
-        ))
-        .expect("send");
+    let out = mail.send_october(&rt, &mut store, utc(NOW), Some(&metrics));
     assert_eq!(out[0].1, Outcome::Sent);
     assert_eq!(sink.refused(), 2);
     assert!(
@@ -1038,42 +1012,15 @@ fn failures_retry_with_backoff_and_are_counted() {
         fail_first: 0,
         reject: true,
     });
-    let config = mail_config(&ws, &bad, "");
-    let mailer = Mailer::new(config.smtp.as_ref().expect("smtp")).expect("mailer");
-    let audiences: Vec<_> = deliver::audiences(&config)
-        .into_iter()
-        .filter(|a| a.scope == Scope::Team("frontend".into()))
-        .collect();
-    let out = rt
-        .block_on(deliver::send_month(
-            &config,
-            &mut store,
-            &mailer,
-            month("2026-10"),
-            utc(NOW),
-            &audiences,
-            opts,
-            Some(&metrics),
-        ))
-        .expect("send");
+    let mail = MailSetup::new(&ws, &bad, "").only(Scope::Team("frontend".into()));
+    let out = mail.send_october(&rt, &mut store, utc(NOW), Some(&metrics));
     assert!(matches!(out[0].1, Outcome::Refused(_)), "{:?}", out[0].1);
     assert!(
         metrics
             .encode()
             .contains("trivy_digest_summary_failures_total 1")
     );
-    let out = rt
-        .block_on(deliver::send_month(
-            &config,
-            &mut store,
-            &mailer,
-            month("2026-10"),
-            utc(NOW),
-            &audiences,
-            opts,
-            Some(&metrics),
-        ))
-        .expect("send");
+    let out = mail.send_october(&rt, &mut store, utc(NOW), Some(&metrics));
     assert!(
         matches!(out[0].1, Outcome::RefusedEarlier(_)),
         "{:?}",
@@ -1086,29 +1033,12 @@ fn failures_retry_with_backoff_and_are_counted() {
         fail_first: 100,
         reject: false,
     });
-    let config = mail_config(&ws, &down, "");
-    let mailer = Mailer::new(config.smtp.as_ref().expect("smtp")).expect("mailer");
-    let audiences: Vec<_> = deliver::audiences(&config)
-        .into_iter()
-        .filter(|a| a.scope == Scope::Team("payments".into()))
-        .collect();
-    let send = |now: DateTime<Utc>, store: &mut trivy_digest::store::Store| {
-        rt.block_on(deliver::send_month(
-            &config,
-            store,
-            &mailer,
-            month("2026-10"),
-            now,
-            &audiences,
-            opts,
-            Some(&metrics),
-        ))
-        .expect("send")
-    };
-    let out = send(utc(NOW), &mut store);
+    let mail = MailSetup::new(&ws, &down, "").only(Scope::Team("payments".into()));
+    let out = mail.send_october(&rt, &mut store, utc(NOW), Some(&metrics));
     assert!(matches!(out[0].1, Outcome::Failed(_)), "{:?}", out[0].1);
     assert_eq!(down.refused(), 3, "three attempts with backoff");
-    let out = send(utc(NOW) + chrono::TimeDelta::seconds(60), &mut store);
+    let later = utc(NOW) + chrono::TimeDelta::seconds(60);
+    let out = mail.send_october(&rt, &mut store, later, Some(&metrics));
     assert_eq!(out[0].1, Outcome::Waiting);
     assert_eq!(down.refused(), 3);
 }

@@ -102,6 +102,17 @@ pub struct Group {
 }
 
 impl Group {
+    /// The namespaces as shown in a message: cluster-scoped workloads have none.
+    pub fn namespace_labels(&self) -> impl Iterator<Item = &str> {
+        self.namespaces.iter().map(|n| {
+            if n.is_empty() {
+                "(cluster)"
+            } else {
+                n.as_str()
+            }
+        })
+    }
+
     pub fn counts(&self) -> BTreeMap<Severity, usize> {
         let mut m = BTreeMap::new();
         for f in &self.findings {

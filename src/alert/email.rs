@@ -20,17 +20,29 @@ pub struct FindingRow {
     pub link: String,
 }
 
-#[derive(Template)]
-#[template(path = "alert/image.txt")]
-struct ImageText<'a> {
-    v: &'a ImageView,
+/// A template showing a view that its text and HTML parts share: the template reads the
+/// view's fields directly.
+macro_rules! view_template {
+    ($name:ident, $path:tt, $view:ty) => {
+        #[derive(Template)]
+        #[template(path = $path)]
+        struct $name<'a> {
+            v: &'a $view,
+        }
+
+        impl std::ops::Deref for $name<'_> {
+            type Target = $view;
+            fn deref(&self) -> &$view {
+                self.v
+            }
+        }
+    };
 }
 
-#[derive(Template)]
-#[template(path = "alert/image.html")]
-struct ImageHtml<'a> {
-    v: &'a ImageView,
-}
+view_template!(ImageText, "alert/image.txt", ImageView);
+view_template!(ImageHtml, "alert/image.html", ImageView);
+view_template!(DigestText, "alert/digest.txt", DigestView);
+view_template!(DigestHtml, "alert/digest.html", DigestView);
 
 /// What both image templates show.
 pub struct ImageView {
@@ -47,20 +59,6 @@ pub struct ImageView {
     pub dojo_link: String,
 }
 
-// The templates read the view's fields directly.
-impl std::ops::Deref for ImageText<'_> {
-    type Target = ImageView;
-    fn deref(&self) -> &ImageView {
-        self.v
-    }
-}
-impl std::ops::Deref for ImageHtml<'_> {
-    type Target = ImageView;
-    fn deref(&self) -> &ImageView {
-        self.v
-    }
-}
-
 pub struct DigestRow {
     pub repo: String,
     pub counts: String,
@@ -69,22 +67,12 @@ pub struct DigestRow {
     pub dojo_link: String,
 }
 
-#[derive(Template)]
-#[template(path = "alert/digest.txt")]
-struct DigestText<'a> {
-    title: &'a str,
-    cluster: &'a str,
-    top: &'a [DigestRow],
-    more_images: usize,
-}
-
-#[derive(Template)]
-#[template(path = "alert/digest.html")]
-struct DigestHtml<'a> {
-    title: &'a str,
-    cluster: &'a str,
-    top: &'a [DigestRow],
-    more_images: usize,
+/// What both digest templates show.
+pub struct DigestView {
+    pub title: String,
+    pub cluster: String,
+    pub top: Vec<DigestRow>,
+    pub more_images: usize,
 }
 
 #[derive(Template)]
@@ -114,17 +102,7 @@ fn join_limited(items: &[String], max: usize) -> String {
 }
 
 fn namespaces(g: &Group) -> String {
-    let ns: Vec<String> = g
-        .namespaces
-        .iter()
-        .map(|n| {
-            if n.is_empty() {
-                "(cluster)".into()
-            } else {
-                n.clone()
-            }
-        })
-        .collect();
+    let ns: Vec<String> = g.namespace_labels().map(str::to_owned).collect();
     join_limited(&ns, 30)
 }
 
@@ -208,26 +186,16 @@ pub fn render(
             )
         }
         Message::Digest(groups) => {
-            let top = digest_rows(groups);
-            let more_images = groups.len().saturating_sub(DIGEST_TOP);
+            let v = DigestView {
+                title: title.clone(),
+                cluster: cluster.to_owned(),
+                top: digest_rows(groups),
+                more_images: groups.len().saturating_sub(DIGEST_TOP),
+            };
             (
                 format!("[{cluster}] {title}"),
-                DigestText {
-                    title: &title,
-                    cluster,
-                    top: &top,
-                    more_images,
-                }
-                .render()
-                .map_err(r)?,
-                DigestHtml {
-                    title: &title,
-                    cluster,
-                    top: &top,
-                    more_images,
-                }
-                .render()
-                .map_err(r)?,
+                DigestText { v: &v }.render().map_err(r)?,
+                DigestHtml { v: &v }.render().map_err(r)?,
             )
         }
         Message::Test { destination } => (
@@ -307,16 +275,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn image_email_escapes_html_and_keeps_text_plain() {
-        let m = render(
+    fn image_mail() -> Mail {
+        render(
             &Message::Image(group()),
             "prod",
             &["sec@example.com".into()],
             "channel:sec:email",
             10,
         )
-        .expect("render");
+        .expect("render")
+    }
+
+    #[test]
+    fn image_email_escapes_html_and_keeps_text_plain() {
+        let m = image_mail();
         assert_eq!(m.subject, "[prod] 1 new CRITICAL in ghcr.io/org/api");
         assert!(m.html.contains("&#60;script&#62;"), "{}", m.html);
         assert!(!m.html.contains("<script>"), "{}", m.html);
@@ -330,14 +302,7 @@ mod tests {
             "{}",
             m.text
         );
-        let again = render(
-            &Message::Image(group()),
-            "prod",
-            &["sec@example.com".into()],
-            "channel:sec:email",
-            10,
-        )
-        .expect("render");
+        let again = image_mail();
         assert_eq!(m.message_id, again.message_id, "stable across a re-send");
     }
 

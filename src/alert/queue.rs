@@ -91,6 +91,20 @@ pub struct FindingFacts {
     pub namespaces: Vec<String>,
 }
 
+impl FindingFacts {
+    /// What routing decides on.
+    pub fn candidate(&self) -> Candidate<'_> {
+        Candidate {
+            family: self.family,
+            severity: self.severity,
+            fixable: self.fixable,
+            id: &self.id,
+            repo: &self.repo,
+            namespaces: &self.namespaces,
+        }
+    }
+}
+
 pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<FindingFacts>> {
     let row = conn
         .prepare_cached(
@@ -196,14 +210,7 @@ pub fn plan(
             continue;
         }
         stats.new_findings += 1;
-        let c = Candidate {
-            family: facts.family,
-            severity: facts.severity,
-            fixable: facts.fixable,
-            id: &facts.id,
-            repo: &facts.repo,
-            namespaces: &facts.namespaces,
-        };
+        let c = facts.candidate();
         for d in dests {
             let (state, namespaces, reason) = match decide(d, &c, &teams, &cfg.ignore, now) {
                 Verdict::Skip => continue,
@@ -269,14 +276,7 @@ fn release_expired(
         if facts.resolved {
             continue;
         }
-        let c = Candidate {
-            family: facts.family,
-            severity: facts.severity,
-            fixable: facts.fixable,
-            id: &facts.id,
-            repo: &facts.repo,
-            namespaces: &facts.namespaces,
-        };
+        let c = facts.candidate();
         if let Verdict::Alert { namespaces } = decide(d, &c, teams, &cfg.ignore, now) {
             conn.execute(
                 "UPDATE alert_items SET state = 'pending', namespaces = ?2, reason = NULL WHERE id = ?1",

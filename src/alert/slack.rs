@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::SendError;
 use super::compose::{Group, Message};
-use crate::retry::{Backoff, parse_retry_after};
+use crate::retry::{Backoff, retry_after};
 use crate::secret::Secret;
 
 /// Slack's documented limits (Block Kit reference).
@@ -163,17 +163,7 @@ fn image_blocks(g: &Group, cluster: &str, max_findings: usize) -> Vec<Value> {
             None => format!("`{}`", escape(&i.short_digest())),
         })
         .collect();
-    let namespaces: Vec<String> = g
-        .namespaces
-        .iter()
-        .map(|n| {
-            if n.is_empty() {
-                "(cluster)".into()
-            } else {
-                escape(n)
-            }
-        })
-        .collect();
+    let namespaces: Vec<String> = g.namespace_labels().map(escape).collect();
     let field = |label: &str, value: String| json!({"type": "mrkdwn", "text": truncate(&format!("*{label}*\n{value}"), MAX_FIELD_TEXT)});
     let mut fields = vec![
         field("Cluster", escape(&truncate(cluster, 200))),
@@ -307,11 +297,7 @@ pub async fn post(
         let (err, retry_after) = match http.post(url.expose()).json(body).send().await {
             Ok(resp) => {
                 let status = resp.status();
-                let retry_after = resp
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+                let retry_after = retry_after(&resp);
                 let text = resp.text().await.unwrap_or_default();
                 let answer = truncate(text.trim(), 200);
                 if status.is_success() {
@@ -337,26 +323,9 @@ pub async fn post(
 }
 
 /// reqwest errors print the URL, and a webhook URL is the credential: strip it, keep
-/// the cause chain.
+/// the cause chain. Every reqwest error here goes through this.
 fn describe(e: reqwest::Error) -> String {
-    let e = e.without_url();
-    let mut s = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        e.to_string()
-    };
-    let mut src = std::error::Error::source(&e);
-    while let Some(inner) = src {
-        let t = inner.to_string();
-        if !s.contains(&t) && !t.contains("://") {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        src = inner.source();
-    }
-    s
+    crate::errors::describe_reqwest(&e.without_url())
 }
 
 pub fn client(timeout: Duration) -> Result<reqwest::Client, SendError> {

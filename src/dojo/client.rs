@@ -9,7 +9,8 @@ use reqwest::{Method, StatusCode, Url, multipart};
 use serde::Deserialize;
 
 use crate::config::DojoConfig;
-use crate::retry::{Backoff, parse_retry_after};
+use crate::errors::describe_reqwest;
+use crate::retry::{Backoff, retry_after};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -284,18 +285,15 @@ impl DojoClient {
 async fn send<T: serde::de::DeserializeOwned>(
     req: reqwest::RequestBuilder,
 ) -> Result<T, DojoError> {
+    // The URL may stay in the text: it holds no credential (the token is a header).
     let resp = req.send().await.map_err(|e| DojoError::Unavailable {
-        reason: describe(&e),
+        reason: describe_reqwest(&e),
         retry_after: None,
     })?;
     let status = resp.status();
-    let retry_after = resp
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| parse_retry_after(v, chrono::Utc::now()));
+    let retry_after = retry_after(&resp);
     let body = resp.bytes().await.map_err(|e| DojoError::Unavailable {
-        reason: format!("reading the answer: {}", describe(&e)),
+        reason: format!("reading the answer: {}", describe_reqwest(&e)),
         retry_after: None,
     })?;
     if status.is_success() {
@@ -358,20 +356,6 @@ fn snippet(body: &[u8]) -> String {
     } else {
         s.to_owned()
     }
-}
-
-/// reqwest's Display hides the cause (`error sending request`); the chain says
-/// "connection refused" or "operation timed out", which is what an operator needs.
-fn describe(e: &reqwest::Error) -> String {
-    let head = if e.is_timeout() {
-        "timed out".to_owned()
-    } else if e.is_connect() {
-        "cannot connect".to_owned()
-    } else {
-        e.to_string()
-    };
-    // Never echo a URL with credentials: callers strip it (`without_url`) first.
-    crate::errors::chain_after(head, std::error::Error::source(e))
 }
 
 #[cfg(test)]

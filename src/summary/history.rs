@@ -174,6 +174,23 @@ pub struct History {
     pub earliest: Option<i64>,
 }
 
+/// The rows of `sql` by their first column, the id; `row` reads the rest.
+fn by_id<T>(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    what: &str,
+    row: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
+) -> Result<HashMap<i64, T>> {
+    let mut stmt = conn.prepare(sql)?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, row(r)?)))?;
+    let mut out = HashMap::new();
+    for r in rows {
+        let (id, v) = r.with_context(|| format!("store: reading {what}"))?;
+        out.insert(id, v);
+    }
+    Ok(out)
+}
+
 impl History {
     /// Loads findings that existed before `until` (events after it are ignored).
     pub fn load(store: &Store, until: i64) -> Result<History> {
@@ -291,36 +308,30 @@ impl History {
 
         h.load_triage(store)?;
 
-        let mut stmt = conn.prepare("SELECT id, namespace, kind, name FROM workloads")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                WorkloadInfo {
+        h.workloads = by_id(
+            conn,
+            "SELECT id, namespace, kind, name FROM workloads",
+            "workloads",
+            |r| {
+                Ok(WorkloadInfo {
                     namespace: r.get(1)?,
                     kind: r.get(2)?,
                     name: r.get(3)?,
-                },
-            ))
-        })?;
-        for row in rows {
-            let (id, w) = row.context("store: reading workloads")?;
-            h.workloads.insert(id, w);
-        }
-        let mut stmt = conn.prepare("SELECT id, key, tag, digest FROM images")?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                ImageInfo {
+                })
+            },
+        )?;
+        h.images = by_id(
+            conn,
+            "SELECT id, key, tag, digest FROM images",
+            "images",
+            |r| {
+                Ok(ImageInfo {
                     key: r.get(1)?,
                     tag: r.get(2)?,
                     digest: r.get(3)?,
-                },
-            ))
-        })?;
-        for row in rows {
-            let (id, i) = row.context("store: reading images")?;
-            h.images.insert(id, i);
-        }
+                })
+            },
+        )?;
 
         // A sighting whose report still exists runs until now; one whose report is in
         // its grace period ran until the report went.

@@ -26,19 +26,35 @@ use chrono::{DateTime, Utc};
 use crate::config::Config;
 use crate::store::Store;
 
-/// `trivy-digest summary`.
-#[derive(Debug, Clone, Default)]
+/// An RFC 3339 time in a test.
+#[cfg(test)]
+pub(crate) fn utc(s: &str) -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339(s)
+        .expect("date")
+        .with_timezone(&Utc)
+}
+
+/// `trivy-digest summary`; the command line parses straight into it.
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct CliArgs {
-    /// Default: the last complete month.
+    /// The month, YYYY-MM (default: the last complete month in summary.timezone).
+    #[arg(long)]
     pub month: Option<Month>,
-    /// Write here (`.txt` writes the plain text); default stdout.
+    /// Write to FILE instead of stdout (`.txt`: the plain-text part).
+    #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// The plain-text part instead of HTML.
+    #[arg(long)]
     pub text: bool,
-    /// One team's view (namespaces annotated with it).
+    /// One team's view: the namespaces whose teams.annotation names it.
+    #[arg(long, value_name = "NAME")]
     pub team: Option<String>,
-    /// Mail it (once per month and audience).
+    /// Mail it to summary.to and the team routes (or only --team), once per month
+    /// and recipient list.
+    #[arg(long)]
     pub send: bool,
+    /// Pretend the current time is this (RFC 3339); for tests.
+    #[arg(long, hide = true)]
     pub now: Option<DateTime<Utc>>,
 }
 

@@ -144,12 +144,7 @@ impl FromStr for Month {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("date")
-            .with_timezone(&Utc)
-    }
+    use crate::summary::utc;
 
     #[test]
     fn parse_and_navigate() {

@@ -310,14 +310,12 @@ impl Summary {
     }
 }
 
-const FAMILIES: [Family; 6] = [
-    Family::Vulnerability,
-    Family::Secret,
-    Family::ConfigAudit,
-    Family::Rbac,
-    Family::Infra,
-    Family::Compliance,
-];
+/// The families a summary counts, in `Family::ALL`'s order: all but SBOM (last there),
+/// which lists components and holds no findings.
+const FAMILIES: &[Family] = match Family::ALL.split_last() {
+    Some((Family::Sbom, counted)) => counted,
+    _ => panic!("Family::ALL ends with Sbom"),
+};
 
 fn family_index(f: Family) -> Option<usize> {
     FAMILIES.iter().position(|x| *x == f)
@@ -383,12 +381,12 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         months.push(m);
     }
     months.reverse();
-    let mut per_month: Vec<[FamilyMonth; 6]> = Vec::with_capacity(6);
+    let mut per_month: Vec<[FamilyMonth; FAMILIES.len()]> = Vec::with_capacity(6);
     let mut scopes: Vec<Option<HashSet<i64>>> = Vec::with_capacity(6);
     for m in &months {
         let (s, e) = window(*m, opts);
         let scope = scope_of(*m);
-        let mut fm = [FamilyMonth::default(); 6];
+        let mut fm = [FamilyMonth::default(); FAMILIES.len()];
         for f in &h.findings {
             if f.triage.is_some() || !in_scope(&scope, f) {
                 continue;

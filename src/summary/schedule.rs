@@ -234,13 +234,8 @@ pub async fn summary_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::summary::utc;
     use std::str::FromStr;
-
-    fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .expect("date")
-            .with_timezone(&Utc)
-    }
 
     #[test]
     fn default_schedule_in_utc() {

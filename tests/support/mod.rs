@@ -3,6 +3,7 @@
 
 pub mod chromium;
 pub mod cli;
+pub mod controller;
 pub mod dojo;
 pub mod kube_server;
 pub mod reports;
