@@ -641,6 +641,15 @@ mod tests {
         assert_eq!(c.defectdojo.expect("dojo").concurrency, 4);
     }
 
+    /// The documented example must stay a valid configuration.
+    #[test]
+    fn the_example_config_parses() {
+        let c = Config::from_yaml(include_str!("../examples/trivy-digest.yaml"))
+            .expect("examples/trivy-digest.yaml");
+        assert_eq!(c.teams.annotation, "trivy-digest.io/team");
+        assert!(c.defectdojo.is_some());
+    }
+
     #[test]
     fn token_is_not_accepted_inline() {
         let e = Config::from_yaml("defectdojo:\n  token: abc\n").expect_err("inline token");
