@@ -1196,16 +1196,19 @@ fn summary_loop_sends_at_the_injected_time_and_stops() {
             stop_rx,
             clock,
         ));
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
-        while sink.messages().is_empty() && tokio::time::Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        assert_eq!(sink.messages().len(), 1);
-        assert!(
+        // The server files the message before the loop hears its 250 and counts it:
+        // wait for both.
+        let sent = || {
             metrics
                 .encode()
                 .contains("trivy_digest_summaries_sent_total 1")
-        );
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+        while (sink.messages().is_empty() || !sent()) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(sink.messages().len(), 1);
+        assert!(sent(), "{}", metrics.encode());
         stop_tx.send_replace(true);
         tokio::time::timeout(Duration::from_secs(5), task)
             .await
