@@ -157,8 +157,9 @@ async fn baseline_at_ready_then_one_message_per_image_per_window_and_graceful_st
     .await;
     let at = wait_posted(&slack, 2, Duration::from_secs(5)).await;
     let latency = at.duration_since(written);
+    // Batched: nothing leaves before the window ends. How soon after it is a figure for
+    // examples/bench_alerts.rs, not a timed assertion here.
     assert!(latency >= WINDOW, "batched: {latency:?}");
-    assert!(latency < WINDOW + Duration::from_secs(1), "{latency:?}");
     let texts: Vec<String> = slack.posted().iter().map(|p| p.text()).collect();
     assert_eq!(
         texts,
