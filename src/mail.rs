@@ -199,7 +199,9 @@ fn tls_parameters(config: &SmtpConfig) -> Result<TlsParameters, MailError> {
 
 fn classify(endpoint: &str, e: &lettre::transport::smtp::Error) -> MailError {
     let message = format!("{endpoint}: {e}");
-    if e.is_permanent() {
+    // 5xx, and what lettre itself refuses (a login the server offers no mechanism for):
+    // both need a configuration change, not another attempt.
+    if e.is_permanent() || e.is_client() {
         MailError::Permanent(message)
     } else {
         MailError::Transient(message)

@@ -993,6 +993,7 @@ fn failures_retry_with_backoff_and_are_counted() {
     let sink = SmtpSink::start_with(SinkBehaviour {
         fail_first: 2,
         reject: false,
+        ..Default::default()
     });
     let mail = MailSetup::new(&ws, &sink, "").only(Scope::Cluster);
     let metrics = trivy_digest::metrics::Metrics::new();
@@ -1011,6 +1012,7 @@ fn failures_retry_with_backoff_and_are_counted() {
     let bad = SmtpSink::start_with(SinkBehaviour {
         fail_first: 0,
         reject: true,
+        ..Default::default()
     });
     let mail = MailSetup::new(&ws, &bad, "").only(Scope::Team("frontend".into()));
     let out = mail.send_october(&rt, &mut store, utc(NOW), Some(&metrics));
@@ -1032,6 +1034,7 @@ fn failures_retry_with_backoff_and_are_counted() {
     let down = SmtpSink::start_with(SinkBehaviour {
         fail_first: 100,
         reject: false,
+        ..Default::default()
     });
     let mail = MailSetup::new(&ws, &down, "").only(Scope::Team("payments".into()));
     let out = mail.send_october(&rt, &mut store, utc(NOW), Some(&metrics));

@@ -23,6 +23,10 @@ pub struct Received {
     pub html: Option<String>,
     pub raw: String,
     pub size: usize,
+    /// Whether the session ran over TLS (STARTTLS or implicit).
+    pub tls: bool,
+    /// The login the client authenticated with.
+    pub login: Option<String>,
 }
 
 pub struct SmtpSink {
@@ -38,6 +42,18 @@ pub struct SinkBehaviour {
     pub fail_first: u32,
     /// Answer every message with 550 (permanent).
     pub reject: bool,
+    /// TLS with a certificate for 127.0.0.1 made for this sink (its CA: `ca_path`).
+    pub tls: Option<SinkTls>,
+    /// Require this login (user, password), over TLS.
+    pub auth: Option<(&'static str, &'static str)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SinkTls {
+    /// STARTTLS offered and required.
+    Starttls,
+    /// TLS from the first byte (port 465 style).
+    Implicit,
 }
 
 impl SmtpSink {
@@ -58,6 +74,19 @@ impl SmtpSink {
             .stderr(Stdio::inherit());
         if behaviour.reject {
             cmd.arg("--reject");
+        }
+        if let Some(tls) = behaviour.tls {
+            make_certificate(dir.path());
+            cmd.arg("--tls-cert")
+                .arg(dir.path().join("server.crt"))
+                .arg("--tls-key")
+                .arg(dir.path().join("server.key"));
+            if tls == SinkTls::Implicit {
+                cmd.arg("--implicit-tls");
+            }
+        }
+        if let Some((user, password)) = behaviour.auth {
+            cmd.arg("--auth").arg(format!("{user}:{password}"));
         }
         let mut child = cmd
             .spawn()
@@ -82,6 +111,11 @@ impl SmtpSink {
 
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The CA that signed the sink's certificate, for `smtp.ca_bundle`.
+    pub fn ca_path(&self) -> PathBuf {
+        self.dir.path().join("ca.crt")
     }
 
     /// Messages accepted so far, in arrival order.
@@ -138,6 +172,80 @@ impl Drop for SmtpSink {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A test CA and a server certificate it signed for 127.0.0.1 (P-256, one day), made with
+/// the `openssl` tool the Kubernetes harness also uses (webpki refuses a CA certificate
+/// as the server's own, so the two are separate).
+fn make_certificate(dir: &Path) {
+    let ext = dir.join("server.ext");
+    std::fs::write(
+        &ext,
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .expect("write server.ext");
+    let p = |name: &str| dir.join(name).display().to_string();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-nodes",
+    ];
+    openssl(
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &["-days", "1", "-subj", "/CN=trivy-digest test CA"],
+            &[
+                "-addext",
+                "basicConstraints=critical,CA:TRUE",
+                "-addext",
+                "keyUsage=critical,keyCertSign",
+            ],
+            &["-keyout", &p("ca.key"), "-out", &p("ca.crt")],
+        ]
+        .concat(),
+    );
+    openssl(
+        &[
+            &["req"][..],
+            &ec,
+            &["-subj", "/CN=127.0.0.1"],
+            &["-keyout", &p("server.key"), "-out", &p("server.csr")],
+        ]
+        .concat(),
+    );
+    openssl(&[
+        "x509",
+        "-req",
+        "-in",
+        &p("server.csr"),
+        "-CA",
+        &p("ca.crt"),
+        "-CAkey",
+        &p("ca.key"),
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        &p("server.ext"),
+        "-out",
+        &p("server.crt"),
+    ]);
+}
+
+fn openssl(args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run openssl (needed for the SMTP TLS tests): {e}"));
+    assert!(
+        out.status.success(),
+        "openssl {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn python() -> String {
