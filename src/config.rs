@@ -669,4 +669,38 @@ mod tests {
         assert!(!y.contains("supersecrettoken"), "{y}");
         assert!(y.contains("<redacted>"), "{y}");
     }
+
+    /// The SMTP password and team webhooks, read from files, never show in `config check`
+    /// or Debug.
+    #[test]
+    fn smtp_password_and_team_webhook_are_read_from_files_and_redacted() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let pw = dir.path().join("password");
+        let hook = dir.path().join("hook");
+        std::fs::write(&pw, "smtp-pa55word\n").expect("write");
+        std::fs::write(&hook, "https://hooks.slack.com/services/T0/B0/teamsecret").expect("write");
+        let mut c = Config::from_yaml(&format!(
+            "smtp:\n  host: mail.example.com\n  from: td@example.com\n  username: td\n  password_file: {}\nteams:\n  routes:\n    payments:\n      email: [pay@example.com]\n      slack_webhook_file: {}\n",
+            pw.display(),
+            hook.display()
+        ))
+        .expect("config");
+        c.apply_env().expect("secrets");
+        c.validate().expect("valid");
+        let smtp = c.smtp.as_ref().expect("smtp");
+        assert_eq!(
+            smtp.password.as_ref().map(Secret::expose),
+            Some("smtp-pa55word")
+        );
+        let route = &c.teams.routes["payments"];
+        assert!(route.slack_webhook.is_some());
+        for text in [c.to_redacted_yaml(), format!("{c:?}")] {
+            assert!(!text.contains("pa55word"), "{text}");
+            assert!(!text.contains("teamsecret"), "{text}");
+        }
+        // A missing file names the field.
+        std::fs::remove_file(&pw).expect("rm");
+        let e = c.apply_env().expect_err("missing password file");
+        assert!(e.to_string().contains("smtp.password_file"), "{e}");
+    }
 }
