@@ -252,6 +252,71 @@ fn team_routes_get_alerts_for_their_namespaces_only() {
 }
 
 #[test]
+fn a_team_never_sees_the_digests_running_only_in_other_teams_namespaces() {
+    let slack = SlackFake::start();
+    let sink = SmtpSink::start();
+    let mut extra = String::from(
+        "teams:\n  routes:\n    payments:\n      slack_webhook_env: SLACK_PAYMENTS\n      email: [payments@example.com]\n",
+    );
+    extra.push_str(&sink.config_yaml());
+    let mut ws = workspace(&slack, None, "  baseline_first_run: false\n", &extra);
+    ws.env
+        .push(("SLACK_PAYMENTS".into(), slack.hook("payments")));
+    let v = vec![vuln("CVE-2026-0300", "glibc", "CRITICAL")];
+    // The same repository at two digests: the team's at one, the shop's at another.
+    let pay_digest = format!("sha256:{}", "a".repeat(64));
+    let shop_digest = format!("sha256:{}", "b".repeat(64));
+    let input = ws.write(
+        "cluster.json",
+        &list(vec![
+            namespace("pay", Some("payments")),
+            namespace("shop", None),
+            // A typo in the annotation: no route, and the operator is told.
+            namespace("web", Some("paymnets")),
+            vulnerability_report("pay", "checkout", "org/shared", Some(&pay_digest), &v),
+            vulnerability_report("shop", "web", "org/shared", Some(&shop_digest), &v),
+        ]),
+    );
+    let run = ws.scan_at(T0, &[&input]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let warned: Vec<&str> = run
+        .stderr
+        .lines()
+        .filter(|l| l.contains("teams.routes does not define"))
+        .collect();
+    assert_eq!(warned.len(), 1, "{}", run.stderr);
+    assert!(
+        warned[0].contains("web") && warned[0].contains("paymnets"),
+        "{}",
+        warned[0]
+    );
+    slack.wait_for(2, Duration::from_secs(5));
+    let mails = sink.wait_for(1, Duration::from_secs(5));
+    settle();
+    let team = slack.posted_to("payments");
+    assert_eq!(team.len(), 1);
+    let body = team[0].body.as_ref().expect("body").to_string();
+    assert!(body.contains("sha256:aaaaaaaaaaaa"), "{body}");
+    assert!(
+        !body.contains("sha256:bbbb"),
+        "another team's digest: {body}"
+    );
+    let security = slack.posted_to("security");
+    let body = security[0].body.as_ref().expect("body").to_string();
+    assert!(
+        body.contains("sha256:aaaaaaaaaaaa") && body.contains("sha256:bbbbbbbbbbbb"),
+        "a channel sees both: {body}"
+    );
+    let text = mails[0].text.clone().unwrap_or_default();
+    let html = mails[0].html.clone().unwrap_or_default();
+    assert!(text.contains(&pay_digest), "{text}");
+    assert!(
+        !text.contains("bbbbbbbb") && !html.contains("bbbbbbbb"),
+        "another team's digest: {text}"
+    );
+}
+
+#[test]
 fn a_finding_accepted_in_defectdojo_before_its_alert_went_out_is_not_alerted() {
     let slack = SlackFake::start();
     let dojo = tokio::runtime::Builder::new_current_thread()

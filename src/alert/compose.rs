@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::Result;
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::queue::Item;
@@ -135,6 +135,16 @@ pub fn counts_text(counts: &BTreeMap<Severity, usize>) -> String {
         .join(", ")
 }
 
+/// `a, b, c`, or `a, b, and 3 more` past `max` items.
+pub fn join_limited(items: &[String], max: usize) -> String {
+    match items.get(max..) {
+        Some(rest) if !rest.is_empty() => {
+            format!("{}, and {} more", items[..max].join(", "), rest.len())
+        }
+        _ => items.join(", "),
+    }
+}
+
 /// What one send carries.
 #[derive(Debug, Clone)]
 pub enum Message {
@@ -202,43 +212,37 @@ impl Message {
 
 /// Groups a destination's items by image repository and reads what the messages say.
 pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Result<Vec<Group>> {
-    // repo → (item ids, finding ids, namespaces)
-    type Acc = (Vec<i64>, Vec<i64>, BTreeSet<String>);
+    // repo → (item ids, (finding id, family, data, severity, subject id), namespaces)
+    type Row = (i64, String, String, String, i64);
+    type Acc = (Vec<i64>, Vec<Row>, BTreeSet<String>);
     let mut by_repo: BTreeMap<String, Acc> = BTreeMap::new();
     for it in items {
-        let repo: Option<String> = conn
+        let row = conn
             .prepare_cached(
-                "SELECT s.key FROM findings f JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
+                "SELECT s.key, s.family, f.data, f.severity, f.subject_id FROM findings f
+                 JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
             )?
-            .query_row(params![it.finding_id], |r| r.get(0))
-            .ok();
-        let Some(repo) = repo else { continue };
+            .query_row(params![it.finding_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    (it.finding_id, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?),
+                ))
+            })
+            .optional()?;
+        // Gone since the send-time check (retention): nothing to say about it.
+        let Some((repo, row)) = row else { continue };
         let e = by_repo.entry(repo).or_default();
         e.0.push(it.id);
-        e.1.push(it.finding_id);
+        e.1.push(row);
         e.2.extend(it.namespaces.iter().cloned());
     }
     let mut out = Vec::new();
-    for (repo, (item_ids, finding_ids, namespaces)) in by_repo {
+    for (repo, (item_ids, rows, namespaces)) in by_repo {
         let mut findings = Vec::new();
         let mut images = BTreeSet::new();
         let mut workloads = BTreeSet::new();
         let mut subjects = BTreeSet::new();
-        for fid in &finding_ids {
-            let row = conn
-                .prepare_cached(
-                    "SELECT s.family, f.data, f.severity, f.subject_id FROM findings f
-                     JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
-                )?
-                .query_row(params![fid], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                })?;
-            let (family, data, severity, subject_id) = row;
+        for (fid, family, data, severity, subject_id) in rows {
             subjects.insert((subject_id, family.clone()));
             let Ok(f) = serde_json::from_str::<Finding>(&data) else {
                 tracing::warn!(
@@ -252,18 +256,26 @@ pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Res
                 Severity::parse_lenient(&severity),
                 &f,
             ));
+            // A destination sees only the namespaces it was routed: the digests and
+            // workloads running elsewhere (another team's namespaces) are not shown.
             let mut stmt = conn.prepare_cached(
-                "SELECT DISTINCT i.digest, i.tag FROM target_findings tf
+                "SELECT DISTINCT i.digest, i.tag, r.namespace FROM target_findings tf
                  JOIN targets t ON t.id = tf.target_id JOIN images i ON i.id = t.image_id
-                 WHERE tf.finding_id = ?1 AND EXISTS (SELECT 1 FROM reports r WHERE r.target_id = t.id)",
+                 JOIN reports r ON r.target_id = t.id WHERE tf.finding_id = ?1",
             )?;
-            for img in stmt.query_map(params![fid], |r| {
-                Ok(ImageRef {
-                    digest: r.get(0)?,
-                    tag: r.get(1)?,
-                })
+            for row in stmt.query_map(params![fid], |r| {
+                Ok((
+                    ImageRef {
+                        digest: r.get(0)?,
+                        tag: r.get(1)?,
+                    },
+                    r.get::<_, String>(2)?,
+                ))
             })? {
-                images.insert(img?);
+                let (img, ns) = row?;
+                if namespaces.contains(&ns) {
+                    images.insert(img);
+                }
             }
             let mut stmt = conn.prepare_cached(
                 "SELECT DISTINCT w.namespace, w.kind, w.name FROM target_findings tf
@@ -278,7 +290,6 @@ pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Res
                 })
             })? {
                 let w = w?;
-                // A destination sees only the namespaces it was routed.
                 if namespaces.contains(&w.namespace) {
                     workloads.insert(w);
                 }

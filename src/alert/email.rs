@@ -4,7 +4,7 @@
 use askama::Template;
 
 use super::SendError;
-use super::compose::{Group, Message, counts_text};
+use super::compose::{Group, Message, counts_text, join_limited};
 use crate::mail::{Mail, MailError, Mailer};
 
 /// Workloads listed per image; more are counted.
@@ -87,18 +87,6 @@ struct TestText<'a> {
 struct TestHtml<'a> {
     cluster: &'a str,
     destination: &'a str,
-}
-
-fn join_limited(items: &[String], max: usize) -> String {
-    if items.len() <= max {
-        items.join(", ")
-    } else {
-        format!(
-            "{}, and {} more",
-            items[..max].join(", "),
-            items.len() - max
-        )
-    }
 }
 
 fn namespaces(g: &Group) -> String {

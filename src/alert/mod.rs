@@ -16,7 +16,7 @@ mod email;
 mod queue;
 mod slack;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -29,7 +29,6 @@ use tokio::sync::watch;
 pub use compose::{Group, Message};
 pub use decide::{Destination, Target, destinations};
 pub use queue::PlanStats;
-pub use slack::{escape as slack_escape, payload as slack_payload};
 
 use crate::config::Config;
 use crate::dojo::DojoClient;
@@ -105,6 +104,10 @@ pub struct Alerter {
     cluster: String,
     cfg: config::AlertsConfig,
     team_annotation: String,
+    /// The teams `teams.routes` defines.
+    team_routes: BTreeSet<String>,
+    /// (namespace, team) annotations naming an undefined team, warned about once.
+    warned_teams: Mutex<HashSet<(String, String)>>,
     dests: Vec<Destination>,
     http: reqwest::Client,
     backoff: Backoff,
@@ -159,6 +162,8 @@ impl Alerter {
             cluster: config.cluster.clone(),
             cfg: config.alerts.clone(),
             team_annotation: config.teams.annotation.clone(),
+            team_routes: config.teams.routes.keys().cloned().collect(),
+            warned_teams: Mutex::new(HashSet::new()),
             dests,
             http,
             backoff: Backoff::from_config(&config.alerts.retry),
@@ -181,14 +186,14 @@ impl Alerter {
         baseline_allowed: bool,
     ) -> Result<PlanStats> {
         let stats = store.write(|c| {
-            queue::plan(
-                c,
-                &self.cfg,
-                &self.dests,
-                &self.team_annotation,
-                now,
-                baseline_allowed,
-            )
+            let teams = queue::teams_by_namespace(c, &self.team_annotation)?;
+            if let Ok(mut warned) = self.warned_teams.lock() {
+                for (ns, team) in unknown_teams(&teams, &self.team_routes, &mut warned) {
+                    tracing::warn!(namespace = %ns, team = %team, annotation = %self.team_annotation,
+                        "namespace names a team that teams.routes does not define: no team route receives its alerts");
+                }
+            }
+            queue::plan(c, &self.cfg, &self.dests, &teams, now, baseline_allowed)
         })?;
         if stats.queued + stats.ignored + stats.released > 0 {
             tracing::info!(
@@ -226,18 +231,44 @@ impl Alerter {
             );
             store.write(|c| queue::settle(c, &orphans, "orphaned", "destination removed"))?;
         }
+        // A destination left alone (refused for good) or over its hourly cap sends nothing
+        // this round: its alerts wait unchecked, so they cost no DefectDojo request.
+        let mut room: HashMap<&str, usize> = HashMap::new();
+        for d in &self.dests {
+            if !items.iter().any(|i| i.destination == d.key) || self.is_parked(&d.key) {
+                continue;
+            }
+            let used = queue::sent_in_last_hour(store.conn(), &d.key, ts)?;
+            let available = d.max_per_hour.saturating_sub(used) as usize;
+            if available == 0 {
+                tracing::info!(destination = %d.label(), cap = d.max_per_hour,
+                    "hourly cap reached: alerts wait");
+                report.capped.push(d.label());
+                continue;
+            }
+            room.insert(d.key.as_str(), available);
+        }
         let mut items: Vec<queue::Item> = items
             .into_iter()
-            .filter(|i| known.contains(i.destination.as_str()))
+            .filter(|i| room.contains_key(i.destination.as_str()))
             .collect();
         if items.is_empty() {
+            report.pending = queue::pending_count(store.conn())?;
+            self.gauges(store)?;
             return Ok(report);
         }
 
-        // Checked at send time: the finding may be gone, ignored or triaged by now.
+        // Checked at send time: the finding may be gone, ignored or triaged by now. Each
+        // finding is read once, however many destinations it is queued for.
+        let mut facts: HashMap<i64, queue::FindingFacts> = HashMap::new();
+        for fid in items.iter().map(|i| i.finding_id).collect::<BTreeSet<_>>() {
+            if let Some(f) = queue::finding_facts(store.conn(), fid)? {
+                facts.insert(fid, f);
+            }
+        }
         let mut drop: BTreeMap<i64, (&'static str, String)> = BTreeMap::new();
         for it in &items {
-            let Some(facts) = queue::finding_facts(store.conn(), it.finding_id)? else {
+            let Some(facts) = facts.get(&it.finding_id) else {
                 drop.insert(it.id, ("resolved", "finding removed".into()));
                 continue;
             };
@@ -256,7 +287,8 @@ impl Alerter {
                 drop.insert(it.id, ("ignored", "ignore list".into()));
             }
         }
-        let triaged = self.triaged(store, &items, ts).await?;
+        facts.retain(|_, f| !f.resolved);
+        let triaged = self.triaged(store, &facts, ts).await?;
         for it in &items {
             if let Some(reason) = triaged.get(&it.finding_id) {
                 drop.entry(it.id).or_insert(("accepted", reason.clone()));
@@ -283,11 +315,11 @@ impl Alerter {
             if stopping() {
                 break;
             }
+            let Some(&available) = room.get(d.key.as_str()) else {
+                continue;
+            };
             let mine: Vec<&queue::Item> = items.iter().filter(|i| i.destination == d.key).collect();
             if mine.is_empty() {
-                continue;
-            }
-            if self.is_parked(&d.key) {
                 continue;
             }
             let groups = compose::groups(
@@ -298,19 +330,12 @@ impl Alerter {
             if groups.is_empty() {
                 continue;
             }
-            let used = queue::sent_in_last_hour(store.conn(), &d.key, ts)?;
-            let available = d.max_per_hour.saturating_sub(used) as usize;
             let messages: Vec<Message> = if groups.len() <= available {
                 groups.into_iter().map(Message::Image).collect()
-            } else if available >= 1 {
+            } else {
                 tracing::info!(destination = %d.label(), images = groups.len(), cap = d.max_per_hour,
                     "more images than the hourly cap allows: sending one digest message");
                 vec![Message::Digest(groups)]
-            } else {
-                tracing::info!(destination = %d.label(), images = groups.len(), cap = d.max_per_hour,
-                    "hourly cap reached: alerts wait");
-                report.capped.push(d.label());
-                continue;
             };
             for msg in messages {
                 if stopping() {
@@ -420,58 +445,39 @@ impl Alerter {
     async fn triaged(
         &self,
         store: &mut Store,
-        items: &[queue::Item],
+        facts: &HashMap<i64, queue::FindingFacts>,
         now: i64,
     ) -> Result<HashMap<i64, String>> {
         let mut out = HashMap::new();
         // dd_id → (local test id, uid, finding id)
         let mut ask: HashMap<i64, (i64, String, i64)> = HashMap::new();
-        let findings: HashSet<i64> = items.iter().map(|i| i.finding_id).collect();
-        for fid in findings {
-            let row = store
-                .conn()
-                .prepare_cached(
-                    "SELECT s.family, s.key, f.fkey, f.subject_id FROM findings f
-                     JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
-                )?
-                .query_row(params![fid], |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, String>(2)?,
-                        r.get::<_, i64>(3)?,
-                    ))
-                });
-            let Ok((family, subject, fkey, subject_id)) = row else {
-                continue;
-            };
-            let Some(fam) = crate::model::Family::parse(&family) else {
-                continue;
-            };
-            let uid = crate::dojo::format::unique_id(fam, &subject, &fkey);
+        {
             let mut stmt = store.conn().prepare_cached(
                 "SELECT df.test_id, df.dd_id, df.risk_accepted, df.false_p, df.out_of_scope
                  FROM dojo_tests t JOIN dojo_findings df ON df.test_id = t.id
                  WHERE t.subject_id = ?1 AND t.family = ?2 AND df.uid = ?3",
             )?;
-            let rows = stmt.query_map(params![subject_id, family, uid], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, Option<i64>>(1)?,
-                    Triage {
-                        active: true,
-                        risk_accepted: r.get(2)?,
-                        false_p: r.get(3)?,
-                        out_of_scope: r.get(4)?,
-                    },
-                ))
-            })?;
-            for row in rows {
-                let (test_id, dd_id, t) = row?;
-                if let Some(reason) = triage_reason(&t) {
-                    out.insert(fid, format!("{reason} in DefectDojo"));
-                } else if let Some(dd) = dd_id {
-                    ask.insert(dd, (test_id, uid.clone(), fid));
+            for (&fid, f) in facts {
+                let uid = crate::dojo::format::unique_id(f.family, &f.repo, &f.fkey);
+                let rows = stmt.query_map(params![f.subject_id, f.family.as_str(), uid], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, Option<i64>>(1)?,
+                        Triage {
+                            active: true,
+                            risk_accepted: r.get(2)?,
+                            false_p: r.get(3)?,
+                            out_of_scope: r.get(4)?,
+                        },
+                    ))
+                })?;
+                for row in rows {
+                    let (test_id, dd_id, t) = row?;
+                    if let Some(reason) = triage_reason(&t) {
+                        out.insert(fid, format!("{reason} in DefectDojo"));
+                    } else if let Some(dd) = dd_id {
+                        ask.insert(dd, (test_id, uid.clone(), fid));
+                    }
                 }
             }
         }
@@ -511,6 +517,21 @@ impl Alerter {
         }
         Ok(out)
     }
+}
+
+/// The (namespace, team) pairs whose annotation names a team `routes` does not define
+/// and that were not reported yet (each is reported once per process).
+fn unknown_teams(
+    teams: &BTreeMap<String, String>,
+    routes: &BTreeSet<String>,
+    warned: &mut HashSet<(String, String)>,
+) -> Vec<(String, String)> {
+    teams
+        .iter()
+        .filter(|(_, team)| !team.is_empty() && !routes.contains(team.as_str()))
+        .map(|(ns, team)| (ns.clone(), team.clone()))
+        .filter(|pair| warned.insert(pair.clone()))
+        .collect()
 }
 
 fn triage_reason(t: &Triage) -> Option<&'static str> {
@@ -694,12 +715,6 @@ pub async fn alert_loop(
     }
 }
 
-impl From<crate::mail::MailError> for SendError {
-    fn from(e: crate::mail::MailError) -> Self {
-        SendError::Permanent(e.to_string())
-    }
-}
-
 /// `trivy-digest alert --test`: prints one line per destination; 0 when all accepted.
 pub async fn test_command(config: &Config) -> Result<i32> {
     let results = send_test(config).await?;
@@ -718,5 +733,34 @@ pub async fn test_command(config: &Config) -> Result<i32> {
         Ok(crate::scan::exit::FATAL)
     } else {
         Ok(crate::scan::exit::OK)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_undefined_team_is_reported_once_per_namespace_and_name() {
+        let routes: BTreeSet<String> = ["payments".to_owned()].into();
+        let mut teams: BTreeMap<String, String> = [
+            ("pay".to_owned(), "payments".to_owned()),
+            ("shop".to_owned(), "paymnets".to_owned()),
+            ("blank".to_owned(), String::new()),
+        ]
+        .into();
+        let mut warned = HashSet::new();
+        assert_eq!(
+            unknown_teams(&teams, &routes, &mut warned),
+            [("shop".to_owned(), "paymnets".to_owned())]
+        );
+        // Every later poll: nothing more to say.
+        assert!(unknown_teams(&teams, &routes, &mut warned).is_empty());
+        // The annotation changes: the new name is reported.
+        teams.insert("shop".into(), "web".into());
+        assert_eq!(
+            unknown_teams(&teams, &routes, &mut warned),
+            [("shop".to_owned(), "web".to_owned())]
+        );
     }
 }

@@ -56,13 +56,12 @@ pub fn has_cursor(conn: &Connection) -> Result<bool> {
     Ok(meta_get(conn, CURSOR)?.is_some())
 }
 
-/// Highest finding event id: what the controller loop polls for new work.
+/// Highest finding event id: what the controller loop polls for new work (every 100 ms:
+/// the rowid's maximum, from a cached statement).
 pub fn last_event_id(conn: &Connection) -> Result<i64> {
-    Ok(
-        conn.query_row("SELECT COALESCE(MAX(id), 0) FROM finding_events", [], |r| {
-            r.get(0)
-        })?,
-    )
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM finding_events")?
+        .query_row([], |r| r.get(0))?)
 }
 
 /// Namespace → team, from the namespaces' annotation.
@@ -89,6 +88,9 @@ pub struct FindingFacts {
     pub repo: String,
     pub resolved: bool,
     pub namespaces: Vec<String>,
+    /// Where DefectDojo's unique id comes from.
+    pub subject_id: i64,
+    pub fkey: String,
 }
 
 impl FindingFacts {
@@ -108,7 +110,8 @@ impl FindingFacts {
 pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<FindingFacts>> {
     let row = conn
         .prepare_cached(
-            "SELECT s.family, s.key, f.severity, f.fixable, f.data, f.resolved_at IS NOT NULL
+            "SELECT s.family, s.key, f.severity, f.fixable, f.data, f.resolved_at IS NOT NULL,
+                    f.subject_id, f.fkey
              FROM findings f JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
         )?
         .query_row(params![finding_id], |r| {
@@ -119,10 +122,12 @@ pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<Findin
                 r.get::<_, bool>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, bool>(5)?,
+                r.get::<_, i64>(6)?,
+                r.get::<_, String>(7)?,
             ))
         })
         .optional()?;
-    let Some((family, repo, severity, fixable, data, resolved)) = row else {
+    let Some((family, repo, severity, fixable, data, resolved, subject_id, fkey)) = row else {
         return Ok(None);
     };
     let Some(family) = Family::parse(&family) else {
@@ -147,6 +152,8 @@ pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<Findin
         repo,
         resolved,
         namespaces,
+        subject_id,
+        fkey,
     }))
 }
 
@@ -157,7 +164,7 @@ pub fn plan(
     conn: &Connection,
     cfg: &AlertsConfig,
     dests: &[Destination],
-    team_annotation: &str,
+    teams: &BTreeMap<String, String>,
     now: DateTime<Utc>,
     baseline_allowed: bool,
 ) -> Result<PlanStats> {
@@ -196,7 +203,6 @@ pub fn plan(
         .query_map(params![cursor], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
     let last = last_event_id(conn)?.max(cursor);
-    let teams = teams_by_namespace(conn, team_annotation)?;
     let mut seen = BTreeSet::new();
     for (_, finding_id) in &events {
         if !seen.insert(*finding_id) {
@@ -212,7 +218,7 @@ pub fn plan(
         stats.new_findings += 1;
         let c = facts.candidate();
         for d in dests {
-            let (state, namespaces, reason) = match decide(d, &c, &teams, &cfg.ignore, now) {
+            let (state, namespaces, reason) = match decide(d, &c, teams, &cfg.ignore, now) {
                 Verdict::Skip => continue,
                 Verdict::Ignored { reason } => ("ignored", Vec::new(), Some(reason)),
                 Verdict::Alert { namespaces } => ("pending", namespaces, None),
@@ -240,7 +246,7 @@ pub fn plan(
         }
     }
     meta_set(conn, CURSOR, &last.to_string())?;
-    stats.released = release_expired(conn, cfg, dests, &teams, now)?;
+    stats.released = release_expired(conn, cfg, dests, teams, now)?;
     // Failed and interrupted sends are a log for diagnosis; a week of it is plenty.
     conn.execute(
         "DELETE FROM alert_messages WHERE state <> 'sent' AND created_at < ?1",
@@ -488,7 +494,7 @@ mod tests {
         let now = Utc::now();
         let plan = |store: &mut Store, allowed: bool| {
             store
-                .write(|c| plan(c, &cfg, &d, "trivy-digest.io/team", now, allowed))
+                .write(|c| plan(c, &cfg, &d, &BTreeMap::new(), now, allowed))
                 .expect("plan")
         };
         let a = report("api", 1, &[("CVE-1", Severity::Critical)]);

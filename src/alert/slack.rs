@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::SendError;
-use super::compose::{Group, Message};
+use super::compose::{Group, Message, join_limited};
 use crate::retry::{Backoff, retry_after};
 use crate::secret::Secret;
 
@@ -119,7 +119,8 @@ fn header(text: &str) -> Value {
 
 fn finding_text(f: &super::compose::AlertFinding) -> String {
     let id = truncate(&f.id, 100);
-    // An absurdly long link is dropped rather than cut (a cut link would be broken).
+    // An absurdly long link is dropped rather than cut (a cut link would be broken): at
+    // most 500 bytes, escaped to at most 2500, stays whole within the section's 3000.
     let id = match &f.link {
         Some(u) if u.len() <= 500 => link(u, &id),
         _ => escape(&id),
@@ -136,17 +137,6 @@ fn finding_text(f: &super::compose::AlertFinding) -> String {
         s.push_str(&format!("\n_{}_", escape(&truncate(&f.title, 400))));
     }
     s
-}
-
-fn list(items: &[String], max: usize) -> String {
-    if items.len() <= max {
-        return items.join(", ");
-    }
-    format!(
-        "{}, and {} more",
-        items[..max].join(", "),
-        items.len() - max
-    )
 }
 
 fn image_blocks(g: &Group, cluster: &str, max_findings: usize) -> Vec<Value> {
@@ -177,10 +167,10 @@ fn image_blocks(g: &Group, cluster: &str, max_findings: usize) -> Vec<Value> {
             if images.is_empty() {
                 "(none recorded)".into()
             } else {
-                list(&images, 5)
+                join_limited(&images, 5)
             },
         ),
-        field("Namespaces", list(&namespaces, 20)),
+        field("Namespaces", join_limited(&namespaces, 20)),
     ];
     fields.truncate(MAX_FIELDS);
     blocks.push(json!({"type": "section", "fields": fields}));
@@ -235,13 +225,16 @@ fn digest_blocks(groups: &[Group], title: &str, cluster: &str) -> Vec<Value> {
             "*{}*: {}\n{}",
             escape(&truncate(&g.repo, 300)),
             super::compose::counts_text(&g.counts()),
-            list(&ids, 8)
+            join_limited(&ids, 8)
         );
         if !ns.is_empty() {
-            text.push_str(&format!("\nin {}", list(&ns, 10)));
+            text.push_str(&format!("\nin {}", join_limited(&ns, 10)));
         }
         if let Some(url) = g.dojo_links.first() {
-            text.push_str(&format!(" · {}", link(url, "DefectDojo")));
+            // Appended after the cut, so hostile report text cannot push it out half-way.
+            let l = format!(" · {}", link(url, "DefectDojo"));
+            text = truncate(&text, MAX_SECTION_TEXT.saturating_sub(l.chars().count()));
+            text.push_str(&l);
         }
         blocks.push(section(text));
     }
@@ -486,5 +479,67 @@ mod tests {
         g.findings[0].title = long.clone();
         g.findings[0].id = long;
         check_limits(&payload(&Message::Image(g), "prod", 10));
+    }
+
+    /// Every `<` of a mrkdwn text opens a link that is closed: none was cut in half.
+    fn links_whole(t: &str) {
+        let mut rest = t;
+        while let Some(i) = rest.find('<') {
+            let after = &rest[i + 1..];
+            let end = after.find('>').unwrap_or_else(|| panic!("link cut: {t}"));
+            assert!(after[..end].starts_with("http"), "{t}");
+            rest = &after[end + 1..];
+        }
+    }
+
+    #[test]
+    fn hostile_text_never_cuts_a_link() {
+        // `&` escapes to five characters: report text that grows past the section limit.
+        let amps = "&".repeat(5000);
+        let mut g = group(1, 1);
+        g.repo = amps.clone();
+        g.findings[0].id = amps.clone();
+        g.findings[0].title = amps.clone();
+        g.findings[0].package = amps.clone();
+        // The longest link kept (500 bytes), all of it escaped.
+        g.findings[0].link = Some(format!("https://x.example/{}", &amps[..482]));
+        g.namespaces = (0..10).map(|i| format!("{i}{}", &amps[..62])).collect();
+        let mut gs: Vec<Group> = (0..3).map(|_| g.clone()).collect();
+        for (i, g) in gs.iter_mut().enumerate() {
+            g.findings = (0..8)
+                .map(|j| {
+                    let mut f = finding(i * 8 + j, "t");
+                    f.id = format!("{j}{}", &amps[..100]);
+                    f
+                })
+                .collect();
+        }
+        let image = payload(&Message::Image(g), "prod", 10);
+        let digest = payload(&Message::Digest(gs), "prod", 10);
+        for p in [&image, &digest] {
+            check_limits(p);
+            for b in p["blocks"].as_array().expect("blocks") {
+                if let Some(t) = b["text"]["text"]
+                    .as_str()
+                    .filter(|_| b["type"] == "section")
+                {
+                    links_whole(t);
+                }
+            }
+        }
+        let json = image.to_string();
+        assert!(json.contains("<https://x.example/&amp;&amp;"), "{json}");
+        let json = digest.to_string();
+        assert_eq!(
+            json.matches("|DefectDojo>").count(),
+            3,
+            "each image keeps its DefectDojo link: {json}"
+        );
+        // A link within the limit is kept, as a link.
+        let p = payload(&Message::Image(group(1, 1)), "prod", 10).to_string();
+        assert!(
+            p.contains("<https://avd.aquasec.com/nvd/cve-2026-0000|CVE-2026-0000>"),
+            "{p}"
+        );
     }
 }
