@@ -45,13 +45,15 @@ fn main() -> Result<()> {
     let now = at("2026-11-01T08:00:00Z");
     let store = Store::open(&path)?;
 
+    let (since, until) =
+        report::history_window(&deliver::options(&config, month, Scope::Cluster, now));
     let mut best = [Duration::MAX; 4];
     let mut html = String::new();
     let mut text = String::new();
     let mut summary = None;
     for _ in 0..3 {
         let t0 = Instant::now();
-        let h = History::load(&store, month.end(chrono_tz::UTC).timestamp())?;
+        let h = History::load(&store, since, until)?;
         let t1 = Instant::now();
         let s = report::compute(
             &store,
@@ -72,7 +74,7 @@ fn main() -> Result<()> {
     };
     // A team's view (10 of the 50 namespaces), on the history already loaded: what `run`
     // adds per team route.
-    let h = History::load(&store, month.end(chrono_tz::UTC).timestamp())?;
+    let h = History::load(&store, since, until)?;
     let mut team_best = Duration::MAX;
     let mut team_open = 0;
     for _ in 0..3 {

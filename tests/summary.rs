@@ -516,6 +516,123 @@ fn team_views_cover_only_their_namespaces() {
     assert_eq!(nobody.open.total(), 0);
 }
 
+/// DefectDojo products per team: nginx (web for frontend, shop for payments) has one test
+/// per team, 42 in frontend's product and 43 in payments'. Frontend accepted B3; payments
+/// did not.
+fn per_team_products(ws: &Workspace) {
+    let conn = rusqlite::Connection::open(ws.store()).expect("store");
+    conn.execute(
+        "UPDATE dojo_tests SET product = 'frontend' WHERE dd_test_id = 42",
+        [],
+    )
+    .expect("frontend's test");
+    let (subject_id, fkey): (i64, String) = conn
+        .query_row(
+            "SELECT f.subject_id, f.fkey FROM findings f JOIN subjects s ON s.id = f.subject_id
+             WHERE s.key = 'docker.io/library/nginx' AND f.fkey LIKE 'CVE-2026-2003%'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("B3 stored");
+    conn.execute(
+        "INSERT INTO dojo_tests(product_type, product, engagement, title, family, subject_id, dd_test_id)
+         VALUES('Kubernetes', 'payments', 'trivy-digest', 'docker.io/library/nginx', 'vulnerability', ?1, 43)",
+        [subject_id],
+    )
+    .expect("payments' test");
+    let uid = trivy_digest::dojo::format::unique_id(
+        trivy_digest::model::Family::Vulnerability,
+        "docker.io/library/nginx",
+        &fkey,
+    );
+    conn.execute(
+        "INSERT INTO dojo_findings(test_id, uid, dd_id) VALUES(?1, ?2, 901)",
+        rusqlite::params![conn.last_insert_rowid(), uid],
+    )
+    .expect("B3 active in payments' test");
+}
+
+#[test]
+fn per_team_dojo_products_link_and_triage_only_what_is_the_teams() {
+    let ws = scenario();
+    per_team_products(&ws);
+    let dojo = "defectdojo:\n  url: https://dojo.example.com\n  \
+                product: '{{ annotation:trivy-digest.io/team | cluster }}'\n";
+    let pay = compute(&ws, "2026-10", Scope::Team("payments".into()), NOW, dojo);
+    let pay_html = render::html(&pay).expect("html");
+    let pay_text = render::text(&pay).expect("text");
+    // nginx also runs in frontend's namespace: its first test may be frontend's; no link.
+    for body in [&pay_html, &pay_text] {
+        assert!(!body.contains("/test/42"), "payments links frontend's test");
+    }
+    let nginx = pay
+        .top_images
+        .items
+        .iter()
+        .find(|i| i.repository == "docker.io/library/nginx")
+        .expect("nginx listed for payments");
+    assert_eq!(nginx.link, None);
+    // Payments' test holds B3 untriaged: frontend's acceptance does not hide it.
+    assert!(pay.accepted.is_empty(), "{:?}", pay.accepted.items);
+    assert_eq!((pay.open.high, pay.open.total()), (2, 4));
+    // The cluster: B3 is open where payments runs it, so open.
+    let all = compute(&ws, "2026-10", Scope::Cluster, NOW, dojo);
+    assert!(all.accepted.is_empty());
+    // Without a per-namespace mapping, one test serves every team: linked as before.
+    let plain = "defectdojo:\n  url: https://dojo.example.com\n";
+    let pay = compute(&ws, "2026-10", Scope::Team("payments".into()), NOW, plain);
+    // ... and two tests of one subject come from a mapping change (the old one left
+    // alone): the acceptance in either counts.
+    assert_eq!(pay.accepted.items.len(), 1);
+    assert_eq!(pay.accepted.items[0].id, "CVE-2026-2003");
+    assert_eq!((pay.open.high, pay.open.total()), (1, 3));
+    assert!(
+        render::html(&pay)
+            .expect("html")
+            .contains("https://dojo.example.com/test/42")
+    );
+}
+
+#[test]
+fn history_reads_only_the_findings_the_trend_can_see() {
+    use trivy_digest::summary::history::History;
+    let ws = scenario();
+    let config = config_for(&ws, "");
+    let store = trivy_digest::store::Store::open(&ws.store()).expect("store");
+    // April 2027: its trend starts in November 2026.
+    let opts = deliver::options(
+        &config,
+        month("2027-04"),
+        Scope::Cluster,
+        utc("2027-05-02T00:00:00Z"),
+    );
+    let (since, until) = report::history_window(&opts);
+    assert_eq!(since, utc("2026-11-01T00:00:00Z").timestamp());
+    let all = History::load(&store, 0, until).expect("all");
+    let bounded = History::load(&store, since, until).expect("bounded");
+    // A1, A2, B2 and C1 were resolved before November and never came back.
+    assert_eq!(all.findings.len(), 10);
+    assert_eq!(bounded.findings.len(), 6);
+    // So are the places org/report ran: it was gone in October.
+    let ran = |h: &History| {
+        let mut keys: Vec<String> = h
+            .sightings
+            .keys()
+            .filter_map(|s| h.subjects.get(s))
+            .map(|s| s.key.clone())
+            .collect();
+        keys.sort();
+        keys
+    };
+    assert!(ran(&all).contains(&"ghcr.io/org/report".to_owned()));
+    assert!(!ran(&bounded).contains(&"ghcr.io/org/report".to_owned()));
+    // ... and leaving them out changes nothing.
+    let text = |h: &History| {
+        render::text(&report::compute(&store, h, &opts).expect("summary")).expect("text")
+    };
+    assert_eq!(text(&bounded), text(&all));
+}
+
 #[test]
 fn month_in_progress_and_time_zone_boundaries() {
     let ws = scenario();
@@ -984,6 +1101,58 @@ fn second_replica_does_not_send_while_the_first_holds_the_claim() {
     let out = mail.send_october(&rt, &mut store, later, None);
     assert_eq!(out[0].1, Outcome::Sent);
     assert_eq!(sink.wait_for(1, Duration::from_secs(10)).len(), 1);
+}
+
+#[test]
+fn a_summary_that_cannot_be_built_is_a_failure_not_a_stuck_claim() {
+    let ws = scenario();
+    // A3's stored data is not text: the lists that name A3 (cluster, payments) fail.
+    {
+        let conn = rusqlite::Connection::open(ws.store()).expect("store");
+        let n = conn
+            .execute(
+                "UPDATE findings SET data = X'00' WHERE fkey LIKE 'CVE-2026-1003%'",
+                [],
+            )
+            .expect("break A3");
+        assert_eq!(n, 1);
+    }
+    let sink = SmtpSink::start();
+    let mail = MailSetup::new(&ws, &sink, "");
+    let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
+    let rt = runtime();
+    let out = mail.send_october(&rt, &mut store, utc(NOW), None);
+    let by_scope = |s: &Scope| {
+        out.iter()
+            .find(|(a, _)| &a.scope == s)
+            .map(|(_, o)| o.clone())
+            .expect("outcome")
+    };
+    assert!(
+        matches!(by_scope(&Scope::Cluster), Outcome::Failed(_)),
+        "{out:?}"
+    );
+    assert!(matches!(
+        by_scope(&Scope::Team("payments".into())),
+        Outcome::Failed(_)
+    ));
+    // The others still got theirs.
+    assert_eq!(by_scope(&Scope::Team("frontend".into())), Outcome::Sent);
+    assert_eq!(sink.wait_for(1, Duration::from_secs(10)).len(), 1);
+    // Recorded as failed (retried after the interval), not left claimed for the lease.
+    let rec = deliver::recorded(&store, month("2026-10")).expect("recorded");
+    let cluster = mail
+        .audiences
+        .iter()
+        .find(|a| a.scope == Scope::Cluster)
+        .expect("cluster audience");
+    assert_eq!(rec[&cluster.key()].0, "failed");
+    let later = utc(NOW) + chrono::TimeDelta::seconds(901);
+    let out = mail.send_october(&rt, &mut store, later, None);
+    assert!(
+        out.iter()
+            .any(|(a, o)| a.scope == Scope::Cluster && matches!(o, Outcome::Failed(_)))
+    );
 }
 
 #[test]

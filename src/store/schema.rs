@@ -240,7 +240,9 @@ pub const MIGRATIONS: &[&str] = &[
         last_seen   INTEGER NOT NULL,
         PRIMARY KEY (subject_id, image_id, workload_id)
     ) WITHOUT ROWID;
-    CREATE INDEX sightings_workload ON sightings(workload_id);
+
+    -- A summary reads the events of the findings of its months, in finding order.
+    CREATE INDEX finding_events_finding ON finding_events(finding_id, at);
 
     -- Seed from what runs now, so a store upgraded mid-month has this month's places.
     INSERT OR IGNORE INTO sightings(subject_id, image_id, workload_id, first_seen, last_seen)

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::history::History;
+use super::history::{self, History};
 use super::month::Month;
 use super::render;
 use super::report::{self, Options, Scope};
@@ -250,6 +250,11 @@ pub fn options(config: &Config, month: Month, scope: Scope, now: DateTime<Utc>) 
         top: config.summary.top,
         team_annotation: config.teams.annotation.clone(),
         dojo_url: config.defectdojo.as_ref().map(|d| d.url.clone()),
+        dojo_per_workload: config.defectdojo.as_ref().is_some_and(|d| {
+            [&d.product_type, &d.product, &d.engagement, &d.test]
+                .iter()
+                .any(|t| t.uses_workload_fields())
+        }),
     }
 }
 
@@ -276,18 +281,22 @@ pub async fn send_month(
     opts: SendOptions,
     metrics: Option<&Metrics>,
 ) -> Result<Vec<(Audience, Outcome)>> {
-    let tz = config.summary.timezone.tz();
     let domain = sender_domain(config);
+    // One history for every audience (the window depends on the month, not the scope),
+    // loaded only once something is to be sent: the scheduler calls this at every
+    // wake-up, long after the month went out.
+    let (since, until) = report::history_window(&options(config, month, Scope::Cluster, now));
     let mut history: Option<History> = None;
+    let mut annotations = None;
     let mut out = Vec::with_capacity(audiences.len());
     for aud in audiences {
         let message_id = aud.message_id(&config.cluster, month, &domain);
         if let Scope::Team(team) = &aud.scope {
-            let h = match &mut history {
-                Some(h) => h,
-                None => history.insert(History::load(store, month.end(tz).min(now).timestamp())?),
+            let a = match &annotations {
+                Some(a) => a,
+                None => annotations.insert(history::namespace_annotations(store)?),
             };
-            if h.team_namespaces(&config.teams.annotation, team).is_empty() {
+            if history::namespaces_of(a, &config.teams.annotation, team).is_empty() {
                 tracing::info!(team = %team, month = %month,
                     "no namespace has {}={team}; no summary for this team", config.teams.annotation);
                 out.push((aud.clone(), Outcome::NoNamespaces));
@@ -302,17 +311,39 @@ pub async fn send_month(
             }
             Claim::Claimed => {}
         }
-        let h = match &mut history {
-            Some(h) => h,
-            None => history.insert(History::load(store, month.end(tz).min(now).timestamp())?),
-        };
-        let summary = report::compute(store, h, &options(config, month, aud.scope.clone(), now))?;
-        let mail = Mail {
-            to: aud.to.clone(),
-            subject: summary.subject(),
-            text: render::text(&summary)?,
-            html: render::html(&summary)?,
-            message_id: Some(message_id),
+        // Claimed: whatever fails from here is recorded as a failure (retried after
+        // summary.retry_interval), not left as a claim that blocks the month for the
+        // lease, and the other audiences still get theirs.
+        let built = (|| -> Result<Mail> {
+            let h = match &mut history {
+                Some(h) => h,
+                None => history.insert(History::load(store, since, until)?),
+            };
+            let summary =
+                report::compute(store, h, &options(config, month, aud.scope.clone(), now))?;
+            Ok(Mail {
+                to: aud.to.clone(),
+                subject: summary.subject(),
+                text: render::text(&summary)?,
+                html: render::html(&summary)?,
+                message_id: Some(message_id),
+            })
+        })();
+        let mail = match built {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::error!(month = %month, scope = %aud.scope.id(), error = %format!("{e:#}"),
+                    "monthly summary not built; retrying in {}",
+                    humantime::format_duration(config.summary.retry_interval.0));
+                if let Some(m) = metrics {
+                    m.summary_failures.inc();
+                }
+                let outcome = Outcome::Failed(format!("{e:#}"));
+                finish(store, month, aud, &outcome, now.timestamp())
+                    .context("store: recording the summary send")?;
+                out.push((aud.clone(), outcome));
+                continue;
+            }
         };
         let outcome = match mailer.send(&mail).await {
             Ok(()) => {

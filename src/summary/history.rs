@@ -16,7 +16,12 @@
 //!   exists runs until now.
 //!
 //! Triage from DefectDojo (risk accepted, false positive, out of scope) has no history:
-//! it is the state last read back, applied to every month.
+//! it is the state last read back, applied to every month. A subject can have several
+//! DefectDojo tests: after a mapping change (the old test is left alone), and, with a
+//! mapping that reads the namespace or workload, one per product (e.g. per team). In the
+//! second case a finding counts as triaged only when every test holding it says so (one
+//! team's acceptance does not hide it from the others); otherwise any test's triage
+//! counts, as the newest test may be the only one where it was triaged.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
@@ -66,10 +71,20 @@ pub struct FindingHistory {
     rerated: Vec<(i64, Severity)>,
     /// Since when a fix is known; None: never (as far as the store knows).
     fixable_since: Option<i64>,
-    pub triage: Option<Triage>,
+    /// Triage in some DefectDojo test of the subject.
+    triage: Option<Triage>,
+    /// Some other test of the subject holds it untriaged.
+    triage_disputed: bool,
 }
 
 impl FindingHistory {
+    /// DefectDojo's triage; with `every_test`, only if no test of the subject holds the
+    /// finding untriaged.
+    pub fn triage(&self, every_test: bool) -> Option<Triage> {
+        self.triage
+            .filter(|_| !(every_test && self.triage_disputed))
+    }
+
     pub fn open_at(&self, t: i64) -> bool {
         let mut open = false;
         for (at, e) in &self.lifecycle {
@@ -170,8 +185,6 @@ pub struct History {
     pub dojo_tests: HashMap<i64, i64>,
     /// Namespace name → annotations.
     pub namespace_annotations: HashMap<String, HashMap<String, String>>,
-    /// Earliest finding event: where the index of months starts.
-    pub earliest: Option<i64>,
 }
 
 /// The rows of `sql` by their first column, the id; `row` reads the rest.
@@ -192,8 +205,12 @@ fn by_id<T>(
 }
 
 impl History {
-    /// Loads findings that existed before `until` (events after it are ignored).
-    pub fn load(store: &Store, until: i64) -> Result<History> {
+    /// Loads the findings that may have been open in `[since, until)`: first seen before
+    /// `until` and not resolved for good before `since` (a finding resolved before
+    /// `since` and never reopened has `resolved_at < since`; a reopening clears it).
+    /// Their events after `until` are read too (a later re-rating tells the severity).
+    /// Sightings likewise: only those overlapping `[since, until)`.
+    pub fn load(store: &Store, since: i64, until: i64) -> Result<History> {
         let conn = store.conn();
         let mut h = History::default();
 
@@ -216,9 +233,11 @@ impl History {
 
         let mut stmt = conn.prepare(
             "SELECT id, subject_id, severity, fixable, first_seen, first_title, resolved_at
-             FROM findings WHERE first_seen < ?1 ORDER BY id",
+             FROM findings
+             WHERE first_seen < ?1 AND (resolved_at IS NULL OR resolved_at >= ?2)
+             ORDER BY id",
         )?;
-        let rows = stmt.query_map(params![until], |r| {
+        let rows = stmt.query_map(params![until, since], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -248,6 +267,7 @@ impl History {
                 rerated: Vec::new(),
                 fixable_since: None,
                 triage: None,
+                triage_disputed: false,
             });
             resolved_at.push(resolved);
             fixable_now.push(fixable);
@@ -258,10 +278,11 @@ impl History {
         let mut fixable_event: Vec<Option<i64>> = vec![None; h.findings.len()];
         let mut stmt = conn.prepare(
             "SELECT finding_id, at, event, detail FROM finding_events
-             WHERE finding_id IN (SELECT id FROM findings WHERE first_seen < ?1)
+             WHERE finding_id IN (SELECT id FROM findings
+                                  WHERE first_seen < ?1 AND (resolved_at IS NULL OR resolved_at >= ?2))
              ORDER BY finding_id, at, id",
         )?;
-        let mut rows = stmt.query(params![until])?;
+        let mut rows = stmt.query(params![until, since])?;
         let mut i = 0usize;
         while let Some(r) = rows.next().context("store: reading finding_events")? {
             let fid: i64 = r.get(0)?;
@@ -343,9 +364,12 @@ impl History {
              SELECT g.subject_id, g.image_id, g.workload_id, g.first_seen, g.last_seen,
                     live.running, live.gone
              FROM sightings g LEFT JOIN live
-               ON live.s = g.subject_id AND live.i = g.image_id AND live.w = g.workload_id",
+               ON live.s = g.subject_id AND live.i = g.image_id AND live.w = g.workload_id
+             WHERE g.first_seen < ?2 AND (g.last_seen >= ?1 OR live.s IS NOT NULL)",
         )?;
-        let rows = stmt.query_map([], |r| {
+        // Only those that can overlap `[since, until)`: the table keeps every place an
+        // image ever ran.
+        let rows = stmt.query_map(params![since, until], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, i64>(1)?,
@@ -382,37 +406,23 @@ impl History {
             h.dojo_tests.entry(s).or_insert(t);
         }
 
-        let mut stmt = conn.prepare("SELECT name, annotations FROM namespaces")?;
-        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-        for row in rows {
-            let (name, json) = row.context("store: reading namespaces")?;
-            match serde_json::from_str::<HashMap<String, String>>(&json) {
-                Ok(a) => {
-                    h.namespace_annotations.insert(name, a);
-                }
-                Err(e) => tracing::warn!(
-                    namespace = %name,
-                    "store: namespaces.annotations of {name:?} is not a JSON object of strings ({e}); ignored"
-                ),
-            }
-        }
-
-        h.earliest = conn
-            .query_row("SELECT MIN(at) FROM finding_events", [], |r| {
-                r.get::<_, Option<i64>>(0)
-            })
-            .context("store: reading finding_events")?;
+        h.namespace_annotations = namespace_annotations(store)?;
         Ok(h)
     }
 
     /// DefectDojo's triage state for the findings it holds, matched by the id we send
-    /// as `unique_id_from_tool`.
+    /// as `unique_id_from_tool` (tests that disagree on how: false positive, then risk
+    /// accepted, then out of scope), and whether another test holds it untriaged.
     fn load_triage(&mut self, store: &Store) -> Result<()> {
         let conn = store.conn();
+        // Every test row of a subject that has a triaged finding somewhere, with the
+        // findings of that subject: one query, not one per subject.
         let mut stmt = conn.prepare(
             "SELECT t.subject_id, f.uid, f.risk_accepted, f.false_p, f.out_of_scope
              FROM dojo_findings f JOIN dojo_tests t ON t.id = f.test_id
-             WHERE f.risk_accepted <> 0 OR f.false_p <> 0 OR f.out_of_scope <> 0",
+             WHERE t.subject_id IN (
+                 SELECT t2.subject_id FROM dojo_findings f2 JOIN dojo_tests t2 ON t2.id = f2.test_id
+                 WHERE f2.risk_accepted <> 0 OR f2.false_p <> 0 OR f2.out_of_scope <> 0)",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -423,20 +433,27 @@ impl History {
                 r.get::<_, bool>(4)?,
             ))
         })?;
-        let mut triage: HashMap<(i64, String), Triage> = HashMap::new();
+        // (the strongest triage of any test, some test holds it untriaged)
+        let mut triage: HashMap<(i64, String), (Option<Triage>, bool)> = HashMap::new();
         for row in rows {
             let (subject, uid, ra, fp, oos) = row.context("store: reading dojo_findings")?;
             let t = if fp {
-                Triage::FalsePositive
+                Some(Triage::FalsePositive)
             } else if ra {
-                Triage::RiskAccepted
+                Some(Triage::RiskAccepted)
             } else if oos {
-                Triage::OutOfScope
+                Some(Triage::OutOfScope)
             } else {
-                continue;
+                None
             };
-            triage.insert((subject, uid), t);
+            let e = triage.entry((subject, uid)).or_default();
+            e.0 = match (e.0, t) {
+                (Some(a), Some(b)) => Some(stronger(a, b)),
+                (a, b) => a.or(b),
+            };
+            e.1 |= t.is_none();
         }
+        triage.retain(|_, (t, _)| t.is_some());
         if triage.is_empty() {
             return Ok(());
         }
@@ -448,20 +465,28 @@ impl History {
             .filter(|(_, f)| subjects.contains(&f.subject_id))
             .map(|(i, f)| (f.id, i))
             .collect();
-        let mut stmt = conn.prepare("SELECT id, fkey FROM findings WHERE subject_id = ?1")?;
-        for s in subjects {
-            let Some(info) = self.subjects.get(&s) else {
+        let mut stmt = conn.prepare(
+            "SELECT f.id, f.subject_id, f.fkey FROM findings f
+             WHERE f.subject_id IN (
+                 SELECT t.subject_id FROM dojo_findings d JOIN dojo_tests t ON t.id = d.test_id
+                 WHERE d.risk_accepted <> 0 OR d.false_p <> 0 OR d.out_of_scope <> 0)",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, String>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, s, fkey) = row.context("store: reading findings")?;
+            let (Some(&i), Some(info)) = (index.get(&id), self.subjects.get(&s)) else {
                 continue;
             };
-            let rows = stmt.query_map(params![s], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            for row in rows {
-                let (id, fkey) = row.context("store: reading findings")?;
-                let uid = crate::dojo::format::unique_id(info.family, &info.key, &fkey);
-                if let (Some(t), Some(&i)) = (triage.get(&(s, uid)), index.get(&id)) {
-                    self.findings[i].triage = Some(*t);
-                }
+            let uid = crate::dojo::format::unique_id(info.family, &info.key, &fkey);
+            if let Some((t, disputed)) = triage.get(&(s, uid)) {
+                self.findings[i].triage = *t;
+                self.findings[i].triage_disputed = *disputed;
             }
         }
         Ok(())
@@ -469,11 +494,7 @@ impl History {
 
     /// Namespaces whose `annotation` names `team`.
     pub fn team_namespaces(&self, annotation: &str, team: &str) -> BTreeSet<String> {
-        self.namespace_annotations
-            .iter()
-            .filter(|(_, a)| a.get(annotation).is_some_and(|v| v.trim() == team))
-            .map(|(n, _)| n.clone())
-            .collect()
+        namespaces_of(&self.namespace_annotations, annotation, team)
     }
 
     /// Subjects that ran in one of `namespaces` during `[start, end)`.
@@ -494,6 +515,49 @@ impl History {
     }
 }
 
+/// The triage that wins when two tests triaged a finding differently.
+fn stronger(a: Triage, b: Triage) -> Triage {
+    [Triage::FalsePositive, Triage::RiskAccepted]
+        .into_iter()
+        .find(|t| *t == a || *t == b)
+        .unwrap_or(a)
+}
+
+/// Namespace name → annotations, as the store has them now.
+pub fn namespace_annotations(store: &Store) -> Result<HashMap<String, HashMap<String, String>>> {
+    let mut out = HashMap::new();
+    let mut stmt = store
+        .conn()
+        .prepare("SELECT name, annotations FROM namespaces")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (name, json) = row.context("store: reading namespaces")?;
+        match serde_json::from_str::<HashMap<String, String>>(&json) {
+            Ok(a) => {
+                out.insert(name, a);
+            }
+            Err(e) => tracing::warn!(
+                namespace = %name,
+                "store: namespaces.annotations of {name:?} is not a JSON object of strings ({e}); ignored"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Namespaces whose `annotation` names `team`.
+pub fn namespaces_of(
+    annotations: &HashMap<String, HashMap<String, String>>,
+    annotation: &str,
+    team: &str,
+) -> BTreeSet<String> {
+    annotations
+        .iter()
+        .filter(|(_, a)| a.get(annotation).is_some_and(|v| v.trim() == team))
+        .map(|(n, _)| n.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -510,6 +574,7 @@ mod tests {
             rerated,
             fixable_since: Some(300),
             triage: None,
+            triage_disputed: false,
         }
     }
 
@@ -540,5 +605,26 @@ mod tests {
         assert!(f.opened_in(100, 101));
         assert!(!f.opened_in(101, 1000), "a reopening is not new");
         assert_eq!(f.opened_at(), 100);
+    }
+
+    #[test]
+    fn triage_of_several_tests() {
+        let mut f = finding(vec![(100, Life::Opened)], vec![]);
+        f.triage = Some(Triage::RiskAccepted);
+        assert_eq!(f.triage(false), Some(Triage::RiskAccepted));
+        assert_eq!(f.triage(true), Some(Triage::RiskAccepted));
+        f.triage_disputed = true;
+        assert_eq!(f.triage(false), Some(Triage::RiskAccepted));
+        assert_eq!(f.triage(true), None);
+        use Triage::*;
+        for (a, b, w) in [
+            (RiskAccepted, FalsePositive, FalsePositive),
+            (OutOfScope, RiskAccepted, RiskAccepted),
+            (OutOfScope, OutOfScope, OutOfScope),
+            (FalsePositive, OutOfScope, FalsePositive),
+        ] {
+            assert_eq!(stronger(a, b), w);
+            assert_eq!(stronger(b, a), w);
+        }
     }
 }

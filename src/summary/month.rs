@@ -132,7 +132,9 @@ impl FromStr for Month {
     fn from_str(s: &str) -> Result<Month, String> {
         let bad = || format!("month {s:?}: expected YYYY-MM, e.g. 2026-10");
         let (y, m) = s.trim().split_once('-').ok_or_else(bad)?;
-        if y.len() != 4 || m.len() != 2 {
+        // Digits only: `parse` would take a sign (`2026-+1`).
+        let digits = |x: &str| x.bytes().all(|b| b.is_ascii_digit());
+        if y.len() != 4 || m.len() != 2 || !digits(y) || !digits(m) {
             return Err(bad());
         }
         let year: i32 = y.parse().map_err(|_| bad())?;
@@ -159,7 +161,9 @@ mod tests {
             Month::new(2026, 1).expect("m").prev().to_string(),
             "2025-12"
         );
-        for bad in ["2026-13", "2026-1", "26-10", "2026/10", "x"] {
+        for bad in [
+            "2026-13", "2026-1", "26-10", "2026/10", "x", "2026-+1", "+202-10", "2026-00",
+        ] {
             assert!(bad.parse::<Month>().is_err(), "{bad}");
         }
         assert_eq!(m.long_name(), "October 2026");

@@ -18,9 +18,12 @@
 //!   the images that ran in it during the month.
 //! - **fixable share**: open vulnerabilities at month end whose fix was known by then.
 //! - **accepted risks**: findings open at month end that DefectDojo marks risk accepted,
-//!   false positive or out of scope; listed apart and left out of every other number.
+//!   false positive or out of scope (see `history` when a subject has several tests);
+//!   listed apart and left out of every other number.
 //! - **team view**: only image repositories and resources that ran in the team's
-//!   namespaces during the month in question (each trend month uses its own set).
+//!   namespaces during the month in question (each trend month uses its own set); with a
+//!   DefectDojo mapping per namespace, links only to tests of subjects that ran nowhere
+//!   else.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
@@ -64,6 +67,10 @@ pub struct Options {
     pub team_annotation: String,
     /// DefectDojo base URL, for links to tests.
     pub dojo_url: Option<String>,
+    /// The DefectDojo mapping reads the namespace or workload (e.g. a product per team
+    /// annotation): a subject running in several teams' namespaces then has one test per
+    /// team, and a team view links only to tests of subjects that ran nowhere else.
+    pub dojo_per_workload: bool,
 }
 
 /// Counts by severity.
@@ -287,7 +294,6 @@ pub struct Summary {
     pub accepted: Capped<AcceptedRow>,
     pub accepted_counts: Vec<(&'static str, u64)>,
     pub sections: Vec<FamilySection>,
-    pub dojo_url: Option<String>,
 }
 
 impl Summary {
@@ -339,9 +345,25 @@ pub fn build(store: &Store, opts: &Options) -> Result<Summary> {
             opts.now.format("%Y-%m-%d %H:%M UTC")
         );
     }
-    let until = opts.month.end(opts.tz).timestamp().min(now_bound(opts));
-    let history = History::load(store, until)?;
+    let (since, until) = history_window(opts);
+    let history = History::load(store, since, until)?;
     compute(store, &history, opts)
+}
+
+/// What `compute` reads of the history for `opts`' month: from the start of the trend's
+/// first month to the month's end (or now).
+pub fn history_window(opts: &Options) -> (i64, i64) {
+    let first = trend_months(opts.month)[0];
+    (window(first, opts).0, window(opts.month, opts).1)
+}
+
+/// Six months of trend, the last being `month`.
+fn trend_months(month: Month) -> [Month; 6] {
+    let mut months = [month; 6];
+    for i in (0..5).rev() {
+        months[i] = months[i + 1].prev();
+    }
+    months
 }
 
 /// The exclusive bound of "until now": the store keeps whole seconds, so what happened in
@@ -370,17 +392,13 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         let (s, e) = window(m, opts);
         team_ns.as_ref().map(|ns| h.subjects_in(ns, s, e))
     };
+    // With one DefectDojo test per team, another team's triage is not this one's.
+    let triage = |f: &FindingHistory| f.triage(opts.dojo_per_workload);
     let in_scope = |set: &Option<HashSet<i64>>, f: &FindingHistory| {
         set.as_ref().is_none_or(|s| s.contains(&f.subject_id))
     };
 
-    // Six months of trend, the last being this one.
-    let mut months = vec![month];
-    for _ in 0..5 {
-        let m = months[months.len() - 1].prev();
-        months.push(m);
-    }
-    months.reverse();
+    let months = trend_months(month);
     let mut per_month: Vec<[FamilyMonth; FAMILIES.len()]> = Vec::with_capacity(6);
     let mut scopes: Vec<Option<HashSet<i64>>> = Vec::with_capacity(6);
     for m in &months {
@@ -388,7 +406,7 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         let scope = scope_of(*m);
         let mut fm = [FamilyMonth::default(); FAMILIES.len()];
         for f in &h.findings {
-            if f.triage.is_some() || !in_scope(&scope, f) {
+            if triage(f).is_some() || !in_scope(&scope, f) {
                 continue;
             }
             let Some(fi) = family_index(f.family) else {
@@ -510,7 +528,7 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
     let open_now: Vec<&FindingHistory> = h
         .findings
         .iter()
-        .filter(|f| f.triage.is_none() && in_scope(&scope, f) && f.open_at(end))
+        .filter(|f| triage(f).is_none() && in_scope(&scope, f) && f.open_at(end))
         .collect();
 
     // Mean time to fix.
@@ -519,7 +537,7 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         let mut n = 0u64;
         let mut sum = 0i64;
         for f in &h.findings {
-            if f.family != Family::Vulnerability || f.triage.is_some() || !in_scope(&scope, f) {
+            if f.family != Family::Vulnerability || triage(f).is_some() || !in_scope(&scope, f) {
                 continue;
             }
             if let Some(at) = f.fixed_in(start, end)
@@ -536,8 +554,24 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         });
     }
 
+    // A team sees links to its own DefectDojo tests only: with a per-namespace mapping, a
+    // subject that also ran in another team's namespaces has that team's test too.
+    let only_here = |subject: i64| {
+        team_ns.as_ref().is_none_or(|ns| {
+            h.sightings.get(&subject).is_some_and(|ss| {
+                ss.iter().all(|s| {
+                    h.workloads
+                        .get(&s.workload_id)
+                        .is_some_and(|w| ns.contains(&w.namespace))
+                })
+            })
+        })
+    };
     let link = |subject: i64| -> Option<String> {
         let url = opts.dojo_url.as_deref()?;
+        if opts.dojo_per_workload && !only_here(subject) {
+            return None;
+        }
         h.dojo_tests
             .get(&subject)
             .map(|id| format!("{}/test/{id}", url.trim_end_matches('/')))
@@ -709,11 +743,11 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
     let mut acc: Vec<&FindingHistory> = h
         .findings
         .iter()
-        .filter(|f| f.triage.is_some() && in_scope(&scope, f) && f.open_at(end))
+        .filter(|f| triage(f).is_some() && in_scope(&scope, f) && f.open_at(end))
         .collect();
     let mut accepted_counts: BTreeMap<Triage, u64> = BTreeMap::new();
     for f in &acc {
-        if let Some(t) = f.triage {
+        if let Some(t) = triage(f) {
             *accepted_counts.entry(t).or_default() += 1;
         }
     }
@@ -728,7 +762,7 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         }
         let sev = f.severity_at(end);
         accepted.push(AcceptedRow {
-            state: f.triage.map(Triage::label).unwrap_or_default(),
+            state: triage(f).map(Triage::label).unwrap_or_default(),
             severity: sev_label(sev),
             severity_class: sev_class(sev),
             id: d.id,
@@ -833,7 +867,6 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
             .map(|(t, n)| (t.label(), n))
             .collect(),
         sections,
-        dojo_url: opts.dojo_url.clone(),
     })
 }
 

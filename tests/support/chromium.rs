@@ -71,7 +71,7 @@ pub fn probe(html: &str, width: u32) -> Probe {
             "chromium did not run the probe (exit {:?}):\n{}\n{}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr),
-            &dom[..dom.len().min(2000)]
+            dom.chars().take(2000).collect::<String>()
         );
     };
     let nums: Vec<u32> = rest
