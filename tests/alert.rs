@@ -649,3 +649,39 @@ fn alert_test_reaches_every_destination_and_names_failures_without_urls() {
     );
     assert!(all.contains("<redacted>"), "{all}");
 }
+
+/// A second process on the same store (a `scan` beside `run`, or two sweeps) finds the
+/// first one sending and leaves the pending alerts to it: one message, not two.
+#[test]
+fn two_processes_on_one_store_send_an_alert_once() {
+    let slack = SlackFake::start();
+    let ws = workspace(&slack, None, "", "");
+    let v1 = report("shop", "api", "org/api", 0, &base_vulns());
+    scan(&ws, T0, vec![v1]);
+    let v2 = report("shop", "api", "org/api", 1, &upgraded_vulns());
+    // The first sender's request is answered after 3 s: the second runs meanwhile.
+    slack.push_fault(Fault::Delay(Duration::from_secs(3)));
+    let second = std::thread::scope(|s| {
+        let first = s.spawn(|| scan(&ws, T1, vec![v2.clone()]));
+        while slack.arrived() == 0 {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let second = scan(&ws, T1, vec![v2.clone()]);
+        let first = first.join().expect("first scan");
+        assert_eq!(
+            first["alerts"]["messages"].as_array().map(Vec::len),
+            Some(1),
+            "{:#}",
+            first["alerts"]
+        );
+        second
+    });
+    assert_eq!(
+        second["alerts"]["other_sender"],
+        json!(true),
+        "{:#}",
+        second["alerts"]
+    );
+    settle();
+    assert_eq!(slack.posted().len(), 1, "{:?}", slack.requests());
+}

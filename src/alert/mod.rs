@@ -53,6 +53,9 @@ pub enum SendError {
 /// A destination that refused for good is left alone this long (the queue keeps its
 /// alerts; a restart with a fixed configuration sends them at once).
 const PARK: Duration = Duration::from_secs(3600);
+/// How long a sender holds the store's alert-sending lease if it dies without releasing
+/// it; longer than a round of sends with their retries.
+const SENDER_LEASE: Duration = Duration::from_secs(600);
 
 /// One message's fate.
 #[derive(Debug, Clone, Serialize)]
@@ -80,6 +83,10 @@ pub struct DeliverReport {
     pub capped: Vec<String>,
     /// (destination, finding) alerts still queued.
     pub pending: u64,
+    /// Another process sharing the store was sending: this one sent nothing, and the
+    /// pending alerts are left to it.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub other_sender: bool,
 }
 
 impl DeliverReport {
@@ -115,6 +122,8 @@ pub struct Alerter {
     dojo: Option<(DojoClient, String)>,
     metrics: Option<Arc<Metrics>>,
     parked: Mutex<HashMap<String, Instant>>,
+    /// This process's name in the sender lease.
+    sender_id: String,
 }
 
 impl std::fmt::Debug for Alerter {
@@ -171,6 +180,7 @@ impl Alerter {
             dojo,
             metrics,
             parked: Mutex::new(HashMap::new()),
+            sender_id: format!("{}-{:016x}", std::process::id(), fastrand::u64(..)),
         }))
     }
 
@@ -209,7 +219,34 @@ impl Alerter {
 
     /// Sends what is queued. Once `stopping()` is true no new message starts; the one in
     /// flight finishes and everything else stays queued.
+    /// Sends what is pending, as the store's only sender: a `scan` beside `run` (or any
+    /// two processes on one store) would otherwise both send the same pending alerts.
     pub async fn deliver(
+        &self,
+        store: &mut Store,
+        now: DateTime<Utc>,
+        stopping: &(dyn Fn() -> bool + Sync),
+    ) -> Result<DeliverReport> {
+        let ts = now.timestamp();
+        let me = self.sender_id.as_str();
+        if !store.write(|c| queue::claim_sender(c, me, ts, SENDER_LEASE.as_secs() as i64))? {
+            tracing::info!(
+                "another process sharing the store is sending alerts; leaving them to it"
+            );
+            return Ok(DeliverReport {
+                pending: queue::pending_count(store.conn())?,
+                other_sender: true,
+                ..DeliverReport::default()
+            });
+        }
+        let result = self.deliver_claimed(store, now, stopping).await;
+        if let Err(e) = store.write(|c| queue::release_sender(c, me)) {
+            tracing::warn!("cannot release the alert sender lease (it expires by itself): {e:#}");
+        }
+        result
+    }
+
+    async fn deliver_claimed(
         &self,
         store: &mut Store,
         now: DateTime<Utc>,

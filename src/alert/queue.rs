@@ -14,6 +14,8 @@ use crate::model::{Family, Severity};
 
 const CURSOR: &str = "alerts.cursor";
 const BASELINE_AT: &str = "alerts.baseline_at";
+/// `<expires> <holder>`: the one process sending this store's alerts.
+const SENDER: &str = "alerts.sender";
 
 /// What routing the new findings did.
 #[derive(Debug, Default, Clone, Serialize)]
@@ -48,6 +50,29 @@ fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
         params![key, value],
     )?;
+    Ok(())
+}
+
+/// Takes (or renews) the sending lease for `holder` until `now + ttl`; false while
+/// another holder's lease runs. Call inside a write transaction.
+pub fn claim_sender(conn: &Connection, holder: &str, now: i64, ttl: i64) -> Result<bool> {
+    if let Some(v) = meta_get(conn, SENDER)? {
+        let (expires, other) = v.split_once(' ').unwrap_or(("0", ""));
+        if other != holder && expires.parse::<i64>().unwrap_or(0) > now {
+            return Ok(false);
+        }
+    }
+    meta_set(conn, SENDER, &format!("{} {holder}", now + ttl))?;
+    Ok(true)
+}
+
+/// Gives the lease back, if `holder` still has it.
+pub fn release_sender(conn: &Connection, holder: &str) -> Result<()> {
+    if let Some(v) = meta_get(conn, SENDER)?
+        && v.split_once(' ').map(|(_, h)| h) == Some(holder)
+    {
+        conn.execute("DELETE FROM meta WHERE key = ?1", params![SENDER])?;
+    }
     Ok(())
 }
 
@@ -422,6 +447,29 @@ mod tests {
     use crate::model::{Finding, Image, Report, ReportId, ReportKind, WorkloadKey};
     use crate::secret::Secret;
     use crate::store::{Session, Store};
+
+    #[test]
+    fn one_sender_at_a_time_until_the_lease_expires() {
+        let store = Store::open_in_memory().expect("store");
+        let c = store.conn();
+        assert!(claim_sender(c, "a", 100, 600).expect("claim"));
+        assert!(
+            !claim_sender(c, "b", 200, 600).expect("claim"),
+            "a holds it"
+        );
+        assert!(
+            claim_sender(c, "a", 200, 600).expect("renew"),
+            "the holder renews"
+        );
+        release_sender(c, "b").expect("release by another does nothing");
+        assert!(!claim_sender(c, "b", 300, 600).expect("claim"));
+        assert!(
+            claim_sender(c, "b", 801, 600).expect("claim"),
+            "a's lease expired"
+        );
+        release_sender(c, "b").expect("release");
+        assert!(claim_sender(c, "a", 802, 600).expect("claim"), "released");
+    }
 
     fn report(name: &str, digest: u32, vulns: &[(&str, Severity)]) -> Report {
         Report {
