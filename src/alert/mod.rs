@@ -196,7 +196,7 @@ impl Alerter {
         baseline_allowed: bool,
     ) -> Result<PlanStats> {
         let stats = store.write(|c| {
-            let teams = queue::teams_by_namespace(c, &self.team_annotation)?;
+            let teams = crate::store::query::teams_by_namespace(c, &self.team_annotation)?;
             if let Ok(mut warned) = self.warned_teams.lock() {
                 for (ns, team) in unknown_teams(&teams, &self.team_routes, &mut warned) {
                     tracing::warn!(namespace = %ns, team = %team, annotation = %self.team_annotation,

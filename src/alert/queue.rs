@@ -89,21 +89,6 @@ pub fn last_event_id(conn: &Connection) -> Result<i64> {
         .query_row([], |r| r.get(0))?)
 }
 
-/// Namespace → team, from the namespaces' annotation.
-pub fn teams_by_namespace(conn: &Connection, annotation: &str) -> Result<BTreeMap<String, String>> {
-    let mut stmt = conn.prepare_cached("SELECT name, annotations FROM namespaces")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    let mut out = BTreeMap::new();
-    for row in rows {
-        let (ns, json) = row?;
-        let ann: BTreeMap<String, String> = serde_json::from_str(&json).unwrap_or_default();
-        if let Some(team) = ann.get(annotation) {
-            out.insert(ns, team.trim().to_owned());
-        }
-    }
-    Ok(out)
-}
-
 /// The routing facts of one finding.
 pub struct FindingFacts {
     pub family: Family,

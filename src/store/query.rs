@@ -1,7 +1,9 @@
 //! Read models over the store for outputs and summaries.
 
-use anyhow::Result;
-use rusqlite::params;
+use std::collections::{BTreeMap, HashMap};
+
+use anyhow::{Context as _, Result};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::model::{Severity, SeverityCounts};
@@ -89,4 +91,35 @@ pub fn live_totals(store: &Store) -> Result<LiveTotals> {
         unpinned: images.saturating_sub(pinned),
         findings,
     })
+}
+
+/// Namespace name → annotations, as last seen. A row whose JSON is not an object of
+/// strings is skipped with a warning naming the namespace.
+pub fn namespace_annotations(
+    conn: &Connection,
+) -> Result<HashMap<String, HashMap<String, String>>> {
+    let mut out = HashMap::new();
+    let mut stmt = conn.prepare_cached("SELECT name, annotations FROM namespaces")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+    for row in rows {
+        let (name, json) = row.context("store: reading namespaces")?;
+        match serde_json::from_str::<HashMap<String, String>>(&json) {
+            Ok(a) => {
+                out.insert(name, a);
+            }
+            Err(e) => tracing::warn!(
+                namespace = %name,
+                "store: namespaces.annotations of {name:?} is not a JSON object of strings ({e}); ignored"
+            ),
+        }
+    }
+    Ok(out)
+}
+
+/// Namespace → the team its `annotation` names (trimmed), for namespaces that have one.
+pub fn teams_by_namespace(conn: &Connection, annotation: &str) -> Result<BTreeMap<String, String>> {
+    Ok(namespace_annotations(conn)?
+        .into_iter()
+        .filter_map(|(ns, mut a)| a.remove(annotation).map(|t| (ns, t.trim().to_owned())))
+        .collect())
 }

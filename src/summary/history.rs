@@ -525,24 +525,7 @@ fn stronger(a: Triage, b: Triage) -> Triage {
 
 /// Namespace name → annotations, as the store has them now.
 pub fn namespace_annotations(store: &Store) -> Result<HashMap<String, HashMap<String, String>>> {
-    let mut out = HashMap::new();
-    let mut stmt = store
-        .conn()
-        .prepare("SELECT name, annotations FROM namespaces")?;
-    let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
-    for row in rows {
-        let (name, json) = row.context("store: reading namespaces")?;
-        match serde_json::from_str::<HashMap<String, String>>(&json) {
-            Ok(a) => {
-                out.insert(name, a);
-            }
-            Err(e) => tracing::warn!(
-                namespace = %name,
-                "store: namespaces.annotations of {name:?} is not a JSON object of strings ({e}); ignored"
-            ),
-        }
-    }
-    Ok(out)
+    crate::store::query::namespace_annotations(store.conn())
 }
 
 /// Namespaces whose `annotation` names `team`.
