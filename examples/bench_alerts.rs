@@ -51,7 +51,7 @@ fn write_batch(store: &mut Store, objects: &[serde_json::Value]) -> anyhow::Resu
         };
         tally.record(&mut session, parse_object(&raw))?;
     }
-    session.finish(false, 86_400)?;
+    session.finish(&trivy_digest::scope::Scope::read_only(), 86_400)?;
     session.commit()?;
     Ok(())
 }

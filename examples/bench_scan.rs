@@ -199,12 +199,10 @@ fn child_scan(input: &Path, store: &Path) -> anyhow::Result<()> {
         store: store.to_owned(),
         ..Config::default()
     };
+    // A generated cluster export, read as a whole (as before sweeps had scopes).
     let opts = ScanOptions {
-        inputs: vec![Input::Path(input.to_owned())],
-        dry_run: None,
-        resync: false,
-        now: chrono::Utc::now(),
-        progress: false,
+        complete: true,
+        ..ScanOptions::new(vec![Input::Path(input.to_owned())], chrono::Utc::now())
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

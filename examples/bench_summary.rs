@@ -253,7 +253,7 @@ fn build_store(path: &std::path::Path, images: usize, per_image: usize) -> Resul
                 session.report(&report(i, w, per_image, v, when))?;
             }
         }
-        session.finish(true, 3600)?;
+        session.finish(&trivy_digest::scope::Scope::everything(), 3600)?;
         session.commit()?;
     }
     let n =

@@ -205,12 +205,26 @@ impl KubeConfig {
     /// True when reports of `namespace` are read (cluster-scoped reports, namespace "",
     /// are read unless `""` is excluded explicitly).
     pub fn namespace_wanted(&self, namespace: &str) -> bool {
-        let matches = |globs: &[String]| globs.iter().any(|g| crate::glob::matches(g, namespace));
-        if namespace.is_empty() {
-            return !self.exclude_namespaces.iter().any(|g| g.is_empty());
+        self.namespace_filter().admits(namespace)
+    }
+
+    pub fn namespace_filter(&self) -> crate::scope::NamespaceFilter {
+        crate::scope::NamespaceFilter {
+            include: self.include_namespaces.clone(),
+            exclude: self.exclude_namespaces.clone(),
         }
-        (self.include_namespaces.is_empty() || matches(&self.include_namespaces))
-            && !matches(&self.exclude_namespaces)
+    }
+
+    /// What a complete list of `kinds` under these filters covers.
+    pub fn coverage(
+        &self,
+        kinds: impl IntoIterator<Item = crate::model::ReportKind>,
+    ) -> crate::scope::Coverage {
+        crate::scope::Coverage {
+            kinds: kinds.into_iter().collect(),
+            namespaces: self.namespace_filter(),
+            label_selector: self.label_selector.clone(),
+        }
     }
 }
 

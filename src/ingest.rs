@@ -2,15 +2,15 @@
 //! one place decides what a report, a namespace, an ignored object and an unreadable
 //! object do to the store.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use anyhow::Result;
 use serde::Serialize;
 
-use crate::model::SeverityCounts;
-use crate::source::InputError;
+use crate::model::{Report, ReportId, SeverityCounts};
+use crate::source::{InputError, RawObject};
 use crate::store::Session;
-use crate::trivy::{ObjectError, Parsed};
+use crate::trivy::{ObjectError, Parsed, parse_object};
 
 /// What a run of objects amounted to.
 #[derive(Debug, Default)]
@@ -23,6 +23,12 @@ pub struct Tally {
     /// Objects that failed before their identity was known: nothing may be concluded
     /// from a report's absence in this run.
     pub anonymous_failures: u64,
+    /// Report objects seen, readable or not: a sweep that saw none proves nothing.
+    pub report_objects: u64,
+    /// Reports read twice in one sweep (the same kind, namespace and name).
+    pub duplicates: Vec<Duplicate>,
+    /// Per report read in this sweep: its scan time and where it was read.
+    seen: HashMap<ReportId, (Option<i64>, String)>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -50,6 +56,15 @@ pub struct Skipped {
     pub kept_previous: bool,
 }
 
+/// One report identity read twice in a sweep: the newer scan (`updateTimestamp`) is kept,
+/// and nothing is resolved because of the other; on a tie the later one is kept.
+#[derive(Debug, Serialize)]
+pub struct Duplicate {
+    pub report: String,
+    pub kept: String,
+    pub dropped: String,
+}
+
 #[derive(Debug, Serialize)]
 pub struct Ignored {
     pub origin: String,
@@ -57,6 +72,50 @@ pub struct Ignored {
 }
 
 impl Tally {
+    /// One object of a sweep: parsed, checked against the reports already read in this
+    /// sweep, then recorded. A second copy of a report (two exports of one cluster, a
+    /// file named twice) never replaces a newer scan of it.
+    pub fn sweep_object(&mut self, session: &mut Session<'_>, obj: &RawObject) -> Result<()> {
+        let parsed = parse_object(obj);
+        if let Ok(Parsed::Report(r)) = &parsed
+            && self.older_duplicate(r, &obj.origin.to_string())
+        {
+            return Ok(());
+        }
+        self.record(session, parsed)
+    }
+
+    /// True when a newer scan of `r` was already read in this sweep (then `r` is dropped).
+    fn older_duplicate(&mut self, r: &Report, origin: &str) -> bool {
+        let at = r.scanned_at.map(|t| t.timestamp());
+        let Some((prev_at, prev_origin)) = self.seen.get(&r.id) else {
+            self.seen.insert(r.id.clone(), (at, origin.to_owned()));
+            return false;
+        };
+        // Unknown scan times are the oldest; a tie keeps the later object, as a watch does.
+        let older = at < *prev_at;
+        let (kept, dropped) = if older {
+            (prev_origin.clone(), origin.to_owned())
+        } else {
+            (origin.to_owned(), prev_origin.clone())
+        };
+        tracing::warn!(
+            report = %r.id,
+            kept = %kept,
+            dropped = %dropped,
+            "the same report was read twice in this sweep; keeping the newer scan"
+        );
+        self.duplicates.push(Duplicate {
+            report: r.id.to_string(),
+            kept,
+            dropped,
+        });
+        if !older {
+            self.seen.insert(r.id.clone(), (at, origin.to_owned()));
+        }
+        older
+    }
+
     /// Writes one parsed object to the store and counts it.
     pub fn record(
         &mut self,
@@ -65,6 +124,7 @@ impl Tally {
     ) -> Result<()> {
         match parsed {
             Ok(Parsed::Report(r)) => {
+                self.report_objects += 1;
                 session.report(&r)?;
                 self.reports.stored += 1;
                 *self
@@ -82,12 +142,16 @@ impl Tally {
             }
             Ok(Parsed::NotReady { origin, id, reason }) => {
                 // Not evaluated yet: whatever was known of it stays.
+                self.report_objects += 1;
                 session.keep(&id)?;
                 self.ignore(origin.to_string(), reason);
             }
             Ok(Parsed::Ignored { origin, reason }) => self.ignore(origin.to_string(), reason),
             Err(e) => {
                 tracing::debug!("skipped: {e}");
+                if e.kind.is_some() {
+                    self.report_objects += 1;
+                }
                 let kept = match &e.id {
                     Some(id) => session.keep(id)?,
                     None => {

@@ -20,6 +20,7 @@ pub mod model;
 pub mod retry;
 pub mod run;
 pub mod scan;
+pub mod scope;
 pub mod secret;
 pub mod serve;
 pub mod source;

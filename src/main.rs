@@ -1,5 +1,6 @@
 //! Command line: parses arguments and calls the library.
 
+use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -7,7 +8,8 @@ use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
 use trivy_digest::config::Config;
-use trivy_digest::scan::{self, ScanOptions, exit};
+use trivy_digest::model::ReportKind;
+use trivy_digest::scan::{self, FileScope, ScanOptions, exit};
 use trivy_digest::source::files::Input;
 
 #[derive(Parser)]
@@ -67,6 +69,22 @@ enum Command {
         /// Push every DefectDojo test again, even those acknowledged before.
         #[arg(long)]
         resync: bool,
+        /// The files and stdin hold a whole-cluster export: reports they lack start their
+        /// grace period. Without it a file ends nothing it does not hold.
+        #[arg(long)]
+        complete: bool,
+        /// With --complete: the export holds only this report kind in full (repeatable;
+        /// `VulnerabilityReport` or `vulnerabilityreports`).
+        #[arg(long, value_name = "KIND", requires = "complete", value_parser = parse_kind)]
+        scope_kind: Vec<ReportKind>,
+        /// With --complete: the export holds only namespaces matching this glob in full
+        /// (repeatable).
+        #[arg(long, value_name = "GLOB", requires = "complete")]
+        scope_namespace: Vec<String>,
+        /// Reading no report at all is expected (an empty cluster): do not fail, and let
+        /// the sweep end what it covers.
+        #[arg(long)]
+        allow_empty: bool,
         /// Pretend the current time is this (RFC 3339); for replaying exports and tests.
         #[arg(long, hide = true)]
         now: Option<DateTime<Utc>>,
@@ -130,6 +148,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             format,
             dry_run,
             resync,
+            complete,
+            scope_kind,
+            scope_namespace,
+            allow_empty,
             now,
         } => {
             let opts = ScanOptions {
@@ -138,12 +160,26 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 resync,
                 now: now.unwrap_or_else(Utc::now),
                 progress: format == OutputFormat::Text,
+                complete,
+                file_scope: FileScope {
+                    kinds: scope_kind,
+                    namespaces: scope_namespace,
+                },
+                allow_empty,
             };
             let summary = runtime()?.block_on(scan::scan(&config, opts))?;
-            match format {
-                OutputFormat::Text => print!("{}", scan::render_text(&summary)),
-                OutputFormat::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+            let text = match format {
+                OutputFormat::Text => scan::render_text(&summary),
+                OutputFormat::Json => format!("{}\n", serde_json::to_string_pretty(&summary)?),
+            };
+            if summary.exit_code == exit::EMPTY {
+                eprintln!(
+                    "error: read 0 reports from {}; nothing was marked gone \
+                     (pass --allow-empty if no report is expected)",
+                    summary.inputs.join(", ")
+                );
             }
+            stdout(&text)?;
             Ok(summary.exit_code)
         }
         Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
@@ -154,10 +190,33 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Config {
             command: ConfigCommand::Check,
         } => {
-            print!("{}", config.to_redacted_yaml());
+            stdout(&config.to_redacted_yaml())?;
             eprintln!("configuration is valid");
             Ok(exit::OK)
         }
+    }
+}
+
+/// `VulnerabilityReport`, `vulnerabilityreport` or `vulnerabilityreports`.
+fn parse_kind(s: &str) -> Result<ReportKind, String> {
+    let lower = s.to_ascii_lowercase();
+    ReportKind::ALL
+        .into_iter()
+        .find(|k| k.as_str().eq_ignore_ascii_case(s) || k.plural() == lower)
+        .ok_or_else(|| {
+            let names: Vec<&str> = ReportKind::ALL.iter().map(|k| k.as_str()).collect();
+            format!("unknown report kind {s:?}; one of {}", names.join(", "))
+        })
+}
+
+/// Writes a command's output. A reader that went away (`| head`) ends the output, not
+/// the command; any other failure (a full disk) is an error that says so.
+fn stdout(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context("cannot write to stdout")),
+        Ok(()) => Ok(()),
     }
 }
 

@@ -10,13 +10,13 @@ use serde::Serialize;
 
 use crate::config::{Config, DojoConfig};
 use crate::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
-use crate::ingest::{Ignored, ReportCounts, Skipped, Tally};
-use crate::model::SeverityCounts;
+use crate::ingest::{Duplicate, Ignored, ReportCounts, Skipped, Tally};
+use crate::model::{ReportKind, SeverityCounts};
+use crate::scope::{Coverage, NamespaceFilter, Scope};
 use crate::source::cluster;
 use crate::source::files::{self, Input};
 use crate::source::{InputError, RawObject};
 use crate::store::{FinishStats, Session, Store, query};
-use crate::trivy::parse_object;
 
 /// Exit codes (documented in the README).
 pub mod exit {
@@ -28,6 +28,9 @@ pub mod exit {
     pub const SKIPPED: i32 = 3;
     /// DefectDojo did not take everything: pushes refused or still queued.
     pub const EXPORT: i32 = 4;
+    /// The sweep read no report at all (and `--allow-empty` was not given): nothing was
+    /// marked gone.
+    pub const EMPTY: i32 = 5;
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +42,54 @@ pub struct ScanOptions {
     pub resync: bool,
     pub now: DateTime<Utc>,
     pub progress: bool,
+    /// The file and stdin input is a whole-cluster export: reports inside `file_scope`
+    /// that it lacks start their grace period. Off: files end nothing they do not hold.
+    pub complete: bool,
+    /// With `complete`: the kinds and namespaces the export holds in full.
+    pub file_scope: FileScope,
+    /// A sweep that reads no report is normal (an empty cluster): allow it to end reports.
+    pub allow_empty: bool,
+}
+
+impl ScanOptions {
+    /// A plain sweep of `inputs` at `now`: no dry run, no resync, files end nothing they
+    /// do not hold, an empty read fails.
+    pub fn new(inputs: Vec<Input>, now: DateTime<Utc>) -> ScanOptions {
+        ScanOptions {
+            inputs,
+            dry_run: None,
+            resync: false,
+            now,
+            progress: false,
+            complete: false,
+            file_scope: FileScope::default(),
+            allow_empty: false,
+        }
+    }
+}
+
+/// What a `--complete` file export covers: every kind and namespace unless narrowed.
+#[derive(Debug, Clone, Default)]
+pub struct FileScope {
+    pub kinds: Vec<ReportKind>,
+    pub namespaces: Vec<String>,
+}
+
+impl FileScope {
+    fn coverage(&self) -> Coverage {
+        Coverage {
+            kinds: if self.kinds.is_empty() {
+                ReportKind::ALL.into_iter().collect()
+            } else {
+                self.kinds.iter().copied().collect()
+            },
+            namespaces: NamespaceFilter {
+                include: self.namespaces.clone(),
+                exclude: Vec::new(),
+            },
+            label_selector: None,
+        }
+    }
 }
 
 /// Everything `scan` reports; `--format json` prints it as is. Field names are stable.
@@ -60,8 +111,16 @@ pub struct ScanSummary {
     /// With `--from cluster`: wanted report kinds whose CRD is not installed.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub kinds_absent: Vec<String>,
-    /// False when part of the input was unreadable: then nothing was marked gone.
+    /// False when part of the input was unreadable, or no report was read: then nothing
+    /// was marked gone.
     pub complete: bool,
+    /// What the sweep covered: only reports inside `scope.covered` could be marked gone.
+    /// Empty: only the reports read (files and stdin without `--complete`).
+    pub scope: Scope,
+    /// No report object was read at all.
+    pub empty: bool,
+    /// The same report read twice: the newer scan was kept.
+    pub duplicates: Vec<Duplicate>,
     pub defectdojo: Option<DojoSummary>,
     /// New-finding alerts queued and sent (absent when no alert destination is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -123,11 +182,22 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     let progress = progress_bar(&found, opts.progress);
     let mut tally = Tally::default();
     let mut store_error: Option<anyhow::Error> = None;
+    let mut scope = Scope::read_only();
+    if opts.complete {
+        if opts.inputs.iter().all(|i| matches!(i, Input::Cluster)) {
+            // Only `--from cluster`: it knows its own scope.
+            anyhow::bail!(
+                "--complete describes file or stdin input; --from cluster knows its own scope"
+            );
+        }
+        scope.covered.push(opts.file_scope.coverage());
+    }
 
+    session.read_under(None);
     for file in &found {
         let mut on_object = |obj: RawObject| {
             if store_error.is_none()
-                && let Err(e) = tally.record(&mut session, parse_object(&obj))
+                && let Err(e) = tally.sweep_object(&mut session, &obj)
             {
                 store_error = Some(e);
             }
@@ -150,9 +220,10 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         let client = kube::Client::try_default()
             .await
             .context("--from cluster: no usable kubeconfig or in-cluster configuration")?;
+        session.read_under(config.kube.label_selector.as_deref());
         let mut on_object = |obj: RawObject| {
             if store_error.is_none()
-                && let Err(e) = tally.record(&mut session, parse_object(&obj))
+                && let Err(e) = tally.sweep_object(&mut session, &obj)
             {
                 store_error = Some(e);
             }
@@ -172,26 +243,40 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
             .map(|k| k.as_str().to_owned())
             .collect();
         input_errors.extend(listed.errors);
+        // Kinds listed in full, under the watch filters; an absent CRD was not read.
+        if !listed.listed.is_empty() {
+            scope.covered.push(config.kube.coverage(listed.listed));
+        }
     }
     for e in &input_errors {
         tally.input_error(e);
     }
     summary.findings.before_dedup = tally.before_dedup;
     let anonymous_failures = tally.anonymous_failures;
+    summary.empty = tally.report_objects == 0;
     summary.reports = tally.reports;
     summary.skipped = tally.skipped;
     summary.ignored = tally.ignored;
+    summary.duplicates = tally.duplicates;
 
-    // An unreadable file or object without identity may have held any report: nothing
-    // may be concluded from what is missing this time.
-    summary.complete = input_errors.is_empty() && anonymous_failures == 0;
+    // An unreadable file or object without identity may have held any report, and an
+    // empty read is what a failed `kubectl get` piped in looks like: nothing may be
+    // concluded from what is missing this time.
+    summary.complete =
+        input_errors.is_empty() && anonymous_failures == 0 && (!summary.empty || opts.allow_empty);
     if !summary.complete {
-        tracing::info!(
-            "part of the input could not be read: no report is marked gone in this sweep"
-        );
+        scope = Scope::read_only();
+        if summary.empty && !opts.allow_empty {
+            tracing::info!("read no report: no report is marked gone in this sweep");
+        } else {
+            tracing::info!(
+                "part of the input could not be read: no report is marked gone in this sweep"
+            );
+        }
     }
     let grace = config.grace_period.0.as_secs() as i64;
-    summary.history = session.finish(summary.complete, grace)?;
+    summary.history = session.finish(&scope, grace)?;
+    summary.scope = scope;
     let totals = query::scan_totals(session.store(), session.scan_id())?;
     summary.images = ImageCounts {
         unique: totals.images,
@@ -272,6 +357,8 @@ fn exit_code(s: &ScanSummary) -> i32 {
         .is_some_and(|d| d.dry_run.is_none() && (!d.export.ok() || !d.still_refused.is_empty()));
     if export_failed {
         exit::EXPORT
+    } else if s.empty && !s.complete {
+        exit::EMPTY
     } else if !s.skipped.is_empty() {
         exit::SKIPPED
     } else {
@@ -325,6 +412,26 @@ fn progress_bar(files: &[files::SourceFile], wanted: bool) -> Option<indicatif::
     Some(bar)
 }
 
+/// Lines of a list printed in full before "and N more".
+const TEXT_LIST_MAX: usize = 20;
+
+/// Report text made safe for a terminal: control characters (an escape sequence in a
+/// hostile report name, a newline that forges a line) are shown escaped.
+pub fn esc(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 /// The human summary printed by `scan --format text`.
 pub fn render_text(s: &ScanSummary) -> String {
     use std::fmt::Write;
@@ -332,7 +439,8 @@ pub fn render_text(s: &ScanSummary) -> String {
     let _ = writeln!(
         o,
         "trivy-digest scan: cluster {}, store {}",
-        s.cluster, s.store
+        esc(&s.cluster),
+        esc(&s.store)
     );
     let r = &s.reports;
     let _ = writeln!(
@@ -360,7 +468,7 @@ pub fn render_text(s: &ScanSummary) -> String {
     }
     if !s.skipped.is_empty() {
         let _ = writeln!(o, "Skipped (not read):");
-        for k in &s.skipped {
+        for k in s.skipped.iter().take(TEXT_LIST_MAX) {
             let mut line = k.origin.clone();
             match (&k.kind, &k.name) {
                 (Some(kd), Some(n)) => line.push_str(&format!(" ({kd} {n})")),
@@ -375,17 +483,32 @@ pub fn render_text(s: &ScanSummary) -> String {
             if k.kept_previous {
                 line.push_str(" [previous content kept]");
             }
-            let _ = writeln!(o, "  {line}");
+            let _ = writeln!(o, "  {}", esc(&line));
         }
+        more(&mut o, s.skipped.len());
     }
     if !s.ignored.is_empty() {
         let _ = writeln!(o, "Ignored:");
-        for i in s.ignored.iter().take(20) {
-            let _ = writeln!(o, "  {}: {}", i.origin, i.reason);
+        for i in s.ignored.iter().take(TEXT_LIST_MAX) {
+            let _ = writeln!(o, "  {}: {}", esc(&i.origin), esc(&i.reason));
         }
-        if s.ignored.len() > 20 {
-            let _ = writeln!(o, "  and {} more", s.ignored.len() - 20);
+        more(&mut o, s.ignored.len());
+    }
+    if !s.duplicates.is_empty() {
+        let _ = writeln!(
+            o,
+            "Read twice (the newer scan is kept, the other changes nothing):"
+        );
+        for d in s.duplicates.iter().take(TEXT_LIST_MAX) {
+            let _ = writeln!(
+                o,
+                "  {}: kept {}, dropped {}",
+                esc(&d.report),
+                esc(&d.kept),
+                esc(&d.dropped)
+            );
         }
+        more(&mut o, s.duplicates.len());
     }
     let _ = writeln!(
         o,
@@ -423,15 +546,33 @@ pub fn render_text(s: &ScanSummary) -> String {
         h.severities_changed,
         h.fixes_published
     );
-    if s.complete {
+    if s.empty && !s.complete {
         let _ = writeln!(
             o,
-            "           {} reports gone (grace period started), {} expired, {} images/resources removed",
-            h.reports_gone, h.reports_expired, h.targets_removed
+            "           read 0 reports: nothing was marked gone (--allow-empty if expected)"
+        );
+    } else if !s.complete {
+        let _ = writeln!(o, "           input incomplete: no report was marked gone");
+    } else if s.scope.is_read_only() {
+        let _ = writeln!(
+            o,
+            "           only the reports read were updated; others are not marked gone \
+             (--complete if the input is a whole-cluster export)"
         );
     } else {
-        let _ = writeln!(o, "           input incomplete: no report was marked gone");
+        let covered: Vec<String> = s.scope.covered.iter().map(|c| c.to_string()).collect();
+        let _ = writeln!(
+            o,
+            "           covered {}: {} reports gone (grace period started)",
+            esc(&covered.join("; ")),
+            h.reports_gone
+        );
     }
+    let _ = writeln!(
+        o,
+        "           {} expired, {} images/resources removed",
+        h.reports_expired, h.targets_removed
+    );
     match &s.defectdojo {
         None => {
             let _ = writeln!(
@@ -477,15 +618,23 @@ pub fn render_text(s: &ScanSummary) -> String {
                     };
                     let _ = writeln!(
                         o,
-                        "  {} / {} / {} [{}]: {what}",
-                        t.product, t.engagement, t.test, t.family
+                        "  {} / {} / {} [{}]: {}",
+                        esc(&t.product),
+                        esc(&t.engagement),
+                        esc(&t.test),
+                        t.family,
+                        esc(&what)
                     );
                 }
                 for r in &d.still_refused {
-                    let _ = writeln!(o, "  refused earlier, not resent until it changes: {r}");
+                    let _ = writeln!(
+                        o,
+                        "  refused earlier, not resent until it changes: {}",
+                        esc(r)
+                    );
                 }
                 if let Some(why) = &d.export.stopped {
-                    let _ = writeln!(o, "  export stopped: {why}");
+                    let _ = writeln!(o, "  export stopped: {}", esc(why));
                 }
                 if d.export.pending > 0 || d.export.refused > 0 {
                     let _ = writeln!(
@@ -496,7 +645,11 @@ pub fn render_text(s: &ScanSummary) -> String {
                 }
             }
             for l in &p.left_alone {
-                let _ = writeln!(o, "  left alone (no longer produced by the mapping): {l}");
+                let _ = writeln!(
+                    o,
+                    "  left alone (no longer produced by the mapping): {}",
+                    esc(l)
+                );
             }
         }
     }
@@ -506,10 +659,25 @@ pub fn render_text(s: &ScanSummary) -> String {
     o
 }
 
+fn more(o: &mut String, total: usize) {
+    use std::fmt::Write;
+    if total > TEXT_LIST_MAX {
+        let _ = writeln!(
+            o,
+            "  and {} more (--format json lists them all)",
+            total - TEXT_LIST_MAX
+        );
+    }
+}
+
 fn render_alerts(o: &mut String, a: &crate::alert::AlertSummary) {
     use std::fmt::Write;
     if let Some(e) = &a.error {
-        let _ = writeln!(o, "Alerts     FAILED: {e} (queued alerts stay queued)");
+        let _ = writeln!(
+            o,
+            "Alerts     FAILED: {} (queued alerts stay queued)",
+            esc(e)
+        );
         return;
     }
     if let Some(n) = a.plan.baseline {
@@ -533,10 +701,16 @@ fn render_alerts(o: &mut String, a: &crate::alert::AlertSummary) {
     for m in &a.delivery.messages {
         match &m.error {
             None => {
-                let _ = writeln!(o, "  {}: {}", m.destination, m.title);
+                let _ = writeln!(o, "  {}: {}", esc(&m.destination), esc(&m.title));
             }
             Some(e) => {
-                let _ = writeln!(o, "  {}: NOT SENT ({e}): {}", m.destination, m.title);
+                let _ = writeln!(
+                    o,
+                    "  {}: NOT SENT ({}): {}",
+                    esc(&m.destination),
+                    esc(e),
+                    esc(&m.title)
+                );
             }
         }
     }

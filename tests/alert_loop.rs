@@ -40,13 +40,7 @@ async fn ingest(dir: &Path, items: Vec<Value>) {
         store: dir.join("store.db"),
         ..Config::default()
     };
-    let opts = ScanOptions {
-        inputs: vec![Input::Path(input)],
-        dry_run: None,
-        resync: false,
-        now: chrono::Utc::now(),
-        progress: false,
-    };
+    let opts = ScanOptions::new(vec![Input::Path(input)], chrono::Utc::now());
     scan(&config, opts).await.expect("ingest");
 }
 

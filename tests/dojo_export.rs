@@ -331,7 +331,7 @@ fn an_image_leaves_defectdojo_only_after_the_grace_period() {
     let dojo = fake();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
-    assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
+    assert_eq!(ws.scan_complete_at(T0, &[&input]).code, 0);
     let mut v: Value = serde_json::from_str(&cluster(|_| vulns())).expect("json");
     v["items"]
         .as_array_mut()
@@ -339,22 +339,24 @@ fn an_image_leaves_defectdojo_only_after_the_grace_period() {
         .retain(|i| i["report"]["artifact"]["repository"] != "org/img-2");
     let input = ws.write("c.json", &serde_json::to_string(&v).expect("json"));
     dojo.clear_log();
-    ws.scan_at("2026-11-01T20:00:00Z", &[&input]);
+    ws.scan_complete_at("2026-11-01T20:00:00Z", &[&input]);
     assert!(
         reimports(&dojo).is_empty(),
         "within the grace period nothing changes"
     );
     // Gone since 20:00 (when a sweep first missed it); the 24h grace ends at 20:00 next day.
-    ws.scan_at("2026-11-02T19:30:00Z", &[&input]);
+    ws.scan_complete_at("2026-11-02T19:30:00Z", &[&input]);
     assert!(reimports(&dojo).is_empty());
-    let s = ws.scan_at("2026-11-02T20:30:00Z", &[&input]).json();
+    let s = ws
+        .scan_complete_at("2026-11-02T20:30:00Z", &[&input])
+        .json();
     assert_eq!(reimports(&dojo).len(), 1);
     assert_eq!(s["defectdojo"]["plan"]["emptied"], 1);
     let o = outcome(&s, "ghcr.io/org/img-2");
     assert_eq!(o["closed"], 3);
     assert_eq!(active(&dojo, test_id(&dojo, "ghcr.io/org/img-2")), 0);
     dojo.clear_log();
-    ws.scan_at("2026-11-03T20:30:00Z", &[&input]);
+    ws.scan_complete_at("2026-11-03T20:30:00Z", &[&input]);
     assert!(dojo.log().is_empty(), "an emptied test is not pushed again");
 }
 
@@ -364,7 +366,7 @@ fn an_upgrade_closes_what_it_fixed_once_the_old_digest_is_gone() {
     let ws = workspace(&dojo);
     let old = vulnerability_report("shop", "api", "org/api", Some(&digest(1)), &vulns());
     let input = ws.write("c.json", &list(vec![old.clone()]));
-    assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
+    assert_eq!(ws.scan_complete_at(T0, &[&input]).code, 0);
     // Rollout: a new ReplicaSet runs a new digest without the zlib vulnerability; the old
     // ReplicaSet's report is gone.
     let mut new = vulnerability_report("shop", "api", "org/api", Some(&digest(2)), &vulns()[..2]);
@@ -372,12 +374,16 @@ fn an_upgrade_closes_what_it_fixed_once_the_old_digest_is_gone() {
     new["metadata"]["ownerReferences"][0]["name"] = json!("api-5d4f8b9c6");
     let input = ws.write("c.json", &list(vec![new]));
     dojo.clear_log();
-    let s = ws.scan_at("2026-11-01T11:00:00Z", &[&input]).json();
+    let s = ws
+        .scan_complete_at("2026-11-01T11:00:00Z", &[&input])
+        .json();
     assert_eq!(s["workloads"], 1);
     // The old digest is within its grace period: the union still holds zlib, but the
     // impact text (images) changed, so only a patch may go out.
     assert!(reimports(&dojo).is_empty());
-    let s = ws.scan_at("2026-11-02T12:00:00Z", &[&input]).json();
+    let s = ws
+        .scan_complete_at("2026-11-02T12:00:00Z", &[&input])
+        .json();
     let o = outcome(&s, "ghcr.io/org/api");
     assert_eq!(
         (o["closed"].as_u64(), o["untouched"].as_u64()),

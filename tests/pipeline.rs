@@ -309,7 +309,7 @@ fn a_fixed_vulnerability_resolves_and_grace_applies_to_vanished_images() {
     let api = vulnerability_report("a", "api", "org/api", Some(&digest(1)), &three_vulns());
     let web = vulnerability_report("a", "web", "org/web", Some(&digest(2)), &three_vulns());
     let input = ws.write("c.json", &list(vec![api.clone(), web]));
-    assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
+    assert_eq!(ws.scan_complete_at(T0, &[&input]).code, 0);
 
     // The api report loses one vulnerability; the web workload disappears.
     let mut fixed = api.clone();
@@ -318,7 +318,9 @@ fn a_fixed_vulnerability_resolves_and_grace_applies_to_vanished_images() {
         .expect("list")
         .remove(2);
     let input = ws.write("c.json", &list(vec![fixed.clone()]));
-    let s = ws.scan_at("2026-11-01T12:00:00Z", &[&input]).json();
+    let s = ws
+        .scan_complete_at("2026-11-01T12:00:00Z", &[&input])
+        .json();
     assert_eq!(
         s["history"]["findings_resolved"], 1,
         "only the fixed one; web is in its grace period"
@@ -330,11 +332,15 @@ fn a_fixed_vulnerability_resolves_and_grace_applies_to_vanished_images() {
     );
 
     // 23 hours later: still within the 24h grace period.
-    let s = ws.scan_at("2026-11-02T11:00:00Z", &[&input]).json();
+    let s = ws
+        .scan_complete_at("2026-11-02T11:00:00Z", &[&input])
+        .json();
     assert_eq!(s["history"]["reports_expired"], 0);
     assert_eq!(s["history"]["findings_resolved"], 0);
     // Past it: web's findings resolve.
-    let s = ws.scan_at("2026-11-02T12:30:00Z", &[&input]).json();
+    let s = ws
+        .scan_complete_at("2026-11-02T12:30:00Z", &[&input])
+        .json();
     assert_eq!(s["history"]["reports_expired"], 1);
     assert_eq!(s["history"]["findings_resolved"], 3);
     assert_eq!(
@@ -354,7 +360,13 @@ fn a_report_recreated_within_the_grace_period_changes_nothing() {
     let input = ws.write("c.json", &list(vec![api.clone()]));
     let empty = ws.write("empty.json", &list(vec![]));
     ws.scan_at(T0, &[&input]);
-    let s = ws.scan_at("2026-11-01T11:00:00Z", &[&empty]).json();
+    let s = ws
+        .scan_with(
+            "2026-11-01T11:00:00Z",
+            &[&empty],
+            &["--complete", "--allow-empty"],
+        )
+        .json();
     assert_eq!(s["history"]["reports_gone"], 1);
     let s = ws.scan_at("2026-11-01T12:00:00Z", &[&input]).json();
     for k in ["findings_opened", "findings_resolved", "findings_reopened"] {
@@ -442,11 +454,25 @@ fn a_store_belongs_to_one_cluster() {
     let ws = Workspace::new();
     let input = ws.write("c.json", &list(vec![]));
     assert_eq!(
-        ws.run(&["--cluster", "prod", "scan", "--from", "c.json"])
-            .code,
+        ws.run(&[
+            "--cluster",
+            "prod",
+            "scan",
+            "--allow-empty",
+            "--from",
+            "c.json"
+        ])
+        .code,
         0
     );
-    let run = ws.run(&["--cluster", "staging", "scan", "--from", "c.json"]);
+    let run = ws.run(&[
+        "--cluster",
+        "staging",
+        "scan",
+        "--allow-empty",
+        "--from",
+        "c.json",
+    ]);
     assert_eq!(run.code, 1);
     assert!(
         run.stderr.contains("belongs to cluster \"prod\""),

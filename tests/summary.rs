@@ -195,7 +195,7 @@ fn scenario() -> Workspace {
     ws.config(BASE_CONFIG);
     for (i, at) in SCANS.iter().enumerate() {
         let input = ws.write(&format!("scan-{i}.json"), &snapshot(i));
-        let run = ws.scan_at(at, &[&input]);
+        let run = ws.scan_complete_at(at, &[&input]);
         assert!(
             matches!(run.code, 0 | 3),
             "scan {i}: {}\n{}",

@@ -756,15 +756,18 @@ pub async fn alert_loop(
 pub async fn test_command(config: &Config) -> Result<i32> {
     let results = send_test(config).await?;
     let mut failed = 0;
+    let mut out = String::new();
     for r in &results {
         match &r.error {
-            None => println!("ok      {}", r.destination),
+            None => out.push_str(&format!("ok      {}\n", r.destination)),
             Some(e) => {
                 failed += 1;
-                println!("FAILED  {}: {e}", r.destination);
+                out.push_str(&format!("FAILED  {}: {e}\n", r.destination));
             }
         }
     }
+    // A closed pipe or a full disk must not panic; the exit code still tells.
+    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
     if failed > 0 {
         eprintln!("{failed} of {} destinations failed", results.len());
         Ok(crate::scan::exit::FATAL)

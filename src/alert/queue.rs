@@ -499,7 +499,8 @@ mod tests {
         for r in reports {
             s.report(r).expect("report");
         }
-        s.finish(true, 0).expect("finish");
+        s.finish(&crate::scope::Scope::everything(), 0)
+            .expect("finish");
         s.commit().expect("commit");
     }
 

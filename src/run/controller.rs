@@ -21,6 +21,7 @@ use crate::events::Events;
 use crate::ingest::Tally;
 use crate::metrics::{Metrics, PinnedLabel, SeverityLabel};
 use crate::model::{NamespaceMeta, ReportKind, Severity};
+use crate::scope::Scope;
 use crate::serve::Health;
 use crate::source::cluster::{self, pods::PodDigests, watch::Event};
 use crate::store::{Session, Store, query};
@@ -342,6 +343,7 @@ async fn process_batch(
     let now = chrono::Utc::now().timestamp();
     let grace = config.grace_period.0.as_secs() as i64;
     let mut session = Session::begin(store, "run", now)?;
+    session.read_under(config.kube.label_selector.as_deref());
     let mut tally = Tally::default();
     let mut gone = 0u64;
     for step in steps {
@@ -363,7 +365,7 @@ async fn process_batch(
             }
             Step::Listed(kind) => {
                 if let Some(floor) = state.relist_floor.remove(&kind) {
-                    let n = session.relisted(kind, floor)?;
+                    let n = session.relisted(kind, floor, &config.kube.coverage([kind]))?;
                     if n > 0 {
                         tracing::info!(%kind, reports = n, "not listed any more: grace period started");
                     }
@@ -372,7 +374,7 @@ async fn process_batch(
             }
         }
     }
-    let stats = session.finish(false, grace)?;
+    let stats = session.finish(&Scope::read_only(), grace)?;
     session.commit()?;
     if tally.reports.stored + gone + stats.findings_resolved > 0 {
         tracing::debug!(

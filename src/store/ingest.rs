@@ -14,6 +14,7 @@ use super::Store;
 use crate::model::{
     Family, Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Subject, WorkloadKey,
 };
+use crate::scope::{Coverage, Scope};
 
 /// What closing a sweep changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -46,6 +47,8 @@ pub struct Session<'s> {
     targets: HashMap<(i64, String, [u8; 32]), i64>,
     /// Newest report timestamp per target in this sweep.
     scanned: HashMap<i64, i64>,
+    /// The label selector reports are being read under ("" for none).
+    selector: String,
 }
 
 impl<'s> Session<'s> {
@@ -73,7 +76,14 @@ impl<'s> Session<'s> {
             subjects: HashMap::new(),
             targets: HashMap::new(),
             scanned: HashMap::new(),
+            selector: String::new(),
         })
+    }
+
+    /// The reports that follow were listed with this label selector (None: without one,
+    /// or read from a file).
+    pub fn read_under(&mut self, selector: Option<&str>) {
+        self.selector = selector.unwrap_or_default().to_owned();
     }
 
     pub fn scan_id(&self) -> i64 {
@@ -119,12 +129,13 @@ impl<'s> Session<'s> {
             .conn()
             .prepare_cached(
                 "INSERT INTO reports(kind, namespace, name, workload_id, container, target_id,
-                                     scanned_at, seen_scan, gone_since)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL)
+                                     scanned_at, seen_scan, gone_since, selector)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)
                  ON CONFLICT(kind, namespace, name) DO UPDATE SET
                      workload_id = excluded.workload_id, container = excluded.container,
                      target_id = excluded.target_id, scanned_at = excluded.scanned_at,
-                     seen_scan = excluded.seen_scan, gone_since = NULL",
+                     seen_scan = excluded.seen_scan, gone_since = NULL,
+                     selector = excluded.selector",
             )?
             .execute(params![
                 r.id.kind.as_str(),
@@ -135,6 +146,7 @@ impl<'s> Session<'s> {
                 target_id,
                 scanned_at,
                 self.scan_id,
+                self.selector,
             ])?;
         // Where the subject ran, kept after the report is gone (monthly summaries).
         self.store
@@ -178,14 +190,15 @@ impl<'s> Session<'s> {
             .store
             .conn()
             .prepare_cached(
-                "UPDATE reports SET seen_scan = ?4, gone_since = NULL
+                "UPDATE reports SET seen_scan = ?4, gone_since = NULL, selector = ?5
                  WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
             )?
             .execute(params![
                 id.kind.as_str(),
                 id.namespace,
                 id.name,
-                self.scan_id
+                self.scan_id,
+                self.selector,
             ])?;
         Ok(n > 0)
     }
@@ -208,29 +221,70 @@ impl<'s> Session<'s> {
         self.scan_id
     }
 
-    /// A relist of `kind` that began at `floor` is complete: reports of that kind it did
-    /// not list start their grace period. This is how deletions missed while the watch was
-    /// down (a restart, a 410 Gone) are noticed.
-    pub fn relisted(&mut self, kind: ReportKind, floor: i64) -> Result<u64> {
-        let n = self
-            .store
-            .conn()
-            .prepare_cached(
-                "UPDATE reports SET gone_since = ?3
-                 WHERE kind = ?1 AND seen_scan < ?2 AND gone_since IS NULL",
-            )?
-            .execute(params![kind.as_str(), floor, self.now])?;
-        Ok(n as u64)
+    /// A relist of `kind` that began at `floor` is complete: reports of that kind inside
+    /// `coverage` (the watch's namespaces and selector) that it did not list start their
+    /// grace period. This is how deletions missed while the watch was down (a restart, a
+    /// 410 Gone) are noticed.
+    pub fn relisted(&mut self, kind: ReportKind, floor: i64, coverage: &Coverage) -> Result<u64> {
+        let scope = Scope {
+            covered: vec![coverage.clone()],
+        };
+        self.end_unseen(
+            "SELECT id, kind, namespace, selector FROM reports
+             WHERE kind = ?1 AND seen_scan < ?2 AND gone_since IS NULL",
+            params![kind.as_str(), floor],
+            &scope,
+        )
     }
 
-    /// Closes the sweep. With `complete`, every report not seen in it starts its grace
-    /// period; pass `false` when part of the input could not be read, since then an
-    /// absence proves nothing. Reports gone for longer than `grace_secs` are removed, and
-    /// findings no live target carries any more are resolved.
-    pub fn finish(&mut self, complete: bool, grace_secs: i64) -> Result<FinishStats> {
+    /// Starts the grace period of the reports `candidates` selects (id, kind, namespace,
+    /// selector) that lie inside `scope`. Globs are matched here, not in SQL.
+    fn end_unseen(
+        &self,
+        candidates: &str,
+        params: impl rusqlite::Params,
+        scope: &Scope,
+    ) -> Result<u64> {
+        if scope.is_read_only() {
+            return Ok(0);
+        }
+        let conn = self.store.conn();
+        let mut ended = Vec::new();
+        let mut stmt = conn.prepare_cached(candidates)?;
+        let mut rows = stmt.query(params)?;
+        while let Some(row) = rows.next()? {
+            let kind: String = row.get(1)?;
+            let namespace: String = row.get(2)?;
+            let selector: String = row.get(3)?;
+            // A kind this binary does not know was not read by anything: keep it.
+            let Some(kind) = ReportKind::from_kind(&kind) else {
+                continue;
+            };
+            if scope.covers(kind, &namespace, &selector) {
+                ended.push(row.get::<_, i64>(0)?);
+            }
+        }
+        let mut update = conn.prepare_cached("UPDATE reports SET gone_since = ?2 WHERE id = ?1")?;
+        for id in &ended {
+            update.execute(params![id, self.now])?;
+        }
+        Ok(ended.len() as u64)
+    }
+
+    /// Closes the sweep. Every report inside `scope` not seen in it starts its grace
+    /// period; pass an empty scope when part of the input could not be read, since then
+    /// an absence proves nothing. Reports gone for longer than `grace_secs` are removed,
+    /// and findings no live target carries any more are resolved.
+    pub fn finish(&mut self, scope: &Scope, grace_secs: i64) -> Result<FinishStats> {
+        let mut stats = self.changes;
+        stats.reports_gone = self.end_unseen(
+            "SELECT id, kind, namespace, selector FROM reports
+             WHERE seen_scan <> ?1 AND gone_since IS NULL",
+            params![self.scan_id],
+            scope,
+        )?;
         let conn = self.store.conn();
         let now = self.now;
-        let mut stats = self.changes;
         for (target, at) in &self.scanned {
             let newer = conn
                 .prepare_cached(
@@ -245,12 +299,6 @@ impl<'s> Session<'s> {
                 )?
                 .execute(params![target, at])?;
             }
-        }
-        if complete {
-            stats.reports_gone = conn.execute(
-                "UPDATE reports SET gone_since = ?2 WHERE seen_scan <> ?1 AND gone_since IS NULL",
-                params![self.scan_id, now],
-            )? as u64;
         }
         // A report leaving for good: its workload ran the subject until it went.
         conn.execute(
@@ -327,7 +375,7 @@ impl<'s> Session<'s> {
         stats.findings_resolved = resolved.len() as u64;
         conn.execute(
             "UPDATE scans SET finished_at = ?2, complete = ?3 WHERE id = ?1",
-            params![self.scan_id, now, complete],
+            params![self.scan_id, now, !scope.is_read_only()],
         )?;
         // The controller writes one scan row per batch; a week of them is plenty of log.
         conn.execute(

@@ -271,4 +271,10 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (month, audience)
     ) WITHOUT ROWID;
     "#,
+    // 4: what a sweep may end. A report remembers the label selector it was last read
+    // under ("" for none: files, stdin, a list without selector), so a sweep listed with a
+    // selector ends only the reports it could have listed.
+    r#"
+    ALTER TABLE reports ADD COLUMN selector TEXT NOT NULL DEFAULT '';
+    "#,
 ];

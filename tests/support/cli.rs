@@ -90,6 +90,17 @@ impl Workspace {
 
     /// `scan --format json --from <inputs>` at the given time (RFC 3339).
     pub fn scan_at(&self, now: &str, inputs: &[&Path]) -> Run {
+        self.scan_with(now, inputs, &[])
+    }
+
+    /// The same, for inputs that are a whole-cluster export (`--complete`): reports they
+    /// lack start their grace period.
+    pub fn scan_complete_at(&self, now: &str, inputs: &[&Path]) -> Run {
+        self.scan_with(now, inputs, &["--complete"])
+    }
+
+    /// `scan --format json <extra> --from <inputs>` at the given time.
+    pub fn scan_with(&self, now: &str, inputs: &[&Path], extra: &[&str]) -> Run {
         let mut args: Vec<String> = vec![
             "scan".into(),
             "--format".into(),
@@ -97,6 +108,7 @@ impl Workspace {
             "--now".into(),
             now.into(),
         ];
+        args.extend(extra.iter().map(|s| s.to_string()));
         for i in inputs {
             args.push("--from".into());
             args.push(i.display().to_string());
