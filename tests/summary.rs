@@ -11,7 +11,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 use support::cli::Workspace;
-use support::reports::{Vuln, digest, list, vuln, vulnerability_report};
+use support::reports::{Vuln, config_audit, digest, list, vuln, vulnerability_report};
 use support::smtp::{SinkBehaviour, SmtpSink};
 
 use trivy_digest::config::Config;
@@ -78,27 +78,6 @@ fn vreport(
     r["report"]["registry"]["server"] = json!(registry);
     r["report"]["updateTimestamp"] = json!(at);
     r
-}
-
-fn config_audit(ns: &str, workload: &str, checks: &[(&str, &str, &str)], at: &str) -> Value {
-    let rs = format!("{workload}-7cc565547");
-    let checks: Vec<Value> = checks
-        .iter()
-        .map(|(id, sev, title)| {
-            json!({"checkID": id, "severity": sev, "title": title, "success": false,
-                   "category": "Kubernetes Security Check", "description": "d", "messages": ["m"]})
-        })
-        .collect();
-    json!({
-        "apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "ConfigAuditReport",
-        "metadata": {"name": format!("replicaset-{rs}"), "namespace": ns,
-            "labels": {"trivy-operator.resource.kind": "ReplicaSet", "trivy-operator.resource.name": rs,
-                       "trivy-operator.resource.namespace": ns},
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true,
-                                 "uid": "7d3c1f2e-0000-4000-8000-000000000002"}]},
-        "report": {"updateTimestamp": at, "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.48.3"},
-                   "summary": {}, "checks": checks}
-    })
 }
 
 /// The cluster as each scan sees it.

@@ -674,6 +674,82 @@ mod tests {
         f
     }
 
+    fn report(ns: &str, name: &str) -> Report {
+        let json = serde_json::json!({
+            "apiVersion": "aquasecurity.github.io/v1alpha1", "kind": "VulnerabilityReport",
+            "metadata": {"name": name, "namespace": ns},
+            "report": {"artifact": {"repository": "org/app", "digest": format!("sha256:{:064x}", 1)},
+                       "registry": {"server": "ghcr.io"}, "vulnerabilities": []}
+        });
+        let obj = crate::source::RawObject {
+            origin: crate::source::Origin::file("t"),
+            json: json.to_string().into_bytes(),
+            kind_hint: None,
+            name_hint: None,
+        };
+        match crate::trivy::parse_object(&obj) {
+            Ok(crate::trivy::Parsed::Report(r)) => *r,
+            other => panic!("not a report: {other:?}"),
+        }
+    }
+
+    fn live(store: &Store) -> Vec<String> {
+        let mut stmt = store
+            .conn()
+            .prepare(
+                "SELECT namespace || '/' || name FROM reports WHERE gone_since IS NULL ORDER BY 1",
+            )
+            .expect("prepare");
+        stmt.query_map([], |r| r.get(0))
+            .expect("query")
+            .collect::<rusqlite::Result<_>>()
+            .expect("rows")
+    }
+
+    /// A relist ends only the reports its watch could have listed: its namespaces, and
+    /// reports last read under its own label selector.
+    #[test]
+    fn a_relist_ends_only_what_its_watch_covers() {
+        let mut store = Store::open_in_memory().expect("store");
+        let mut s = Session::begin(&mut store, "t", 100).expect("begin");
+        s.read_under(Some("app=x"));
+        for (ns, name) in [("a", "r1"), ("a", "r2"), ("b", "r3")] {
+            s.report(&report(ns, name)).expect("report");
+        }
+        // Read from a file: not known to match the selector.
+        s.read_under(None);
+        s.report(&report("a", "from-file")).expect("report");
+        s.finish(&Scope::read_only(), 3600).expect("finish");
+        s.commit().expect("commit");
+
+        let mut s = Session::begin(&mut store, "t", 200).expect("begin");
+        s.read_under(Some("app=x"));
+        let floor = s.relist_floor();
+        s.report(&report("a", "r1")).expect("report");
+        let coverage = Coverage {
+            kinds: [ReportKind::VulnerabilityReport].into(),
+            namespaces: crate::scope::NamespaceFilter {
+                include: vec!["a".into()],
+                exclude: vec![],
+            },
+            label_selector: Some("app=x".into()),
+        };
+        let n = s
+            .relisted(ReportKind::VulnerabilityReport, floor, &coverage)
+            .expect("relisted");
+        assert_eq!(n, 1, "only a/r2");
+        s.finish(&Scope::read_only(), 3600).expect("finish");
+        s.commit().expect("commit");
+        assert_eq!(live(&store), ["a/from-file", "a/r1", "b/r3"]);
+
+        // A sweep over everything without a selector ends the rest.
+        let mut s = Session::begin(&mut store, "t", 300).expect("begin");
+        let stats = s.finish(&Scope::everything(), 3600).expect("finish");
+        s.commit().expect("commit");
+        assert_eq!(stats.reports_gone, 3);
+        assert!(live(&store).is_empty());
+    }
+
     #[test]
     fn set_hash_ignores_order_and_duplicates() {
         let a = vec![

@@ -33,6 +33,12 @@ pub struct Envelope<'a> {
     pub detail_report: bool,
     #[serde(rename = "summaryReport", default, deserialize_with = "present")]
     pub summary_report: bool,
+    // Formats that are not Trivy Operator reports but share field names with one: a
+    // CycloneDX SBOM has `components`, Trivy CLI JSON has `Results`.
+    #[serde(rename = "bomFormat", default, deserialize_with = "present")]
+    pub bom_format: bool,
+    #[serde(rename = "SchemaVersion", default, deserialize_with = "present")]
+    pub trivy_schema_version: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

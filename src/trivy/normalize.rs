@@ -116,6 +116,19 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
             };
             (kind, body, body_path(kind))
         }
+        None if env.bom_format || env.trivy_schema_version => {
+            // Never read as a report body: a CycloneDX `components` list is not an
+            // SbomReport's, and a half-read report would be a report with no findings.
+            let what = if env.bom_format {
+                "a CycloneDX SBOM"
+            } else {
+                "Trivy CLI JSON (`trivy image -f json`)"
+            };
+            return Ok(Parsed::Ignored {
+                origin: obj.origin.clone(),
+                reason: format!("{what}, not a Trivy Operator report"),
+            });
+        }
         None => {
             // A bare `.report` body or `.status` fragment: the object is the body.
             let Some(kind) = infer_kind(&env, obj.kind_hint) else {
