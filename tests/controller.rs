@@ -423,6 +423,73 @@ async fn scan_from_cluster_reads_one_paged_list() {
     assert_eq!(s["complete"], true);
 }
 
+/// `scan --from cluster` ends only what it listed: reports in namespaces its filters
+/// exclude (here read earlier from a file) stay, and an empty cluster is refused unless
+/// allowed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scan_from_cluster_ends_only_what_its_filters_cover() {
+    let server = KubeServer::start();
+    server.install_crds();
+    let client = server.client().await;
+    let mut ws = support::cli::Workspace::new();
+    ws.env.push((
+        "KUBECONFIG".into(),
+        server.kubeconfig_path().display().to_string(),
+    ));
+    ws.config("kube:\n  exclude_namespaces: [ns-3]\n");
+    // Nothing in the cluster yet: a sweep that read nothing proves nothing.
+    let run = ws.run(&["scan", "--from", "cluster", "--format", "json"]);
+    assert_eq!(run.code, 5, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("read 0 reports from cluster"),
+        "{}",
+        run.stderr
+    );
+    let run = ws.run(&[
+        "scan",
+        "--from",
+        "cluster",
+        "--allow-empty",
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+
+    // A report of ns-3 known from a file export.
+    let (_, outside) = report(3, 9, &vulns());
+    let file = ws.write("ns-3.json", &serde_json::to_string(&outside).expect("json"));
+    let run = ws.run(&["scan", "--from", &file.display().to_string()]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    for i in 0..8 {
+        create(&client, i, i % 2, &vulns()).await;
+    }
+    let run = ws.run(&["scan", "--from", "cluster", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let s = run.json();
+    assert_eq!(s["reports"]["stored"], 6, "ns-3 is filtered out");
+    assert_eq!(
+        s["scope"]["covered"][0]["namespaces"]["exclude"],
+        json!(["ns-3"])
+    );
+    assert_eq!(s["history"]["reports_gone"], 0);
+
+    reports_api(&client, "ns-0")
+        .delete("replicaset-app-0-7cc565547-app", &DeleteParams::default())
+        .await
+        .expect("delete");
+    let s = ws
+        .run(&["scan", "--from", "cluster", "--format", "json"])
+        .json();
+    assert_eq!(s["history"]["reports_gone"], 1, "{s:#}");
+    let live = |ns: &str| {
+        ws.count(&format!(
+            "SELECT COUNT(*) FROM reports WHERE namespace = '{ns}' AND gone_since IS NULL"
+        ))
+    };
+    assert_eq!(live("ns-0"), 1);
+    assert_eq!(live("ns-3"), 1, "outside the sweep's namespaces: kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_the_push_in_flight_finish_and_exits_zero() {
     let server = KubeServer::start();
