@@ -3,6 +3,7 @@
 //! resourceVersion conflicts), Pods, Namespaces and Events.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,22 +33,35 @@ pub struct FakeKube {
 impl FakeKube {
     /// A client talking to a fresh fake; the fake serves on the current runtime.
     pub fn start() -> (Client, FakeKube) {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let fake = FakeKube {
             state: Arc::new(Mutex::new(FakeState::default())),
         };
-        let server = fake.clone();
+        let (client, _) = fake.connect();
+        (client, fake)
+    }
+
+    /// Another client of the same fake (another replica), with a switch that makes its
+    /// requests hang unanswered, as a half-open connection does.
+    pub fn connect(&self) -> (Client, Arc<AtomicBool>) {
+        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let hang = Arc::new(AtomicBool::new(false));
+        let server = self.clone();
+        let hung = hang.clone();
         tokio::spawn(async move {
             while let Some((req, send)) = handle.next_request().await {
                 let server = server.clone();
+                let hung = hung.clone();
                 // Each request on its own task: a held watch must not block the others.
                 tokio::spawn(async move {
+                    if hung.load(Ordering::SeqCst) {
+                        std::future::pending::<()>().await;
+                    }
                     let resp = server.handle(req).await;
                     send.send_response(resp);
                 });
             }
         });
-        (Client::new(service, "default"), fake)
+        (Client::new(service, "default"), hang)
     }
 
     pub fn lock(&self) -> std::sync::MutexGuard<'_, FakeState> {

@@ -3,8 +3,21 @@
 //!
 //! Every write is a replace conditioned on the Lease's resourceVersion, so two replicas
 //! racing for an expired Lease cannot both win: the loser gets 409 Conflict.
+//!
+//! Leadership cannot split, whatever the network or the nodes' clocks do:
+//! - a standby judges expiry by its own monotonic clock: a Lease is expired once the same
+//!   record (holder, renew time, resourceVersion) has been seen unchanged for a whole
+//!   lease duration since this replica first saw it; the holder's `renewTime` is never
+//!   compared with the local clock, so node clock skew does not matter;
+//! - the leader bounds every renewal by a deadline (two thirds of the lease duration,
+//!   client-go's ratio) counted from the start of its last successful renewal, and steps
+//!   down when the deadline passes, even while a request hangs (kube's client has no read
+//!   timeout). A standby first sees a renewal after it was written, so it cannot take
+//!   over before one whole duration after the start of that renewal: the old leader has
+//!   stopped a third of a duration earlier.
 
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
@@ -21,6 +34,16 @@ pub struct Elector {
     identity: String,
     duration: Duration,
     renew: Duration,
+    /// The Lease record as last seen, and when it was first seen (this replica's clock).
+    observed: Mutex<Option<(Record, Instant)>>,
+}
+
+/// What changes on every write of a Lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Record {
+    holder: String,
+    renew_time: Option<String>,
+    resource_version: Option<String>,
 }
 
 /// Where the lease lives and who we are, from config or the Pod's environment.
@@ -53,6 +76,24 @@ impl Elector {
             identity,
             duration: cfg.lease_duration.0,
             renew: cfg.renew_interval.0,
+            observed: Mutex::new(None),
+        }
+    }
+
+    /// How long after the start of its last successful renewal a leader steps down.
+    pub fn renew_deadline(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
+    /// True when `record` has been seen unchanged for `duration` by `clock`.
+    fn expired(&self, record: Record, duration: Duration, clock: Instant) -> bool {
+        let mut seen = self.observed.lock().unwrap_or_else(|e| e.into_inner());
+        match seen.as_ref() {
+            Some((r, since)) if *r == record => clock.saturating_duration_since(*since) >= duration,
+            _ => {
+                *seen = Some((record, clock));
+                false
+            }
         }
     }
 
@@ -60,8 +101,9 @@ impl Elector {
         &self.identity
     }
 
-    /// One round: acquire, renew or observe. Ok(true) while we hold the Lease.
-    pub async fn try_lead(&self, now: Timestamp) -> Result<bool, kube::Error> {
+    /// One round: acquire, renew or observe. Ok(true) while we hold the Lease. `now` is
+    /// written into the Lease; `clock` is this replica's monotonic time, used for expiry.
+    pub async fn try_lead(&self, now: Timestamp, clock: Instant) -> Result<bool, kube::Error> {
         let Some(lease) = self.api.get_opt(&self.name).await? else {
             let lease = Lease {
                 metadata: ObjectMeta {
@@ -79,10 +121,20 @@ impl Elector {
         let spec = lease.spec.clone().unwrap_or_default();
         let holder = spec.holder_identity.clone().unwrap_or_default();
         let transitions = spec.lease_transitions.unwrap_or(0);
+        let record = Record {
+            holder: holder.clone(),
+            renew_time: spec.renew_time.as_ref().map(|t| t.0.to_string()),
+            resource_version: lease.metadata.resource_version.clone(),
+        };
+        // The holder's own declared duration: a replica configured differently still
+        // waits as long as the holder promised to renew within.
+        let duration = Duration::from_secs(
+            u64::try_from(spec.lease_duration_seconds.unwrap_or(15).max(1)).unwrap_or(15),
+        );
         let next = if holder == self.identity {
             let acquired = spec.acquire_time.as_ref().map_or(now, |t| t.0);
             self.spec(acquired, now, transitions)
-        } else if holder.is_empty() || expired(&spec, now) {
+        } else if holder.is_empty() || self.expired(record, duration, clock) {
             self.spec(now, now, transitions + 1)
         } else {
             return Ok(false);
@@ -138,40 +190,65 @@ impl Elector {
         }
     }
 
-    /// Runs until `shutdown`, publishing whether we lead. Leadership is given up when a
-    /// renewal has not succeeded within the lease duration (the others may have taken it).
+    /// Runs until `shutdown`, publishing whether we lead. Leadership is given up when no
+    /// renewal has succeeded within the renew deadline, before any standby can take it.
     pub async fn run(self, leading: watch::Sender<bool>, mut shutdown: watch::Receiver<bool>) {
-        let mut last_ok: Option<std::time::Instant> = None;
+        let deadline = self.renew_deadline();
+        // When the last successful renewal started: the Lease says we renewed then.
+        let mut renewed: Option<Instant> = None;
         loop {
-            match self.try_lead(Timestamp::now()).await {
-                Ok(true) => {
-                    last_ok = Some(std::time::Instant::now());
+            let started = Instant::now();
+            let step_down_at = renewed.map(|r| r + deadline);
+            // A leader's attempt may not outlive its deadline; a standby's is bounded too,
+            // so a hung request does not stall the loop.
+            let budget = step_down_at.map_or(deadline, |t| t.saturating_duration_since(started));
+            let attempt =
+                tokio::time::timeout(budget, self.try_lead(Timestamp::now(), started)).await;
+            match attempt {
+                Ok(Ok(true)) => {
+                    renewed = Some(started);
                     if !*leading.borrow() {
                         tracing::info!(identity = %self.identity, lease = %self.name, "became leader");
                     }
                     leading.send_replace(true);
                 }
-                Ok(false) => {
+                Ok(Ok(false)) => {
                     if *leading.borrow() {
                         tracing::warn!(identity = %self.identity, "lost the lease to another replica");
                     }
-                    last_ok = None;
+                    renewed = None;
                     leading.send_replace(false);
                 }
-                Err(e) => {
-                    tracing::warn!(error = %e, "lease renewal failed");
-                    let stale = last_ok.is_none_or(|t| t.elapsed() >= self.duration);
-                    if stale && *leading.borrow() {
-                        tracing::warn!("stepping down: the lease could not be renewed in time");
-                        leading.send_replace(false);
-                    }
-                }
+                Ok(Err(e)) => tracing::warn!(error = %e, "lease renewal failed"),
+                Err(_) => tracing::warn!(
+                    timeout = ?budget,
+                    "lease request did not answer in time"
+                ),
             }
+            let now = Instant::now();
+            if step_down_at.is_some_and(|t| now >= t) && renewed.is_some_and(|r| r < started) {
+                tracing::warn!(
+                    identity = %self.identity,
+                    deadline = ?deadline,
+                    "stepping down: the lease could not be renewed before the deadline"
+                );
+                renewed = None;
+                leading.send_replace(false);
+            }
+            // A leader wakes for its deadline even if that comes before the next renewal.
+            let pause = renewed.map_or(self.renew, |r| {
+                self.renew
+                    .min((r + deadline).saturating_duration_since(now))
+            });
             tokio::select! {
-                _ = tokio::time::sleep(self.renew) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = shutdown.changed() => {
-                    if *leading.borrow() && let Err(e) = self.release().await {
-                        tracing::warn!(error = %e, "could not release the lease");
+                    if *leading.borrow() {
+                        match tokio::time::timeout(deadline, self.release()).await {
+                            Ok(Ok(())) => {}
+                            Ok(Err(e)) => tracing::warn!(error = %e, "could not release the lease"),
+                            Err(_) => tracing::warn!("releasing the lease did not answer in time"),
+                        }
                     }
                     leading.send_replace(false);
                     return;
@@ -179,14 +256,6 @@ impl Elector {
             }
         }
     }
-}
-
-fn expired(spec: &LeaseSpec, now: Timestamp) -> bool {
-    let Some(renewed) = spec.renew_time.as_ref() else {
-        return true;
-    };
-    let secs = i64::from(spec.lease_duration_seconds.unwrap_or(15).max(1));
-    now.as_second() - renewed.0.as_second() >= secs
 }
 
 #[cfg(test)]
@@ -217,20 +286,25 @@ mod tests {
         Timestamp::from_second(secs).expect("timestamp")
     }
 
+    /// This replica's clock, `secs` after a fixed start.
+    fn at(base: Instant, secs: u64) -> Instant {
+        base + Duration::from_secs(secs)
+    }
+
     #[tokio::test]
     async fn creates_renews_and_respects_a_fresh_holder() {
         let (client, fake) = FakeKube::start();
         let a = Elector::new(client.clone(), &cfg("a", 15_000, 5_000));
         let b = Elector::new(client, &cfg("b", 15_000, 5_000));
-        let t0 = 1_800_000_000;
-        assert!(a.try_lead(ts(t0)).await.expect("create"));
+        let (t0, c0) = (1_800_000_000, Instant::now());
+        assert!(a.try_lead(ts(t0), c0).await.expect("create"));
         assert_eq!(holder(&fake).as_deref(), Some("a"));
         // b sees a fresh lease held by a: no write.
         let writes = fake.lock().requests.len();
-        assert!(!b.try_lead(ts(t0 + 5)).await.expect("observe"));
+        assert!(!b.try_lead(ts(t0 + 5), at(c0, 5)).await.expect("observe"));
         assert_eq!(fake.lock().requests.len(), writes + 1, "only a GET");
         // a renews; acquire time stays, renew time moves.
-        assert!(a.try_lead(ts(t0 + 5)).await.expect("renew"));
+        assert!(a.try_lead(ts(t0 + 5), at(c0, 5)).await.expect("renew"));
         let lease = fake.lock().leases.values().next().cloned().expect("lease");
         assert_eq!(lease["spec"]["leaseTransitions"], 0);
         assert_eq!(lease["spec"]["leaseDurationSeconds"], 15);
@@ -243,17 +317,75 @@ mod tests {
         let a = Elector::new(client.clone(), &cfg("a", 15_000, 5_000));
         let b = Elector::new(client.clone(), &cfg("b", 15_000, 5_000));
         let c = Elector::new(client, &cfg("c", 15_000, 5_000));
-        let t0 = 1_800_000_000;
-        assert!(a.try_lead(ts(t0)).await.expect("create"));
-        // a stopped renewing 20 s ago.
-        assert!(b.try_lead(ts(t0 + 20)).await.expect("take over"));
+        let (t0, c0) = (1_800_000_000, Instant::now());
+        assert!(a.try_lead(ts(t0), c0).await.expect("create"));
+        // b first sees a's record now; a then stops renewing.
+        assert!(!b.try_lead(ts(t0 + 1), at(c0, 1)).await.expect("observe"));
+        assert!(
+            !b.try_lead(ts(t0 + 15), at(c0, 15))
+                .await
+                .expect("14 s unchanged")
+        );
+        // 15 s of b's own clock with the record unchanged: expired.
+        assert!(
+            b.try_lead(ts(t0 + 16), at(c0, 16))
+                .await
+                .expect("take over")
+        );
         assert_eq!(holder(&fake).as_deref(), Some("b"));
         let lease = fake.lock().leases.values().next().cloned().expect("lease");
         assert_eq!(lease["spec"]["leaseTransitions"], 1);
         // c arrives at the same moment and finds b's fresh lease.
-        assert!(!c.try_lead(ts(t0 + 20)).await.expect("fresh now"));
+        assert!(
+            !c.try_lead(ts(t0 + 16), at(c0, 16))
+                .await
+                .expect("fresh now")
+        );
         // a comes back: b holds a fresh lease.
-        assert!(!a.try_lead(ts(t0 + 21)).await.expect("observe"));
+        assert!(!a.try_lead(ts(t0 + 17), at(c0, 17)).await.expect("observe"));
+    }
+
+    /// Expiry is judged by this replica's clock, never by comparing the holder's
+    /// `renewTime` with it: node clocks may disagree by minutes.
+    #[tokio::test]
+    async fn clock_skew_between_nodes_changes_nothing() {
+        let (client, fake) = FakeKube::start();
+        let a = Elector::new(client.clone(), &cfg("a", 15_000, 5_000));
+        let b = Elector::new(client, &cfg("b", 15_000, 5_000));
+        let c0 = Instant::now();
+        // a's node clock is an hour behind b's: every renewTime it writes looks stale.
+        let skewed = 1_800_000_000 - 3_600;
+        assert!(a.try_lead(ts(skewed), c0).await.expect("create"));
+        for s in 1..40 {
+            if s % 5 == 0 {
+                assert!(
+                    a.try_lead(ts(skewed + s as i64), at(c0, s))
+                        .await
+                        .expect("renew")
+                );
+            }
+            assert!(
+                !b.try_lead(ts(1_800_000_000 + s as i64), at(c0, s))
+                    .await
+                    .expect("observe"),
+                "b took a live lease at {s} s"
+            );
+        }
+        assert_eq!(holder(&fake).as_deref(), Some("a"));
+        // a's clock an hour ahead: a renewTime in the future does not hold the lease
+        // once a stops renewing.
+        let (client2, _) = fake.connect();
+        let d = Elector::new(client2, &cfg("d", 15_000, 5_000));
+        assert!(
+            !d.try_lead(ts(1_800_000_000), at(c0, 40))
+                .await
+                .expect("observe")
+        );
+        assert!(
+            d.try_lead(ts(1_800_000_016), at(c0, 56))
+                .await
+                .expect("take over")
+        );
     }
 
     #[tokio::test]
@@ -261,17 +393,64 @@ mod tests {
         let (client, fake) = FakeKube::start();
         let a = Elector::new(client.clone(), &cfg("a", 15_000, 5_000));
         let b = Elector::new(client, &cfg("b", 15_000, 5_000));
-        let t0 = 1_800_000_000;
-        assert!(a.try_lead(ts(t0)).await.expect("create"));
+        let (t0, c0) = (1_800_000_000, Instant::now());
+        assert!(a.try_lead(ts(t0), c0).await.expect("create"));
+        assert!(!b.try_lead(ts(t0), c0).await.expect("observe"));
         // b finds the lease expired, but another writer replaces it between b's GET and
         // PUT: the API answers 409 and b must not believe it leads.
         fake.lock().conflict_next_put = true;
         assert!(
-            !b.try_lead(ts(t0 + 60))
+            !b.try_lead(ts(t0 + 60), at(c0, 60))
                 .await
                 .expect("conflict is not an error")
         );
         assert_eq!(holder(&fake).as_deref(), Some("a"));
+    }
+
+    /// The leader's renewal hangs (a half-open connection): it steps down at its renew
+    /// deadline, before the standby, which still sees the old record, takes over.
+    #[tokio::test]
+    async fn a_hung_renewal_steps_down_before_the_standby_takes_over() {
+        let (_, fake) = FakeKube::start();
+        let (a_client, a_hang) = fake.connect();
+        let (b_client, _) = fake.connect();
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let (a_tx, mut a_rx) = watch::channel(false);
+        let (b_tx, mut b_rx) = watch::channel(false);
+        let a = Elector::new(a_client, &cfg("a", 1_500, 100));
+        let b = Elector::new(b_client, &cfg("b", 1_500, 100));
+        let a_task = tokio::spawn(a.run(a_tx, stop_rx.clone()));
+        a_rx.wait_for(|l| *l).await.expect("a leads");
+        let b_task = tokio::spawn(b.run(b_tx, stop_rx.clone()));
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        assert!(!*b_rx.borrow(), "never two leaders");
+
+        a_hang.store(true, std::sync::atomic::Ordering::SeqCst);
+        let a_down = tokio::spawn(async move {
+            a_rx.wait_for(|l| !*l).await.expect("a steps down");
+            Instant::now()
+        });
+        let b_up = tokio::spawn(async move {
+            b_rx.wait_for(|l| *l).await.expect("b takes over");
+            Instant::now()
+        });
+        let a_down = tokio::time::timeout(Duration::from_secs(10), a_down)
+            .await
+            .expect("a steps down in time")
+            .expect("task");
+        let b_up = tokio::time::timeout(Duration::from_secs(10), b_up)
+            .await
+            .expect("b takes over in time")
+            .expect("task");
+        assert!(
+            a_down < b_up,
+            "the old leader stopped {:?} after the standby started",
+            a_down.saturating_duration_since(b_up)
+        );
+        assert_eq!(holder(&fake).as_deref(), Some("b"));
+        stop_tx.send_replace(true);
+        b_task.await.expect("b stops");
+        a_task.abort();
     }
 
     #[tokio::test]
