@@ -5,14 +5,76 @@ use std::time::Duration;
 
 use crate::config::RetryConfig;
 
-/// Longest `Retry-After` we wait for within one run; longer ones leave the work queued.
-const MAX_RETRY_AFTER: Duration = Duration::from_secs(600);
+/// A `Retry-After` up to this long is always waited for, even when `max_backoff` is
+/// shorter: a server asking for a few seconds knows better than our own backoff.
+pub const RETRY_AFTER_FLOOR: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     pub max_attempts: u32,
     pub initial: Duration,
     pub max: Duration,
+}
+
+/// What follows a failed attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Wait this long, then try again. `asked` is true when the wait is the server's
+    /// `Retry-After`.
+    Wait { wait: Duration, asked: bool },
+    /// No attempt left.
+    Exhausted,
+    /// The server asked to wait longer than we wait within one run: give up now, the
+    /// work stays queued for the next run (waiting out e.g. 600 s per attempt would stall
+    /// a `scan` for most of an hour).
+    TooLong { asked: Duration, cap: Duration },
+}
+
+impl Next {
+    pub fn wait(self) -> Option<Duration> {
+        match self {
+            Next::Wait { wait, .. } => Some(wait),
+            Next::Exhausted | Next::TooLong { .. } => None,
+        }
+    }
+
+    /// Logs the decision for `service` (e.g. "DefectDojo") so a long or refused wait is
+    /// visible; returns the text to add to the error when giving up.
+    pub fn log(self, service: &str, call: &str, attempt: u32, error: &str) -> Option<String> {
+        match self {
+            Next::Wait { wait, asked: true } => {
+                tracing::warn!(
+                    call,
+                    attempt,
+                    wait_s = wait.as_secs_f64(),
+                    error,
+                    "{service} asked to wait (Retry-After) before the next attempt; waiting"
+                );
+                None
+            }
+            Next::Wait { wait, asked: false } => {
+                tracing::warn!(
+                    call,
+                    attempt,
+                    wait_ms = wait.as_millis() as u64,
+                    error,
+                    "{service}: retrying"
+                );
+                None
+            }
+            Next::Exhausted => None,
+            Next::TooLong { asked, cap } => {
+                let note = format!(
+                    "{service} asks to wait {} s (Retry-After), longer than the {} s waited within a run (the larger of retry.max_backoff and {} s); not waiting, the work stays queued for the next run",
+                    asked.as_secs(),
+                    cap.as_secs(),
+                    RETRY_AFTER_FLOOR.as_secs()
+                );
+                tracing::warn!(call, attempt, error, "{note}");
+                Some(note)
+            }
+        }
+    }
 }
 
 impl Backoff {
@@ -24,15 +86,29 @@ impl Backoff {
         }
     }
 
-    /// The wait before attempt `attempt + 1` (after `attempt` failures, 1-based), or
-    /// `None` when no attempt is left. A server's `Retry-After` replaces the jittered wait
-    /// (it is the server saying when it can take us), up to `MAX_RETRY_AFTER`.
-    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+    /// The longest `Retry-After` waited for: `max_backoff`, but at least
+    /// `RETRY_AFTER_FLOOR`.
+    pub fn retry_after_cap(&self) -> Duration {
+        self.max.max(RETRY_AFTER_FLOOR)
+    }
+
+    /// What to do after `attempt` failures (1-based). A server's `Retry-After` replaces
+    /// the jittered wait (it is the server saying when it can take us), up to
+    /// `retry_after_cap`; a longer one ends the retries of this run.
+    pub fn next(&self, attempt: u32, retry_after: Option<Duration>) -> Next {
         if attempt >= self.max_attempts {
-            return None;
+            return Next::Exhausted;
         }
         if let Some(ra) = retry_after {
-            return (ra <= MAX_RETRY_AFTER).then_some(ra);
+            let cap = self.retry_after_cap();
+            return if ra <= cap {
+                Next::Wait {
+                    wait: ra,
+                    asked: true,
+                }
+            } else {
+                Next::TooLong { asked: ra, cap }
+            };
         }
         let exp = self.initial.saturating_mul(
             1u32.checked_shl(attempt.saturating_sub(1))
@@ -42,7 +118,16 @@ impl Backoff {
         // Full jitter: uniform in [cap/2, cap] keeps some spacing while spreading replicas.
         let half = cap / 2;
         let jitter = half.mul_f64(fastrand::f64());
-        Some(half + jitter)
+        Next::Wait {
+            wait: half + jitter,
+            asked: false,
+        }
+    }
+
+    /// The wait before attempt `attempt + 1`, or `None` when no attempt is left (or the
+    /// server asked for longer than `retry_after_cap`).
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Option<Duration> {
+        self.next(attempt, retry_after).wait()
     }
 }
 
@@ -101,6 +186,14 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(b.delay(1, Some(Duration::from_secs(3600))), None);
+        // Up to the floor a Retry-After is waited for even when max_backoff is smaller.
+        assert_eq!(
+            b.next(1, Some(Duration::from_secs(10))),
+            Next::Wait {
+                wait: Duration::from_secs(10),
+                asked: true
+            }
+        );
         let now = chrono::DateTime::parse_from_rfc3339("2026-11-27T10:00:00Z")
             .expect("date")
             .with_timezone(&chrono::Utc);
@@ -110,5 +203,37 @@ mod tests {
             Some(Duration::from_secs(30))
         );
         assert_eq!(parse_retry_after("soon", now), None);
+    }
+
+    #[test]
+    fn a_long_retry_after_is_capped_by_max_backoff() {
+        // retry.max_backoff: 2s; the server asks for 600 s.
+        let b = Backoff {
+            max_attempts: 6,
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(2),
+        };
+        assert_eq!(b.delay(1, Some(Duration::from_secs(600))), None);
+        assert_eq!(
+            b.next(1, Some(Duration::from_secs(600))),
+            Next::TooLong {
+                asked: Duration::from_secs(600),
+                cap: RETRY_AFTER_FLOOR
+            }
+        );
+        assert_eq!(b.delay(1, Some(Duration::from_secs(31))), None);
+        // A larger max_backoff raises the cap.
+        let patient = Backoff {
+            max: Duration::from_secs(900),
+            ..b
+        };
+        assert_eq!(
+            patient.delay(1, Some(Duration::from_secs(600))),
+            Some(Duration::from_secs(600))
+        );
+        assert_eq!(
+            patient.next(6, Some(Duration::from_secs(1))),
+            Next::Exhausted
+        );
     }
 }

@@ -275,7 +275,8 @@ pub fn payload(msg: &Message, cluster: &str, max_findings: usize) -> Value {
 }
 
 /// Posts to the webhook. `Ok` only when Slack accepted (2xx). 429, 5xx and network errors
-/// are retried with the backoff (a `Retry-After` replaces the wait); other 4xx are
+/// are retried with the backoff (a `Retry-After` replaces the wait, up to
+/// `Backoff::retry_after_cap`); other 4xx are
 /// permanent (`invalid_blocks`, `no_service`, `channel_is_archived`). Errors never contain
 /// the webhook URL.
 pub async fn post(
@@ -305,12 +306,16 @@ pub async fn post(
             }
             Err(e) => (describe(e), None),
         };
-        match backoff.delay(attempt, retry_after) {
-            Some(wait) => {
-                tracing::warn!(attempt, error = %err, wait_ms = wait.as_millis() as u64, "Slack webhook: retrying");
-                tokio::time::sleep(wait).await;
+        let next = backoff.next(attempt, retry_after);
+        let note = next.log("Slack webhook", "post", attempt, &err);
+        match next.wait() {
+            Some(wait) => tokio::time::sleep(wait).await,
+            None => {
+                return Err(SendError::Transient(match note {
+                    Some(n) => format!("{err}; {n}"),
+                    None => err,
+                }));
             }
-            None => return Err(SendError::Transient(err)),
         }
     }
 }

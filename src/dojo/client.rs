@@ -1,7 +1,9 @@
 //! The DefectDojo v2 API calls we make, with errors classified as DefectDojo 3.2.0
 //! really answers them (research/defectdojo-real.md): 403 for a missing or wrong token,
 //! 400 with a `message` (often a Python list repr) for a payload it refuses, 5xx/429 and
-//! network failures for a server that is down or busy.
+//! network failures for a server that is down or busy. Redirects are never followed (a
+//! followed 301/302 turns the reimport POST into a GET): any 3xx, and a 404/405 from an
+//! API endpoint, mean `defectdojo.url` is not where the API answers.
 
 use std::time::Duration;
 
@@ -18,10 +20,31 @@ pub enum DojoError {
     /// 403: the token is wrong or missing. Never retried: every call would fail the same way.
     #[error("DefectDojo refused the API token (HTTP 403): {0}")]
     Auth(String),
+    /// `defectdojo.url` does not lead to the API (a redirect, or 404/405 from an
+    /// endpoint). Stops the export like a bad token: every call would fail the same way.
+    #[error("{0}")]
+    Address(AddressError),
     /// 400 and other 4xx: our request is wrong. Not retried; the server's message is kept.
     #[error("DefectDojo refused the request (HTTP {status}): {message}")]
     Refused { status: u16, message: String },
-    /// 5xx, 429, timeouts, refused or dropped connections: worth retrying later.
+    /// 413: the upload is larger than DefectDojo or a proxy in front of it takes.
+    #[error(
+        "DefectDojo (or a proxy in front of it) refused the upload as too large (HTTP 413{}): {message}. \
+         Split the test with the mapping, e.g. defectdojo.test: '{{{{ namespace }}}}/{{{{ subject }}}}' \
+         for one test per namespace (or add '{{{{ workload_name }}}}' for one per workload), or raise \
+         the body limit of the proxy (nginx client_max_body_size, ingress-nginx annotation \
+         nginx.ingress.kubernetes.io/proxy-body-size) and DefectDojo's DD_SCAN_FILE_MAX_SIZE",
+        bytes.map(|b| format!(", {}", human_bytes(b))).unwrap_or_default()
+    )]
+    TooLarge {
+        bytes: Option<usize>,
+        message: String,
+    },
+    /// `PATCH /api/v2/findings/<id>/` answered "No Finding matches the given query.":
+    /// the finding was deleted in DefectDojo.
+    #[error("DefectDojo finding {id} no longer exists: {message}")]
+    FindingGone { id: i64, message: String },
+    /// 5xx, 408, 429, timeouts, refused or dropped connections: worth retrying later.
     #[error("DefectDojo unavailable: {reason}")]
     Unavailable {
         reason: String,
@@ -32,6 +55,85 @@ pub enum DojoError {
     Protocol(String),
     #[error("DefectDojo client setup: {0}")]
     Setup(String),
+}
+
+/// Why `defectdojo.url` is wrong, naming the URL that was called.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AddressError {
+    /// A 3xx. `base` is the `defectdojo.url` the redirect implies, when the target keeps
+    /// the API path.
+    Redirect {
+        status: u16,
+        method: String,
+        url: String,
+        location: Option<String>,
+        base: Option<String>,
+    },
+    /// 404 or 405 from an API endpoint: usually a missing path prefix, or a proxy that
+    /// does not forward to DefectDojo.
+    NotHere {
+        status: u16,
+        method: String,
+        url: String,
+        message: String,
+    },
+}
+
+impl std::fmt::Display for AddressError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AddressError::Redirect {
+                status,
+                method,
+                url,
+                location: Some(location),
+                base,
+            } => {
+                write!(
+                    f,
+                    "DefectDojo answered {status} to {method} {url}, redirecting to {location}; \
+                     set defectdojo.url to that address"
+                )?;
+                if let Some(b) = base {
+                    write!(f, " ({b})")?;
+                }
+                write!(
+                    f,
+                    " (redirects are not followed: they would turn the POST into a GET)"
+                )
+            }
+            AddressError::Redirect {
+                status,
+                method,
+                url,
+                location: None,
+                ..
+            } => write!(
+                f,
+                "DefectDojo answered {status} to {method} {url} without a Location; \
+                 set defectdojo.url to the address DefectDojo's API answers at"
+            ),
+            AddressError::NotHere {
+                status,
+                method,
+                url,
+                message,
+            } => write!(
+                f,
+                "DefectDojo answered {status} to {method} {url} ({message}): this is not \
+                 DefectDojo's API; check defectdojo.url (a missing path prefix, or a proxy \
+                 that does not forward /api/v2/)"
+            ),
+        }
+    }
+}
+
+fn human_bytes(b: usize) -> String {
+    if b >= 1024 * 1024 {
+        format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0))
+    } else {
+        format!("{:.1} KiB", b as f64 / 1024.0)
+    }
 }
 
 impl DojoError {
@@ -115,6 +217,8 @@ impl DojoClient {
             base.set_path(&format!("{}/", base.path()));
         }
         let mut builder = reqwest::Client::builder()
+            // A followed 301/302 turns a POST into a GET; a redirect is a wrong URL.
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(cfg.timeout.0)
             .connect_timeout(Duration::from_secs(15))
             .user_agent(concat!("trivy-digest/", env!("CARGO_PKG_VERSION")));
@@ -175,6 +279,13 @@ impl DojoClient {
             Ok(self.request(Method::POST, url.clone()).multipart(f))
         })
         .await
+        .map_err(|e| match e {
+            DojoError::TooLarge { message, .. } => DojoError::TooLarge {
+                bytes: Some(file.len()),
+                message,
+            },
+            e => e,
+        })
     }
 
     /// Every finding of a test, paged.
@@ -231,12 +342,23 @@ impl DojoClient {
     /// `PATCH /api/v2/findings/<id>/` with a JSON body.
     pub async fn patch_finding(&self, id: i64, body: &serde_json::Value) -> Result<(), DojoError> {
         let url = self.url(&format!("api/v2/findings/{id}/"))?;
-        let _: serde_json::Value = self
+        let answer: Result<serde_json::Value, DojoError> = self
             .with_retry("patch finding", || {
                 Ok(self.request(Method::PATCH, url.clone()).json(body))
             })
-            .await?;
-        Ok(())
+            .await;
+        match answer {
+            Ok(_) => Ok(()),
+            // Django's `get_object_or_404` text: the route exists, the finding does not.
+            Err(DojoError::Address(AddressError::NotHere {
+                status: 404,
+                message,
+                ..
+            })) if message.starts_with("No ") && message.ends_with(" matches the given query.") => {
+                Err(DojoError::FindingGone { id, message })
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn request(&self, method: Method, url: Url) -> reqwest::RequestBuilder {
@@ -264,16 +386,20 @@ impl DojoClient {
                     reason,
                     retry_after,
                 }) => {
-                    let e = DojoError::Unavailable {
-                        reason,
-                        retry_after,
-                    };
-                    match self.backoff.delay(attempt, retry_after) {
-                        Some(d) => {
-                            tracing::warn!(call = what, attempt, wait_ms = d.as_millis() as u64, error = %e, "retrying");
-                            tokio::time::sleep(d).await;
+                    let next = self.backoff.next(attempt, retry_after);
+                    let note = next.log("DefectDojo", what, attempt, &reason);
+                    match next.wait() {
+                        Some(d) => tokio::time::sleep(d).await,
+                        None => {
+                            let reason = match note {
+                                Some(n) => format!("{reason}; {n}"),
+                                None => reason,
+                            };
+                            return Err(DojoError::Unavailable {
+                                reason,
+                                retry_after,
+                            });
                         }
-                        None => return Err(e),
                     }
                 }
                 Err(e) => return Err(e),
@@ -285,13 +411,25 @@ impl DojoClient {
 async fn send<T: serde::de::DeserializeOwned>(
     req: reqwest::RequestBuilder,
 ) -> Result<T, DojoError> {
+    let (http, req) = req.build_split();
+    let req = req.map_err(|e| DojoError::Setup(describe_reqwest(&e)))?;
     // The URL may stay in the text: it holds no credential (the token is a header).
-    let resp = req.send().await.map_err(|e| DojoError::Unavailable {
-        reason: describe_reqwest(&e),
-        retry_after: None,
-    })?;
+    let method = req.method().clone();
+    let url = req.url().clone();
+    let resp = http
+        .execute(req)
+        .await
+        .map_err(|e| DojoError::Unavailable {
+            reason: describe_reqwest(&e),
+            retry_after: None,
+        })?;
     let status = resp.status();
     let retry_after = retry_after(&resp);
+    let location = resp
+        .headers()
+        .get(reqwest::header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
     let body = resp.bytes().await.map_err(|e| DojoError::Unavailable {
         reason: format!("reading the answer: {}", describe_reqwest(&e)),
         retry_after: None,
@@ -300,14 +438,54 @@ async fn send<T: serde::de::DeserializeOwned>(
         return serde_json::from_slice(&body)
             .map_err(|e| DojoError::Protocol(format!("HTTP {status}: {e}: {}", snippet(&body))));
     }
-    Err(classify(status, &body, retry_after))
+    Err(match status.as_u16() {
+        300..=399 => redirect(status, &method, &url, location.as_deref()),
+        404 | 405 => DojoError::Address(AddressError::NotHere {
+            status: status.as_u16(),
+            method: method.to_string(),
+            url: url.to_string(),
+            message: server_message(&body),
+        }),
+        _ => classify(status, &body, retry_after),
+    })
 }
 
+/// A 3xx as an error naming where the server points, and the `defectdojo.url` that
+/// implies when the target keeps the path we called (`…/api/v2/…`).
+fn redirect(status: StatusCode, method: &Method, url: &Url, location: Option<&str>) -> DojoError {
+    let target = location.and_then(|l| url.join(l).ok());
+    let base = target.as_ref().and_then(|t| {
+        let api = url.path().find("api/v2/")?;
+        let tail = &url.path()[api..];
+        let prefix = t.path().strip_suffix(tail)?;
+        let mut b = t.clone();
+        b.set_path(prefix);
+        b.set_query(None);
+        b.set_fragment(None);
+        Some(b.to_string())
+    });
+    DojoError::Address(AddressError::Redirect {
+        status: status.as_u16(),
+        method: method.to_string(),
+        url: url.to_string(),
+        location: target
+            .map(|t| t.to_string())
+            .or(location.map(str::to_owned)),
+        base,
+    })
+}
+
+/// The error for an answer that does not depend on the URL called (`send` turns 3xx,
+/// 404 and 405 into `Address` errors naming it).
 fn classify(status: StatusCode, body: &[u8], retry_after: Option<Duration>) -> DojoError {
     let message = server_message(body);
     match status.as_u16() {
         403 | 401 => DojoError::Auth(message),
-        429 | 500..=599 => DojoError::Unavailable {
+        413 => DojoError::TooLarge {
+            bytes: None,
+            message,
+        },
+        408 | 429 | 500..=599 => DojoError::Unavailable {
             reason: format!("HTTP {}: {message}", status.as_u16()),
             retry_after,
         },
@@ -386,5 +564,48 @@ mod tests {
         assert!(classify(StatusCode::TOO_MANY_REQUESTS, b"", None).retryable());
         assert!(!classify(StatusCode::BAD_REQUEST, b"", None).retryable());
         assert!(!classify(StatusCode::UNSUPPORTED_MEDIA_TYPE, b"", None).retryable());
+    }
+
+    #[test]
+    fn timeouts_are_retried_and_too_large_says_how_to_split() {
+        assert!(classify(StatusCode::REQUEST_TIMEOUT, b"", None).retryable());
+        let e = classify(StatusCode::PAYLOAD_TOO_LARGE, b"<html>413</html>", None);
+        assert!(matches!(e, DojoError::TooLarge { .. }), "{e:?}");
+        assert!(e.to_string().contains("{{ namespace }}"), "{e}");
+        assert!(e.to_string().contains("client_max_body_size"), "{e}");
+    }
+
+    #[test]
+    fn a_redirect_names_the_address_to_configure() {
+        let url = Url::parse("http://dojo.example/api/v2/reimport-scan/").expect("url");
+        let e = redirect(
+            StatusCode::PERMANENT_REDIRECT,
+            &Method::POST,
+            &url,
+            Some("https://dojo.example/defectdojo/api/v2/reimport-scan/"),
+        );
+        assert_eq!(
+            e.to_string(),
+            "DefectDojo answered 308 to POST http://dojo.example/api/v2/reimport-scan/, \
+             redirecting to https://dojo.example/defectdojo/api/v2/reimport-scan/; set \
+             defectdojo.url to that address (https://dojo.example/defectdojo/) (redirects are \
+             not followed: they would turn the POST into a GET)"
+        );
+        // A relative Location is resolved; one elsewhere gives no base.
+        let e = redirect(
+            StatusCode::FOUND,
+            &Method::GET,
+            &url,
+            Some("/login/?next=/api/"),
+        );
+        assert!(
+            e.to_string()
+                .contains("redirecting to http://dojo.example/login/?next=/api/;"),
+            "{e}"
+        );
+        assert!(matches!(
+            e,
+            DojoError::Address(AddressError::Redirect { base: None, .. })
+        ));
     }
 }

@@ -48,16 +48,19 @@ pub enum Outcome {
         untouched: u64,
         patched: u64,
     },
-    /// Refused with 400: kept in the outbox with the server's message, not retried.
+    /// Refused (400, 413, other 4xx): kept in the outbox with the server's message and
+    /// sent again after a backoff (`outbox::refused_retry_wait`), when its content
+    /// changes, or with `--resync`.
     Refused { error: String },
-    /// Not delivered (server down, token refused, or a patch failed): stays queued.
+    /// Not delivered (server down, token refused, wrong URL, or a patch failed): stays
+    /// queued.
     Pending { error: String },
 }
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct ExportReport {
     pub tests: Vec<TestOutcome>,
-    /// Why delivery stopped early, if it did (bad token, server unavailable).
+    /// Why delivery stopped early, if it did (bad token, wrong URL, server unavailable).
     pub stopped: Option<String>,
     pub pending: u64,
     pub refused: u64,
@@ -254,18 +257,18 @@ fn failed(
 ) -> Result<TestOutcome> {
     let msg = e.to_string();
     match &e {
-        DojoError::Refused { .. } => {
-            tracing::error!(test = %p.title, error = %msg, "DefectDojo refused the push; it stays in the outbox until its content changes");
+        DojoError::Refused { .. } | DojoError::TooLarge { .. } => {
+            tracing::error!(test = %p.title, error = %msg, "DefectDojo refused the push; it is sent again after a backoff, when its content changes, or with --resync");
             s.db(|c| outbox::refuse(c, p.id, &msg))?;
             outcome.result = Outcome::Refused { error: msg };
         }
-        DojoError::Auth(_) | DojoError::Setup(_) => {
+        DojoError::Auth(_) | DojoError::Setup(_) | DojoError::Address(_) => {
             tracing::error!(error = %msg, "stopping DefectDojo export");
             s.db(|c| outbox::note_error(c, p.id, &msg))?;
             s.halt(msg.clone());
             outcome.result = Outcome::Pending { error: msg };
         }
-        DojoError::Unavailable { .. } | DojoError::Protocol(_) => {
+        DojoError::Unavailable { .. } | DojoError::Protocol(_) | DojoError::FindingGone { .. } => {
             tracing::error!(test = %p.title, error = %msg, "DefectDojo push failed after retries; it stays in the outbox");
             s.db(|c| outbox::note_error(c, p.id, &msg))?;
             if e.retryable() {
@@ -335,8 +338,17 @@ async fn sync_findings(
         if !up_to_date {
             let body =
                 serde_json::to_value(&g.volatile).map_err(|e| DojoError::Setup(e.to_string()))?;
-            s.client.patch_finding(dd_id, &body).await?;
-            patched += 1;
+            match s.client.patch_finding(dd_id, &body).await {
+                Ok(()) => patched += 1,
+                Err(e @ DojoError::FindingGone { .. }) => {
+                    // Deleted in DefectDojo: the next push of the test is a reimport,
+                    // which creates it again.
+                    tracing::warn!(test = %p.title, uid = %uid, error = %e, "finding deleted in DefectDojo; the test is reimported next time");
+                    db(&|c| outbox::finding_gone(c, p.test_id, uid))?;
+                    continue;
+                }
+                Err(e) => return Err(e),
+            }
         }
         db(&|c| outbox::record_finding(c, p.test_id, uid, dd_id, triage, Some(&want), s.now))?;
     }

@@ -13,38 +13,76 @@ pub enum Enqueued {
     New,
     /// Replaced an older queued push of the same test.
     Replaced,
-    /// The same content was refused before (HTTP 400); it is not sent again until it changes.
+    /// The same content was refused before (HTTP 400, 413, ...) and its retry wait is not
+    /// over: not sent this time. The text is the server's message and when it is sent again.
     StillRefused(String),
+    /// The same content was refused before and its retry wait is over: queued again, to
+    /// see whether the server changed its mind.
+    RetryRefused,
+}
+
+/// The wait before refused content is sent again, after `refusals` identical refusals in
+/// a row: 6 h, then 12 h, then once a day. Long enough not to hammer a server with a push
+/// it refuses, short enough that a fix made on the server (a product moved to the right
+/// product type, a body limit raised) is picked up without `--resync`.
+pub fn refused_retry_wait(refusals: u32) -> i64 {
+    const FIRST: i64 = 6 * 3600;
+    const MAX: i64 = 24 * 3600;
+    let doublings = refusals.saturating_sub(1).min(8);
+    (FIRST << doublings).min(MAX)
 }
 
 /// Queues a push, replacing an older queued one of the same test. Content refused before
-/// is not queued again unless `retry_refused` (`scan --resync`).
+/// is queued again only once its retry wait is over (`refused_retry_wait`), or with
+/// `retry_refused` (`scan --resync`). A queued push of the same content keeps its attempt
+/// count and last error, so repeated refusals keep backing off.
 pub fn enqueue(
     conn: &Connection,
     p: &PlannedTest,
     now: i64,
     retry_refused: bool,
 ) -> Result<Enqueued> {
-    let existing: Option<(String, String, Option<String>)> = conn
-        .prepare_cached("SELECT state, full_hash, last_error FROM outbox WHERE test_id = ?1")?
+    type Row = (String, String, Option<String>, i64, Option<i64>);
+    let existing: Option<Row> = conn
+        .prepare_cached(
+            "SELECT state, full_hash, last_error, attempts, last_attempt_at FROM outbox
+             WHERE test_id = ?1",
+        )?
         .query_row(params![p.test_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
         .optional()?;
-    if let Some((state, full, err)) = &existing
+    let mut retrying = false;
+    if let Some((state, full, err, attempts, last)) = &existing
         && !retry_refused
         && state == "failed"
         && *full == p.full_hash
     {
-        return Ok(Enqueued::StillRefused(err.clone().unwrap_or_default()));
+        let refusals = (*attempts).clamp(1, i64::from(u32::MAX)) as u32;
+        let due = last
+            .unwrap_or(0)
+            .saturating_add(refused_retry_wait(refusals));
+        if now < due {
+            let when = chrono::DateTime::from_timestamp(due, 0)
+                .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+                .unwrap_or_else(|| due.to_string());
+            return Ok(Enqueued::StillRefused(format!(
+                "{} (refused {refusals} time(s) in a row; sent again from {when}, when its content changes, or with --resync)",
+                err.clone().unwrap_or_default()
+            )));
+        }
+        retrying = true;
     }
     conn.prepare_cached(
         "INSERT INTO outbox(test_id, action, content_hash, full_hash, form, file, created_at, state)
          VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, 'pending')
          ON CONFLICT(test_id) DO UPDATE SET
              action = excluded.action, content_hash = excluded.content_hash,
-             full_hash = excluded.full_hash, form = excluded.form, file = excluded.file,
-             created_at = excluded.created_at, state = 'pending', attempts = 0, last_error = NULL",
+             form = excluded.form, file = excluded.file,
+             created_at = excluded.created_at, state = 'pending',
+             attempts = CASE WHEN outbox.full_hash = excluded.full_hash THEN outbox.attempts ELSE 0 END,
+             last_error = CASE WHEN outbox.full_hash = excluded.full_hash THEN outbox.last_error END,
+             full_hash = excluded.full_hash",
     )?
     .execute(params![
         p.test_id,
@@ -55,7 +93,9 @@ pub fn enqueue(
         p.file,
         now
     ])?;
-    Ok(if existing.is_some() {
+    Ok(if retrying {
+        Enqueued::RetryRefused
+    } else if existing.is_some() {
         Enqueued::Replaced
     } else {
         Enqueued::New
@@ -139,11 +179,30 @@ pub fn note_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
     Ok(())
 }
 
-/// DefectDojo refused the content (400): kept with its message, not retried.
+/// DefectDojo refused the content (400, 413, ...): kept with its message, sent again after
+/// `refused_retry_wait`. For a refused entry `attempts` counts the identical refusals in a
+/// row: any other answer in between (a different message, a 5xx) starts it again at 1.
 pub fn refuse(conn: &Connection, id: i64, error: &str) -> Result<()> {
     conn.execute(
-        "UPDATE outbox SET state = 'failed', last_error = ?2 WHERE id = ?1",
+        "UPDATE outbox SET state = 'failed',
+             attempts = CASE WHEN last_error IS ?2 THEN MAX(attempts, 1) ELSE 1 END,
+             last_error = ?2
+         WHERE id = ?1",
         params![id, error],
+    )?;
+    Ok(())
+}
+
+/// A finding was deleted in DefectDojo: forget its id, and make the test's next push a
+/// reimport (which creates it again).
+pub fn finding_gone(conn: &Connection, test_id: i64, uid: &str) -> Result<()> {
+    conn.execute(
+        "DELETE FROM dojo_findings WHERE test_id = ?1 AND uid = ?2",
+        params![test_id, uid],
+    )?;
+    conn.execute(
+        "UPDATE dojo_tests SET acked_hash = NULL WHERE id = ?1",
+        params![test_id],
     )?;
     Ok(())
 }

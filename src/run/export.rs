@@ -45,8 +45,14 @@ pub async fn export_loop(
         let now = chrono::Utc::now().timestamp();
         let plan = store.write(|conn| {
             dojo::plan(conn, &dojo_cfg, &config.cluster, false, &mut |t| {
-                if let outbox::Enqueued::StillRefused(e) = outbox::enqueue(conn, &t, now, false)? {
-                    tracing::debug!(test = %t.title, error = %e, "refused earlier; not resent");
+                match outbox::enqueue(conn, &t, now, false)? {
+                    outbox::Enqueued::StillRefused(e) => {
+                        tracing::debug!(test = %t.title, error = %e, "refused earlier; not resent yet");
+                    }
+                    outbox::Enqueued::RetryRefused => {
+                        tracing::info!(test = %t.title, "refused earlier; sending again to see whether DefectDojo takes it now");
+                    }
+                    outbox::Enqueued::New | outbox::Enqueued::Replaced => {}
                 }
                 Ok(())
             })

@@ -50,6 +50,9 @@ pub enum Fault {
     /// 429 with a `Retry-After` header; not processed. (DefectDojo itself has no API
     /// throttling, anchors.md §4(f); a proxy in front would answer like this.)
     TooManyRequests { retry_after_secs: u64 },
+    /// A redirect (301, 302, 307, 308) to `location`, as a proxy or an ingress answers
+    /// (http to https, a moved path prefix); not processed.
+    Redirect { status: u16, location: String },
     /// Sleep, then process normally.
     Delay(Duration),
     /// Close the TCP connection without any response; the request is not applied.
@@ -291,6 +294,33 @@ impl DojoFake {
         state.create_risk_acceptance("Accepted by test".into(), ids, "A".into(), "A".into(), None);
     }
 
+    /// What moving a product to another product type in the UI does (the type is
+    /// created when missing).
+    pub fn move_product(&self, product: &str, product_type: &str) {
+        let mut state = lock(&self.shared.state);
+        let type_id = match state.product_type_by_name(product_type) {
+            Some(t) => t.id,
+            None => {
+                let id = state.next_id("product_type");
+                state.product_types.push(ProductType {
+                    id,
+                    name: product_type.to_string(),
+                });
+                id
+            }
+        };
+        if let Some(p) = state.products.iter_mut().find(|p| p.name == product) {
+            p.prod_type = type_id;
+        }
+    }
+
+    /// What deleting a finding in the UI does.
+    pub fn delete_finding(&self, finding_id: u64) {
+        lock(&self.shared.state)
+            .findings
+            .retain(|f| f.id != finding_id);
+    }
+
     /// What marking a finding as false positive in the UI does.
     pub fn mark_false_positive(&self, finding_id: u64) {
         let mut state = lock(&self.shared.state);
@@ -397,6 +427,11 @@ async fn run(shared: Arc<Shared>, req: Request) -> Outcome {
             shared.log_done(seq, reply.status, true, capture(snapshot).await);
             return Outcome::Respond(reply);
         }
+        Some(Fault::Redirect { status, location }) => {
+            let reply = redirect_reply(*status, location);
+            shared.log_done(seq, reply.status, true, capture(snapshot).await);
+            return Outcome::Respond(reply);
+        }
         Some(Fault::Delay(d)) => tokio::time::sleep(*d).await,
         Some(Fault::DropBeforeProcessing) => {
             shared.log_done(seq, 0, false, capture(snapshot).await);
@@ -445,6 +480,21 @@ async fn capture(
     }
 }
 
+/// nginx's redirect page with its `Location`.
+fn redirect_reply(code: u16, location: &str) -> Reply {
+    let reason = axum::http::StatusCode::from_u16(code)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("Redirect");
+    Reply::html(
+        code,
+        format!(
+            "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
+        ),
+    )
+    .with_header("location", location.to_string())
+}
+
 fn status_fault_reply(code: u16) -> Reply {
     let reason = axum::http::StatusCode::from_u16(code)
         .ok()
@@ -452,7 +502,8 @@ fn status_fault_reply(code: u16) -> Reply {
         .unwrap_or("Error");
     match code {
         500 => Reply::internal(),
-        502..=504 => Reply::html(
+        // nginx answers 413 itself when a body exceeds `client_max_body_size`.
+        413 | 502..=504 => Reply::html(
             code,
             format!(
                 "<html>\r\n<head><title>{code} {reason}</title></head>\r\n<body>\r\n<center><h1>{code} {reason}</h1></center>\r\n<hr><center>nginx</center>\r\n</body>\r\n</html>\r\n"
