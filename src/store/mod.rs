@@ -227,10 +227,12 @@ impl Store {
                 self.path.display()
             ),
             None => {
-                self.conn.execute(
-                    "INSERT INTO meta(key, value) VALUES('cluster', ?1)",
-                    params![cluster],
-                )?;
+                self.conn
+                    .execute(
+                        "INSERT INTO meta(key, value) VALUES('cluster', ?1)",
+                        params![cluster],
+                    )
+                    .map_err(|e| busy_or(&self.path, e))?;
                 Ok(())
             }
         }
