@@ -239,6 +239,11 @@ pub struct RunConfig {
     pub batch_window: HumanDuration,
     /// On SIGTERM: time allowed to finish in-flight pushes before exiting.
     pub shutdown_grace: HumanDuration,
+    /// An HTTP client must send its request head within this long (also the keep-alive
+    /// idle limit); slow or idle connections are closed.
+    pub header_read_timeout: HumanDuration,
+    /// Open HTTP connections at most; further clients wait in the listen backlog.
+    pub max_connections: usize,
     pub leader_election: LeaderConfig,
 }
 
@@ -249,6 +254,8 @@ impl Default for RunConfig {
             export_interval: HumanDuration(Duration::from_secs(30)),
             batch_window: HumanDuration(Duration::from_secs(1)),
             shutdown_grace: HumanDuration(Duration::from_secs(20)),
+            header_read_timeout: HumanDuration(Duration::from_secs(10)),
+            max_connections: 256,
             leader_election: LeaderConfig::default(),
         }
     }
@@ -286,6 +293,7 @@ impl Default for LeaderConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct DojoConfig {
     /// Base URL, e.g. `https://defectdojo.example.com` (env `DEFECTDOJO_URL`).
+    #[serde(serialize_with = "serialize_redacted_url")]
     pub url: String,
     /// File holding the API token (env `DEFECTDOJO_TOKEN` or `DEFECTDOJO_TOKEN_FILE` win).
     pub token_file: Option<PathBuf>,
@@ -388,6 +396,254 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+impl HumanDuration {
+    /// Whole seconds as i64, saturating: a duration past i64::MAX seconds must not wrap
+    /// to a negative (immediately expired) grace period.
+    pub fn as_secs_i64(self) -> i64 {
+        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
+    }
+}
+
+const fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+const fn millis(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
+/// The allowed range of one duration key, both ends included (docs/configuration.md
+/// lists them). Zero makes timers spin or panic, huge values overflow timestamps.
+#[derive(Debug, Clone, Copy)]
+pub struct Bounds {
+    pub min: Duration,
+    pub max: Duration,
+}
+
+impl Bounds {
+    const fn new(min: Duration, max: Duration) -> Bounds {
+        Bounds { min, max }
+    }
+
+    fn check(self, key: &str, value: HumanDuration) -> Result<(), ConfigError> {
+        if value.0 < self.min || value.0 > self.max {
+            return Err(ConfigError::Invalid(format!(
+                "{key} {}: must be between {} and {}",
+                humantime::format_duration(value.0),
+                short(self.min),
+                short(self.max)
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// A bound as the docs write it: `10ms`, `1s`, `1h`, `3650d`.
+fn short(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s, d.subsec_millis()) {
+        (0, 0) => "0s".into(),
+        (0, ms) => format!("{ms}ms"),
+        (s, _) if s % DAY == 0 => format!("{}d", s / DAY),
+        (s, _) if s % HOUR == 0 => format!("{}h", s / HOUR),
+        (s, _) if s % 60 == 0 => format!("{}m", s / 60),
+        (s, _) => format!("{s}s"),
+    }
+}
+
+const TIMEOUT: Bounds = Bounds::new(secs(1), secs(HOUR));
+const INITIAL_BACKOFF: Bounds = Bounds::new(millis(10), secs(HOUR));
+const MAX_BACKOFF: Bounds = Bounds::new(millis(10), secs(HOUR));
+/// Upper bound of `run.max_connections` (beyond it the fd limit is the real limit).
+pub const MAX_CONNECTIONS_LIMIT: usize = 65_536;
+
+fn retry_durations(prefix: &str, r: &RetryConfig) -> [(String, HumanDuration, Bounds); 2] {
+    [
+        (
+            format!("{prefix}.retry.initial_backoff"),
+            r.initial_backoff,
+            INITIAL_BACKOFF,
+        ),
+        (
+            format!("{prefix}.retry.max_backoff"),
+            r.max_backoff,
+            MAX_BACKOFF,
+        ),
+    ]
+}
+
+impl Config {
+    /// Every duration key with its value and allowed range.
+    fn durations(&self) -> Vec<(String, HumanDuration, Bounds)> {
+        let mut v: Vec<(String, HumanDuration, Bounds)> = vec![
+            // Zero is allowed: gone means gone at once (one complete `scan` per run).
+            (
+                "grace_period".into(),
+                self.grace_period,
+                Bounds::new(Duration::ZERO, secs(3650 * DAY)),
+            ),
+            (
+                "kube.crd_recheck".into(),
+                self.kube.crd_recheck,
+                Bounds::new(secs(1), secs(DAY)),
+            ),
+            (
+                "run.export_interval".into(),
+                self.run.export_interval,
+                Bounds::new(millis(100), secs(DAY)),
+            ),
+            (
+                "run.batch_window".into(),
+                self.run.batch_window,
+                Bounds::new(millis(10), secs(600)),
+            ),
+            (
+                "run.shutdown_grace".into(),
+                self.run.shutdown_grace,
+                Bounds::new(Duration::ZERO, secs(HOUR)),
+            ),
+            (
+                "run.header_read_timeout".into(),
+                self.run.header_read_timeout,
+                Bounds::new(millis(100), secs(600)),
+            ),
+            // The Lease stores whole seconds.
+            (
+                "run.leader_election.lease_duration".into(),
+                self.run.leader_election.lease_duration,
+                Bounds::new(secs(1), secs(HOUR)),
+            ),
+            (
+                "run.leader_election.renew_interval".into(),
+                self.run.leader_election.renew_interval,
+                Bounds::new(millis(100), secs(HOUR)),
+            ),
+            ("alerts.timeout".into(), self.alerts.timeout, TIMEOUT),
+            (
+                "alerts.batch_window".into(),
+                self.alerts.batch_window,
+                Bounds::new(millis(100), secs(DAY)),
+            ),
+            (
+                "summary.retry_interval".into(),
+                self.summary.retry_interval,
+                Bounds::new(secs(1), secs(31 * DAY)),
+            ),
+        ];
+        v.extend(retry_durations("alerts", &self.alerts.retry));
+        if let Some(d) = &self.defectdojo {
+            v.push(("defectdojo.timeout".into(), d.timeout, TIMEOUT));
+            v.extend(retry_durations("defectdojo", &d.retry));
+        }
+        if let Some(m) = &self.smtp {
+            v.push(("smtp.timeout".into(), m.timeout, TIMEOUT));
+            v.extend(retry_durations("smtp", &m.retry));
+        }
+        v
+    }
+}
+
+/// An empty path makes SQLite open a temporary database: every sweep would start from
+/// nothing and its history be thrown away.
+fn check_store(path: &Path, key: &str) -> Result<(), ConfigError> {
+    if path.as_os_str().to_string_lossy().trim().is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "{key}: the store path must not be empty (an empty path would be a temporary \
+             database, losing all history)"
+        )));
+    }
+    Ok(())
+}
+
+/// `https://user:pass@host/x` as `https://<redacted>@host/x`; anything else unchanged.
+/// Works on text that is not a valid URL too, so that an error can show it.
+pub fn redact_userinfo(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        // The authority ends at a path, query, fragment, quote, line end or the next URL;
+        // at a space only if the text before it already has the `@`: an invalid URL
+        // may hold a space inside its password.
+        let delim = tail
+            .find(['/', '?', '#', '"', '\'', '`', '\n'])
+            .unwrap_or(tail.len());
+        let next_url = tail.find("://").map_or(tail.len(), |j| {
+            tail[..j].rfind(char::is_whitespace).unwrap_or(0)
+        });
+        let hard_end = delim.min(next_url);
+        let ws_end = tail[..hard_end]
+            .find(char::is_whitespace)
+            .unwrap_or(hard_end);
+        let end = if tail[..ws_end].contains('@') {
+            ws_end
+        } else {
+            hard_end
+        };
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) => {
+                out.push_str("<redacted>");
+                out.push_str(&authority[at..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+fn serialize_redacted_url<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&redact_userinfo(url))
+}
+
+/// Key names whose values are secrets (or may be, when written where they do not belong).
+fn secret_key(key: &str) -> bool {
+    let k = key.to_ascii_lowercase();
+    if k.ends_with("_file") || k.ends_with("_env") {
+        return false;
+    }
+    [
+        "token",
+        "password",
+        "passwd",
+        "secret",
+        "webhook",
+        "api_key",
+        "apikey",
+        "credential",
+    ]
+    .iter()
+    .any(|w| k.contains(w))
+}
+
+/// Removes from a parse error message every value the YAML gives a secret-looking key,
+/// and any password in a URL.
+fn redact_secrets(message: &str, yaml: &str) -> String {
+    let mut values: Vec<&str> = Vec::new();
+    for line in yaml.lines() {
+        let line = line.trim_start().trim_start_matches("- ").trim_start();
+        let Some((key, value)) = line.split_once(':') else {
+            continue;
+        };
+        let key = key.trim().trim_matches(|c| c == '"' || c == '\'');
+        let value = value.trim().trim_matches(|c| c == '"' || c == '\'').trim();
+        if secret_key(key) && value.len() >= 3 {
+            values.push(value);
+        }
+    }
+    // Longest first, so that a value containing another is removed whole.
+    values.sort_by_key(|v| std::cmp::Reverse(v.len()));
+    let mut out = redact_userinfo(message);
+    for v in values {
+        out = out.replace(v, "<redacted>");
+    }
+    out
+}
+
 /// Reads an environment variable, or the file named by `<NAME>_FILE`.
 fn env_or_file(name: &str) -> Result<Option<String>, ConfigError> {
     if let Some(v) = std::env::var_os(name) {
@@ -476,7 +732,12 @@ impl Config {
         if text.trim().is_empty() {
             return Ok(Config::default());
         }
-        serde_saphyr::from_str::<Config>(text).map_err(|e| e.to_string())
+        // No snippet of the offending lines: they may hold a secret written inline by
+        // mistake. Position and message are enough, and secret-looking values are
+        // scrubbed from the message too.
+        let options = serde_saphyr::options! { with_snippet: false };
+        serde_saphyr::from_str_with_options::<Config>(text, options)
+            .map_err(|e| redact_secrets(&e.to_string(), text))
     }
 
     fn apply_env(&mut self) -> Result<(), ConfigError> {
@@ -528,9 +789,26 @@ impl Config {
         Ok(())
     }
 
+    /// Replaces the store path (`--store`), refusing an empty one.
+    pub fn set_store(&mut self, path: PathBuf) -> Result<(), ConfigError> {
+        check_store(&path, "--store")?;
+        self.store = path;
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.cluster.trim().is_empty() {
             return Err(ConfigError::Invalid("cluster: must not be empty".into()));
+        }
+        check_store(&self.store, "store")?;
+        for (key, value, bounds) in self.durations() {
+            bounds.check(&key, value)?;
+        }
+        if self.run.max_connections == 0 || self.run.max_connections > MAX_CONNECTIONS_LIMIT {
+            return Err(ConfigError::Invalid(format!(
+                "run.max_connections {}: must be between 1 and {MAX_CONNECTIONS_LIMIT}",
+                self.run.max_connections
+            )));
         }
         if self.kube.page_size == 0 {
             return Err(ConfigError::Invalid(
@@ -550,12 +828,22 @@ impl Config {
             ));
         }
         if let Some(d) = &self.defectdojo {
+            // The URL is printed redacted: it may carry a password until refused below.
+            let shown = redact_userinfo(&d.url);
             let url = reqwest::Url::parse(&d.url)
-                .map_err(|e| ConfigError::Invalid(format!("defectdojo.url {:?}: {e}", d.url)))?;
+                .map_err(|e| ConfigError::Invalid(format!("defectdojo.url {shown:?}: {e}")))?;
+            if !url.username().is_empty() || url.password().is_some() {
+                // Credentials in the URL would be sent as Basic auth beside the token and
+                // show in logs, links and `scan --format json`.
+                return Err(ConfigError::Invalid(
+                    "defectdojo.url must not contain a user name or password; put the API \
+                     token in DEFECTDOJO_TOKEN"
+                        .into(),
+                ));
+            }
             if !matches!(url.scheme(), "http" | "https") {
                 return Err(ConfigError::Invalid(format!(
-                    "defectdojo.url {:?}: must be http or https",
-                    d.url
+                    "defectdojo.url {shown:?}: must be http or https"
                 )));
             }
             if d.token.is_none() {
@@ -662,6 +950,40 @@ mod tests {
             .expect("examples/trivy-digest.yaml");
         assert_eq!(c.teams.annotation, "trivy-digest.io/team");
         assert!(c.defectdojo.is_some());
+    }
+
+    #[test]
+    fn userinfo_is_redacted_even_in_invalid_urls() {
+        for (i, o) in [
+            ("https://u:p@h/x", "https://<redacted>@h/x"),
+            (
+                "url \"https://u:p w@h x\": bad",
+                "url \"https://<redacted>@h x\": bad",
+            ),
+            ("https://h/a@b", "https://h/a@b"),
+            ("no url", "no url"),
+            (
+                "a http://u@h b https://x:y@z",
+                "a http://<redacted>@h b https://<redacted>@z",
+            ),
+        ] {
+            assert_eq!(redact_userinfo(i), o);
+        }
+    }
+
+    #[test]
+    fn parse_errors_drop_secret_values() {
+        let yaml = "smtp:\n  password: \"hunter2hunter2\"\n  password_file: /p\n";
+        let m = redact_secrets("bad value hunter2hunter2 near /p", yaml);
+        assert_eq!(m, "bad value <redacted> near /p");
+    }
+
+    #[test]
+    fn huge_durations_saturate() {
+        assert_eq!(HumanDuration(Duration::MAX).as_secs_i64(), i64::MAX);
+        assert_eq!(HumanDuration(Duration::from_secs(5)).as_secs_i64(), 5);
+        assert_eq!(short(Duration::from_millis(100)), "100ms");
+        assert_eq!(short(Duration::from_secs(3650 * DAY)), "3650d");
     }
 
     #[test]

@@ -182,7 +182,9 @@ impl Elector {
     fn spec(&self, acquired: Timestamp, renewed: Timestamp, transitions: i32) -> LeaseSpec {
         LeaseSpec {
             holder_identity: Some(self.identity.clone()),
-            lease_duration_seconds: Some(self.duration.as_secs().max(1) as i32),
+            lease_duration_seconds: Some(
+                i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX),
+            ),
             acquire_time: Some(MicroTime(acquired)),
             renew_time: Some(MicroTime(renewed)),
             lease_transitions: Some(transitions),

@@ -120,10 +120,13 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    init_logging(
+    if let Err(e) = init_logging(
         cli.log_level.as_deref().unwrap_or(default_level),
         cli.log_format,
-    );
+    ) {
+        eprintln!("error: {e}");
+        return ExitCode::from(u8::try_from(exit::USAGE).unwrap_or(2));
+    }
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -137,7 +140,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(s) = cli.store {
-        config.store = s;
+        config.set_store(s)?;
     }
     if let Some(c) = cli.cluster {
         config.cluster = c;
@@ -227,14 +230,53 @@ fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_new(level)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+const LOG_LEVELS: &str = "error, warn, info, debug, trace, off";
+
+/// A filter where every directive names a known level: a bare word such as `verbose` is
+/// a valid tracing directive (a target), which would silently log nothing.
+fn log_filter(spec: &str) -> Result<tracing_subscriber::EnvFilter, String> {
+    let bad = || {
+        format!(
+            "invalid --log-level {spec:?}: use one of {LOG_LEVELS}, or a filter such as \
+             trivy_digest=debug,warn"
+        )
+    };
+    let is_level = |s: &str| {
+        LOG_LEVELS
+            .split(", ")
+            .any(|l| l.eq_ignore_ascii_case(s.trim()))
+    };
+    for directive in spec.split(',') {
+        let d = directive.trim();
+        // The level follows the last `=` that is not inside a span filter `[...]`.
+        let level = match (d.rfind('='), d.rfind(']')) {
+            // `target[span{field=value}]`: no level, everything in those spans.
+            (Some(eq), Some(close)) if close > eq => None,
+            (Some(eq), _) => Some(&d[eq + 1..]),
+            (None, Some(_)) => None,
+            (None, None) => Some(d),
+        };
+        if d.is_empty() || level.is_some_and(|l| !is_level(l)) {
+            return Err(bad());
+        }
+    }
+    tracing_subscriber::EnvFilter::try_new(spec).map_err(|_| bad())
+}
+
+fn init_logging(level: &str, format: LogFormat) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let filter = log_filter(level)?;
+    // Colour codes only for a person at a terminal; https://no-color.org asks for none
+    // when NO_COLOR is set to anything.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(colour)
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
     }
+    Ok(())
 }

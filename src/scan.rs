@@ -274,7 +274,7 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
             );
         }
     }
-    let grace = config.grace_period.0.as_secs() as i64;
+    let grace = config.grace_period.as_secs_i64();
     summary.history = session.finish(&scope, grace)?;
     summary.scope = scope;
     let totals = query::scan_totals(session.store(), session.scan_id())?;
@@ -299,7 +299,10 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     };
 
     let mut dsum = DojoSummary {
-        url: config.defectdojo.as_ref().map(|d| d.url.clone()),
+        url: config
+            .defectdojo
+            .as_ref()
+            .map(|d| crate::config::redact_userinfo(&d.url)),
         ..DojoSummary::default()
     };
     let dry_dir = opts.dry_run.as_deref();

@@ -5,6 +5,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use axum::Router;
@@ -12,6 +13,8 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
+
+use tokio::sync::{Semaphore, watch};
 
 use crate::metrics::Metrics;
 
@@ -79,13 +82,126 @@ pub async fn bind(listen: &str) -> Result<tokio::net::TcpListener> {
         .with_context(|| format!("run.listen {listen}: cannot listen"))
 }
 
+/// Limits that keep slow or idle clients from holding the port (a slowloris stops
+/// `/healthz` answering, and each open connection costs a file descriptor).
+#[derive(Debug, Clone, Copy)]
+pub struct HttpLimits {
+    /// A request head must arrive within this long, the first one and each one after
+    /// on a kept-alive connection: so it is the idle limit too.
+    pub header_read_timeout: Duration,
+    /// Connections served at once; further clients wait in the listen backlog.
+    pub max_connections: usize,
+    /// A connection is asked to close after this long, however busy (a client reading
+    /// a response very slowly cannot hold it for ever).
+    pub max_connection_age: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits::from_config(&crate::config::RunConfig::default())
+    }
+}
+
+impl HttpLimits {
+    pub fn from_config(run: &crate::config::RunConfig) -> HttpLimits {
+        HttpLimits {
+            header_read_timeout: run.header_read_timeout.0,
+            max_connections: run.max_connections.max(1),
+            max_connection_age: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Serves with the default limits until `shutdown` resolves.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("HTTP server")
+    serve_with(listener, state, HttpLimits::default(), shutdown).await
+}
+
+/// Serves until `shutdown` resolves, then lets open connections finish their request
+/// (bounded by the header timeout).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: Arc<AppState>,
+    limits: HttpLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    let app = router(state);
+    let max = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
+    let permits = Arc::new(Semaphore::new(max));
+    let (stop_tx, stop_rx) = watch::channel(false);
+    tokio::pin!(shutdown);
+    loop {
+        // The permit comes before accept: beyond the limit, clients wait in the kernel's
+        // backlog and cost this process nothing.
+        let permit = tokio::select! {
+            _ = &mut shutdown => break,
+            p = permits.clone().acquire_owned() => p.context("HTTP connection limit")?,
+        };
+        let stream = tokio::select! {
+            _ = &mut shutdown => break,
+            r = listener.accept() => match r {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("HTTP accept: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+            },
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let stop = stop_rx.clone();
+        tokio::spawn(async move {
+            connection(stream, service, limits, stop).await;
+            // Released only once the socket is closed.
+            drop(permit);
+        });
+    }
+    stop_tx.send_replace(true);
+    // Every connection ends within its header timeout once asked to; wait for them.
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    let _ = tokio::time::timeout(
+        limits.header_read_timeout.saturating_mul(2),
+        permits.acquire_many(all),
+    )
+    .await;
+    Ok(())
+}
+
+async fn connection<S>(
+    stream: tokio::net::TcpStream,
+    service: S,
+    limits: HttpLimits,
+    mut stop: watch::Receiver<bool>,
+) where
+    S: hyper::service::Service<
+            hyper::Request<hyper::body::Incoming>,
+            Response = axum::response::Response,
+        > + Send,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+    tokio::pin!(conn);
+    tokio::select! {
+        r = conn.as_mut() => {
+            if let Err(e) = r {
+                tracing::debug!("HTTP connection: {e}");
+            }
+            return;
+        }
+        _ = tokio::time::sleep(limits.max_connection_age) => {}
+        _ = crate::run::until(&mut stop, true) => {}
+    }
+    // Finish the request in flight, then close; a client that does not read is cut off.
+    conn.as_mut().graceful_shutdown();
+    let _ = tokio::time::timeout(limits.header_read_timeout, conn).await;
 }

@@ -341,7 +341,7 @@ async fn process_batch(
     }
 
     let now = chrono::Utc::now().timestamp();
-    let grace = config.grace_period.0.as_secs() as i64;
+    let grace = config.grace_period.as_secs_i64();
     let mut session = Session::begin(store, "run", now)?;
     session.read_under(config.kube.label_selector.as_deref());
     let mut tally = Tally::default();

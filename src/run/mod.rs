@@ -59,7 +59,8 @@ pub async fn run_with(
         summary: summary_web,
     });
     let mut http_stop = stop_rx.clone();
-    let http = tokio::spawn(serve::serve(listener, state, async move {
+    let limits = serve::HttpLimits::from_config(&config.run);
+    let http = tokio::spawn(serve::serve_with(listener, state, limits, async move {
         until(&mut http_stop, true).await;
     }));
 

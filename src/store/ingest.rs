@@ -53,7 +53,7 @@ pub struct Session<'s> {
 
 impl<'s> Session<'s> {
     pub fn begin(store: &'s mut Store, source: &str, now: i64) -> Result<Session<'s>> {
-        store.conn().execute_batch("BEGIN IMMEDIATE")?;
+        store.begin_write()?;
         let scan_id = match store.conn().query_row(
             "INSERT INTO scans(started_at, source) VALUES(?1, ?2) RETURNING id",
             params![now, source],

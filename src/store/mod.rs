@@ -16,6 +16,59 @@ use rusqlite::{Connection, OptionalExtension, params};
 
 pub use ingest::{FinishStats, Session};
 
+/// Default wait for another process's write lock.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The wait for a lock; `TRIVY_DIGEST_BUSY_TIMEOUT_MS` (undocumented, for tests) shortens it.
+fn busy_timeout() -> Duration {
+    std::env::var("TRIVY_DIGEST_BUSY_TIMEOUT_MS")
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map_or(BUSY_TIMEOUT, Duration::from_millis)
+}
+
+/// True for SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock.
+pub fn is_busy(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+    )
+}
+
+/// "database is locked" says neither which file nor why; this says both.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "store {} is locked: another trivy-digest process (a `run` or a `scan`) holds its write \
+     lock and did not release it within {}; wait for it to finish or stop it",
+    path.display(),
+    humantime::format_duration(*waited)
+)]
+pub struct StoreLocked {
+    pub path: PathBuf,
+    pub waited: Duration,
+}
+
+fn busy_or(path: &Path, e: rusqlite::Error) -> anyhow::Error {
+    if is_busy(&e) {
+        StoreLocked {
+            path: path.to_owned(),
+            waited: busy_timeout(),
+        }
+        .into()
+    } else {
+        anyhow::Error::new(e)
+    }
+}
+
+/// SQLite's own message, without the SQL text rusqlite adds to input errors.
+fn sqlite_message(e: &rusqlite::Error) -> String {
+    match e {
+        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
+        rusqlite::Error::SqliteFailure(f, Some(msg)) => format!("{msg} ({:?})", f.code),
+        other => other.to_string(),
+    }
+}
+
 pub struct Store {
     conn: Connection,
     path: PathBuf,
@@ -24,6 +77,10 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) and migrates the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
+        // SQLite opens an empty path as a private temporary database: history would vanish.
+        if path.as_os_str().to_string_lossy().trim().is_empty() {
+            bail!("the store path is empty; set `store:` in the config or --store");
+        }
         if let Some(dir) = path.parent()
             && !dir.as_os_str().is_empty()
             && !dir.exists()
@@ -37,9 +94,16 @@ impl Store {
             conn,
             path: path.to_owned(),
         };
-        store
-            .configure()
-            .with_context(|| format!("store {}", path.display()))?;
+        store.configure().map_err(|e| {
+            if e.is::<StoreLocked>() {
+                return e;
+            }
+            match e.downcast::<rusqlite::Error>() {
+                Ok(r) if is_busy(&r) => busy_or(path, r),
+                Ok(r) => anyhow::Error::new(r).context(format!("store {}", path.display())),
+                Err(e) => e.context(format!("store {}", path.display())),
+            }
+        })?;
         Ok(store)
     }
 
@@ -55,7 +119,7 @@ impl Store {
 
     fn configure(&mut self) -> Result<()> {
         // Another process (a second replica, a `scan` beside `run`) waits instead of failing.
-        self.conn.busy_timeout(Duration::from_secs(30))?;
+        self.conn.busy_timeout(busy_timeout())?;
         let mode: String = self
             .conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
@@ -69,7 +133,16 @@ impl Store {
     }
 
     fn migrate(&mut self) -> Result<()> {
-        let version = self.schema_version()?;
+        let raw: i64 = self
+            .conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+        // Negative is no version this program ever wrote: not a fresh store to migrate.
+        let Ok(version) = usize::try_from(raw) else {
+            bail!(
+                "schema version (PRAGMA user_version) is {raw}, which trivy-digest never \
+                 writes; this is not a trivy-digest store, or it was modified by hand"
+            );
+        };
         if version > schema::MIGRATIONS.len() {
             bail!(
                 "schema version {version} is newer than this binary knows ({}); \
@@ -78,11 +151,17 @@ impl Store {
             );
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
-            let tx = self.conn.transaction()?;
-            tx.execute_batch(sql)
-                .with_context(|| format!("migration {}", i + 1))?;
+            let path = self.path.clone();
+            let tx = self
+                .conn
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(|e| busy_or(&path, e))?;
+            // SQLite's message only: rusqlite's would repeat the whole migration's SQL.
+            tx.execute_batch(sql).map_err(|e| {
+                anyhow::anyhow!("migration {} failed: {}", i + 1, sqlite_message(&e))
+            })?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit()?;
+            tx.commit().map_err(|e| busy_or(&path, e))?;
         }
         Ok(())
     }
@@ -95,19 +174,33 @@ impl Store {
         let v: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        Ok(v.max(0) as usize)
+        usize::try_from(v).map_err(|_| {
+            anyhow::anyhow!(
+                "store {}: schema version {v} is negative",
+                self.path.display()
+            )
+        })
     }
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
     }
 
+    /// Takes the write lock (waiting up to the busy timeout for another process).
+    pub(crate) fn begin_write(&self) -> Result<()> {
+        self.conn
+            .execute_batch("BEGIN IMMEDIATE")
+            .map_err(|e| busy_or(&self.path, e))
+    }
+
     /// Runs `f` in one write transaction: committed when it returns Ok, rolled back otherwise.
     pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        self.begin_write()?;
         match f(&self.conn) {
             Ok(v) => {
-                self.conn.execute_batch("COMMIT")?;
+                self.conn
+                    .execute_batch("COMMIT")
+                    .map_err(|e| busy_or(&self.path, e))?;
                 Ok(v)
             }
             Err(e) => {
@@ -134,10 +227,12 @@ impl Store {
                 self.path.display()
             ),
             None => {
-                self.conn.execute(
-                    "INSERT INTO meta(key, value) VALUES('cluster', ?1)",
-                    params![cluster],
-                )?;
+                self.conn
+                    .execute(
+                        "INSERT INTO meta(key, value) VALUES('cluster', ?1)",
+                        params![cluster],
+                    )
+                    .map_err(|e| busy_or(&self.path, e))?;
                 Ok(())
             }
         }

@@ -125,7 +125,7 @@ pub async fn tick(
     let audiences = deliver::audiences(config);
     let opts = SendOptions {
         automatic: true,
-        retry_after: config.summary.retry_interval.0.as_secs() as i64,
+        retry_after: config.summary.retry_interval.as_secs_i64(),
     };
     let late = now - at;
     if late > TimeDelta::minutes(10) {
