@@ -822,10 +822,16 @@ impl Config {
             )));
         }
         let le = &self.run.leader_election;
-        if le.renew_interval.0 >= le.lease_duration.0 {
-            return Err(ConfigError::Invalid(
-                "run.leader_election: renew_interval must be shorter than lease_duration".into(),
-            ));
+        // A leader steps down two thirds of a lease duration after its last renewal
+        // started (leader.rs): it must get to try again well before that.
+        if le.renew_interval.0 * 3 >= le.lease_duration.0 * 2 {
+            return Err(ConfigError::Invalid(format!(
+                "run.leader_election: renew_interval ({}) must be shorter than two thirds of \
+                 lease_duration ({}), the deadline after which a leader that could not renew \
+                 steps down; e.g. lease_duration 15s, renew_interval 5s",
+                humantime::format_duration(le.renew_interval.0),
+                humantime::format_duration(le.lease_duration.0)
+            )));
         }
         if let Some(d) = &self.defectdojo {
             // The URL is printed redacted: it may carry a password until refused below.
