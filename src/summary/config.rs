@@ -82,8 +82,7 @@ pub const DEFAULT_SCHEDULE: &str = "0 0 8 1 * *";
 
 impl CronSchedule {
     pub fn parse(s: &str) -> Result<CronSchedule, String> {
-        let schedule = cron::Schedule::from_str(s.trim())
-            .map_err(|e| format!("invalid cron expression {s:?}: {e}"))?;
+        let schedule = super::cron::parse(s)?;
         Ok(CronSchedule {
             source: s.trim().to_owned(),
             schedule,
@@ -164,6 +163,11 @@ mod tests {
         assert_eq!(c.summary.timezone.tz(), chrono_tz::Europe::Berlin);
         let e = Config::from_yaml("summary:\n  schedule: 'every monday'\n").expect_err("bad cron");
         assert!(e.contains("schedule") || e.contains("cron"), "{e}");
+        // Five fields, as CronJobs write them, mean what they mean there.
+        let c = Config::from_yaml("summary:\n  schedule: '0 8 1 * *'\n").expect("5 fields");
+        assert_eq!(c.summary.schedule.source(), "0 8 1 * *");
+        let e = Config::from_yaml("summary:\n  schedule: '0 8 32 * *'\n").expect_err("day 32");
+        assert!(e.contains("day-of-month field \"32\""), "{e}");
         let e = Config::from_yaml("summary:\n  timezone: Mars/Olympus\n").expect_err("bad tz");
         assert!(e.contains("Mars/Olympus"), "{e}");
         let mut c = Config::from_yaml("summary:\n  to: [lead@example.com]\n").expect("parses");
