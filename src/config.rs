@@ -668,6 +668,30 @@ fn env_or_file(name: &str) -> Result<Option<String>, ConfigError> {
     Ok(None)
 }
 
+/// `name` (or `<name>_FILE`), else `alias`: the variable the peer importers
+/// (trivy-dojo-report-operator and others) read, so their Secrets work unchanged.
+fn env_or_alias(name: &str, alias: &str) -> Result<Option<String>, ConfigError> {
+    let own = env_or_file(name)?;
+    let theirs = std::env::var(alias)
+        .ok()
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty());
+    match (own, theirs) {
+        (Some(v), Some(_)) => {
+            tracing::warn!("{alias} is set beside {name}; using {name}");
+            Ok(Some(v))
+        }
+        (Some(v), None) => Ok(Some(v)),
+        (None, Some(v)) => {
+            tracing::warn!(
+                "reading {alias} as {name} (the name other importers use); prefer {name}"
+            );
+            Ok(Some(v))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
 /// A secret named in the config by file or by environment variable (never inline);
 /// `field` names the config entry in errors.
 pub(crate) fn read_secret_ref(
@@ -747,8 +771,8 @@ impl Config {
         if let Some(s) = env_or_file("TRIVY_DIGEST_STORE")? {
             self.store = PathBuf::from(s);
         }
-        let url = env_or_file("DEFECTDOJO_URL")?;
-        let token = env_or_file("DEFECTDOJO_TOKEN")?;
+        let url = env_or_alias("DEFECTDOJO_URL", "DEFECT_DOJO_URL")?;
+        let token = env_or_alias("DEFECTDOJO_TOKEN", "DEFECT_DOJO_API_KEY")?;
         // DEFECTDOJO_URL alone turns the export on with default mapping.
         if self.defectdojo.is_none() && url.is_some() {
             self.defectdojo = Some(DojoConfig::default());

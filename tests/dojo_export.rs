@@ -711,3 +711,45 @@ fn namespace_annotations_route_images_to_team_products() {
     assert_eq!(products, ["payments", "prod"]);
     assert_eq!(run.json()["reports"]["namespaces"], 1);
 }
+
+/// The variables trivy-dojo-report-operator's users already have in a Secret work as
+/// they are, with a notice.
+#[test]
+fn peer_importers_variable_names_are_accepted_with_a_notice() {
+    let dojo = fake();
+    let mut ws = Workspace::new();
+    ws.config(FAST_RETRY);
+    ws.env.push(("DEFECT_DOJO_URL".into(), dojo.url()));
+    ws.env
+        .push(("DEFECT_DOJO_API_KEY".into(), DojoFake::TOKEN.into()));
+    let input = ws.write("c.json", &cluster(|_| vulns()));
+    let run = ws.scan_at(T0, &[&input]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(tests_by_title(&dojo).len(), 5, "one test per image repository");
+    assert!(
+        run.stderr
+            .contains("reading DEFECT_DOJO_URL as DEFECTDOJO_URL"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr
+            .contains("reading DEFECT_DOJO_API_KEY as DEFECTDOJO_TOKEN")
+    );
+    let check = ws.run(&["config", "check"]);
+    assert!(!check.stdout.contains(DojoFake::TOKEN), "{}", check.stdout);
+    // Ours win when both are set.
+    ws.env
+        .push(("DEFECTDOJO_URL".into(), "http://127.0.0.1:9".into()));
+    let check = ws.run(&["config", "check"]);
+    assert!(
+        check.stdout.contains("http://127.0.0.1:9"),
+        "{}",
+        check.stdout
+    );
+    assert!(
+        check
+            .stderr
+            .contains("DEFECT_DOJO_URL is set beside DEFECTDOJO_URL")
+    );
+}

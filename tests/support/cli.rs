@@ -73,6 +73,8 @@ impl Workspace {
             .env_remove("DEFECTDOJO_URL")
             .env_remove("DEFECTDOJO_TOKEN")
             .env_remove("DEFECTDOJO_TOKEN_FILE")
+            .env_remove("DEFECT_DOJO_URL")
+            .env_remove("DEFECT_DOJO_API_KEY")
             .env_remove("TRIVY_DIGEST_CLUSTER")
             .env_remove("TRIVY_DIGEST_STORE")
             .env_remove("TRIVY_DIGEST_CONFIG")
