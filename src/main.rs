@@ -179,7 +179,7 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                 eprintln!(
                     "error: read 0 reports from {}; nothing was marked gone \
                      (pass --allow-empty if no report is expected)",
-                    summary.inputs.join(", ")
+                    summary.empty_inputs.join(", ")
                 );
             }
             stdout(&text)?;

@@ -119,6 +119,9 @@ pub struct ScanSummary {
     pub scope: Scope,
     /// No report object was read at all.
     pub empty: bool,
+    /// Sources that read no report (the file inputs together, `cluster`): with any, and
+    /// without `--allow-empty`, nothing is marked gone and the exit code is 5.
+    pub empty_inputs: Vec<String>,
     /// The same report read twice: the newer scan was kept.
     pub duplicates: Vec<Duplicate>,
     pub defectdojo: Option<DojoSummary>,
@@ -216,6 +219,18 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     if let Some(p) = progress {
         p.finish_and_clear();
     }
+    // Each source must read something: an empty one beside a full one is as suspect as
+    // an empty sweep (a kubeconfig pointing at the wrong cluster, a failed export).
+    let from_files = tally.report_objects;
+    let file_inputs: Vec<&str> = summary
+        .inputs
+        .iter()
+        .map(String::as_str)
+        .filter(|i| *i != "cluster")
+        .collect();
+    if !file_inputs.is_empty() && from_files == 0 {
+        summary.empty_inputs.push(file_inputs.join(", "));
+    }
     if opts.inputs.iter().any(|i| matches!(i, Input::Cluster)) {
         let client = kube::Client::try_default()
             .await
@@ -243,6 +258,9 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
             .map(|k| k.as_str().to_owned())
             .collect();
         input_errors.extend(listed.errors);
+        if tally.report_objects == from_files {
+            summary.empty_inputs.push("cluster".into());
+        }
         // Kinds listed in full, under the watch filters; an absent CRD was not read.
         if !listed.listed.is_empty() {
             scope.covered.push(config.kube.coverage(listed.listed));
@@ -262,11 +280,11 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     // An unreadable file or object without identity may have held any report, and an
     // empty read is what a failed `kubectl get` piped in looks like: nothing may be
     // concluded from what is missing this time.
-    summary.complete =
-        input_errors.is_empty() && anonymous_failures == 0 && (!summary.empty || opts.allow_empty);
+    let empty_refused = !summary.empty_inputs.is_empty() && !opts.allow_empty;
+    summary.complete = input_errors.is_empty() && anonymous_failures == 0 && !empty_refused;
     if !summary.complete {
         scope = Scope::read_only();
-        if summary.empty && !opts.allow_empty {
+        if empty_refused {
             tracing::info!("read no report: no report is marked gone in this sweep");
         } else {
             tracing::info!(
@@ -360,7 +378,7 @@ fn exit_code(s: &ScanSummary) -> i32 {
         .is_some_and(|d| d.dry_run.is_none() && (!d.export.ok() || !d.still_refused.is_empty()));
     if export_failed {
         exit::EXPORT
-    } else if s.empty && !s.complete {
+    } else if !s.empty_inputs.is_empty() && !s.complete {
         exit::EMPTY
     } else if !s.skipped.is_empty() {
         exit::SKIPPED
@@ -549,10 +567,11 @@ pub fn render_text(s: &ScanSummary) -> String {
         h.severities_changed,
         h.fixes_published
     );
-    if s.empty && !s.complete {
+    if !s.empty_inputs.is_empty() && !s.complete {
         let _ = writeln!(
             o,
-            "           read 0 reports: nothing was marked gone (--allow-empty if expected)"
+            "           read 0 reports from {}: nothing was marked gone (--allow-empty if expected)",
+            esc(&s.empty_inputs.join(", "))
         );
     } else if !s.complete {
         let _ = writeln!(o, "           input incomplete: no report was marked gone");

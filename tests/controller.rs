@@ -460,6 +460,20 @@ async fn scan_from_cluster_ends_only_what_its_filters_cover() {
     let file = ws.write("ns-3.json", &serde_json::to_string(&outside).expect("json"));
     let run = ws.run(&["scan", "--from", &file.display().to_string()]);
     assert_eq!(run.code, 0, "{}", run.stderr);
+    // An empty cluster beside a file that holds reports is as suspect as an empty sweep.
+    let run = ws.run(&[
+        "scan",
+        "--complete",
+        "--from",
+        "cluster",
+        "--from",
+        &file.display().to_string(),
+        "--format",
+        "json",
+    ]);
+    assert_eq!(run.code, 5, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["empty_inputs"], json!(["cluster"]));
+    assert_eq!(run.json()["history"]["reports_gone"], 0);
     for i in 0..8 {
         create(&client, i, i % 2, &vulns()).await;
     }

@@ -725,7 +725,11 @@ fn peer_importers_variable_names_are_accepted_with_a_notice() {
     let input = ws.write("c.json", &cluster(|_| vulns()));
     let run = ws.scan_at(T0, &[&input]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(tests_by_title(&dojo).len(), 5, "one test per image repository");
+    assert_eq!(
+        tests_by_title(&dojo).len(),
+        5,
+        "one test per image repository"
+    );
     assert!(
         run.stderr
             .contains("reading DEFECT_DOJO_URL as DEFECTDOJO_URL"),

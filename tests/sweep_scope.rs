@@ -81,6 +81,7 @@ fn assert_refused_empty(ws: &Workspace, run: &Run, from: &str) {
     assert_eq!(run.code, 5, "{}\n{}", run.stdout, run.stderr);
     let s = run.json();
     assert_eq!(s["empty"], true);
+    assert_eq!(s["empty_inputs"], json!([from]));
     assert_eq!(s["complete"], false);
     assert_eq!(s["history"]["reports_gone"], 0);
     assert_eq!(s["scope"]["covered"], json!([]));
@@ -411,4 +412,19 @@ fn a_closed_stdout_ends_the_command_without_a_panic() {
         );
         assert!(!out.stderr.contains("panicked"), "{}", out.stderr);
     }
+}
+
+#[test]
+fn the_file_inputs_together_are_one_source() {
+    let ws = with_cluster();
+    // The file inputs are one source: empty alone is refused, and beside a file that
+    // holds the cluster it is accepted (emptiness is judged per source, not per file).
+    let full = ws.path("cluster.json");
+    let empty = ws.write("empty.json", "");
+    let run = ws.scan_with(T1, &[&empty], &["--complete"]);
+    assert_eq!(run.code, 5);
+    // With data from a file the sweep is not empty, so this is accepted as complete.
+    let run = ws.scan_with(T1, &[&full, &empty], &["--complete"]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(run.json()["history"]["reports_gone"], 0);
 }
