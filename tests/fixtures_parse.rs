@@ -272,3 +272,22 @@ fn the_whole_folder_reads_without_an_unexpected_error() {
     assert_eq!(o.errors.len(), 7, "{:#?}", o.errors);
     assert_eq!(o.reports.len(), 34);
 }
+
+#[test]
+fn compliance_checks_keep_their_own_severity() {
+    // DefectDojo's own unit test on this file expects Medium (the check's own MEDIUM) and
+    // High (no check severity: the control's HIGH). The control's rating used to win.
+    let r = one("defectdojo-trivy_operator/compliance_severity.json");
+    let sev: Vec<(&str, Severity)> = r
+        .findings
+        .iter()
+        .map(|f| (f.detail.as_str(), f.severity))
+        .collect();
+    assert_eq!(
+        sev,
+        [
+            ("AVD-KSV-0001", Severity::Medium),
+            ("AVD-KSV-0002", Severity::High)
+        ]
+    );
+}
