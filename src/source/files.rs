@@ -38,87 +38,164 @@ impl Input {
 pub struct SourceFile {
     pub input: Input,
     pub display: String,
-    /// Known size, for progress.
+    /// Known size, for progress; `None` for stdin, FIFOs and devices (read as streams).
     pub size: Option<u64>,
 }
 
 /// Expands directories (recursively, sorted, skipping hidden entries and files that are
 /// not JSON or YAML). A path that cannot be listed becomes an error, not a stop.
+///
+/// Symlinked directories are followed; each directory is entered once, known by its
+/// (device, inode), so a link back up the tree or two links to one folder read it once.
+/// A path named on the command line is read whatever it is (a regular file, a FIFO such
+/// as `<(cat export.json)`, `/dev/stdin`); inside a directory anything that is neither a
+/// regular file nor a directory is an error, never skipped silently.
 pub fn discover(inputs: &[Input]) -> (Vec<SourceFile>, Vec<InputError>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
+    let mut walker = Walker::default();
     for input in inputs {
         match input {
-            Input::Stdin => files.push(SourceFile {
+            Input::Stdin => walker.files.push(SourceFile {
                 input: Input::Stdin,
                 display: "<stdin>".into(),
                 size: None,
             }),
-            Input::Path(p) => walk(p, true, &mut files, &mut errors),
+            Input::Path(p) => walker.walk(p, true),
             Input::Cluster => {}
         }
     }
-    (files, errors)
+    (walker.files, walker.errors)
 }
 
-fn walk(path: &Path, explicit: bool, files: &mut Vec<SourceFile>, errors: &mut Vec<InputError>) {
-    let display = path.display().to_string();
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) => {
-            errors.push(InputError {
-                origin: Origin::file(display),
-                message: format!("cannot read: {e}"),
-            });
+#[derive(Default)]
+struct Walker {
+    files: Vec<SourceFile>,
+    errors: Vec<InputError>,
+    /// Directories entered, by identity rather than path (loop protection).
+    visited: std::collections::HashSet<DirId>,
+}
+
+impl Walker {
+    fn error(&mut self, display: &str, message: String) {
+        self.errors.push(InputError {
+            origin: Origin::file(display),
+            message,
+        });
+    }
+
+    fn walk(&mut self, path: &Path, explicit: bool) {
+        let display = path.display().to_string();
+        // Follows symlinks; a loop of links is reported by the OS (ELOOP) and lands here.
+        let meta = match std::fs::metadata(path) {
+            Ok(m) => m,
+            Err(e) => return self.error(&display, format!("cannot read: {e}")),
+        };
+        let file_type = meta.file_type();
+        if file_type.is_file() {
+            // A file named explicitly is read whatever its extension.
+            if explicit || has_report_extension(path) {
+                self.files.push(SourceFile {
+                    input: Input::Path(path.to_owned()),
+                    display,
+                    size: Some(meta.len()),
+                });
+            }
             return;
         }
-    };
-    if meta.is_file() {
-        // A file named explicitly is read whatever its extension.
-        if explicit || has_report_extension(path) {
-            files.push(SourceFile {
+        if file_type.is_dir() {
+            if !self.visited.insert(DirId::of(path, &meta)) {
+                // Already read through another path: its objects were handed over once.
+                tracing::debug!(path = %path.display(), "directory already read, not entered again");
+                return;
+            }
+            return self.dir(path, &display);
+        }
+        let what = special_kind(&file_type);
+        if explicit && what != "a socket" {
+            // `--from <(cat export.json)`, `--from /dev/stdin`: read as a stream.
+            self.files.push(SourceFile {
                 input: Input::Path(path.to_owned()),
                 display,
-                size: Some(meta.len()),
-            });
-        }
-        return;
-    }
-    if !meta.is_dir() {
-        return;
-    }
-    // Symlinked directories are not followed (a ConfigMap mount's `..data` would loop).
-    if !explicit && std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
-        return;
-    }
-    let entries = match std::fs::read_dir(path) {
-        Ok(rd) => rd,
-        Err(e) => {
-            errors.push(InputError {
-                origin: Origin::file(display),
-                message: format!("cannot list directory: {e}"),
+                size: None,
             });
             return;
         }
-    };
-    let mut children: Vec<PathBuf> = Vec::new();
-    for entry in entries {
-        match entry {
-            Ok(e) => {
-                if !e.file_name().to_string_lossy().starts_with('.') {
-                    children.push(e.path());
+        let hint = if explicit {
+            ""
+        } else {
+            "; name it with --from to read it"
+        };
+        self.error(
+            &display,
+            format!("not read: {what}, not a regular file or directory{hint}"),
+        );
+    }
+
+    fn dir(&mut self, path: &Path, display: &str) {
+        let entries = match std::fs::read_dir(path) {
+            Ok(rd) => rd,
+            Err(e) => return self.error(display, format!("cannot list directory: {e}")),
+        };
+        let mut children: Vec<PathBuf> = Vec::new();
+        for entry in entries {
+            match entry {
+                // Hidden entries stay out (a ConfigMap mount's `..data`, `..2026_01_01`
+                // timestamped copies of the same files).
+                Ok(e) => {
+                    if !e.file_name().to_string_lossy().starts_with('.') {
+                        children.push(e.path());
+                    }
                 }
+                Err(e) => self.error(display, format!("cannot list directory: {e}")),
             }
-            Err(e) => errors.push(InputError {
-                origin: Origin::file(display.clone()),
-                message: format!("cannot list directory: {e}"),
-            }),
+        }
+        children.sort();
+        for child in children {
+            self.walk(&child, false);
         }
     }
-    children.sort();
-    for child in children {
-        walk(&child, false, files, errors);
+}
+
+/// What identifies a directory however it is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DirId {
+    #[cfg(unix)]
+    Inode(u64, u64),
+    #[cfg_attr(unix, allow(dead_code))]
+    Path(PathBuf),
+}
+
+impl DirId {
+    #[cfg(unix)]
+    fn of(_path: &Path, meta: &std::fs::Metadata) -> DirId {
+        use std::os::unix::fs::MetadataExt;
+        DirId::Inode(meta.dev(), meta.ino())
     }
+
+    #[cfg(not(unix))]
+    fn of(path: &Path, _meta: &std::fs::Metadata) -> DirId {
+        DirId::Path(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_owned()))
+    }
+}
+
+#[cfg(unix)]
+fn special_kind(t: &std::fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_fifo() {
+        "a FIFO"
+    } else if t.is_socket() {
+        "a socket"
+    } else if t.is_char_device() {
+        "a character device"
+    } else if t.is_block_device() {
+        "a block device"
+    } else {
+        "a special file"
+    }
+}
+
+#[cfg(not(unix))]
+fn special_kind(_t: &std::fs::FileType) -> &'static str {
+    "a special file"
 }
 
 fn has_report_extension(path: &Path) -> bool {
@@ -156,7 +233,7 @@ pub fn read_file(
     let (reader, hints): (Box<dyn Read>, Hints) = match &file.input {
         Input::Stdin | Input::Cluster => (Box::new(io::stdin().lock()), Hints::default()),
         Input::Path(p) => match File::open(p) {
-            Ok(f) => (Box::new(f), Hints::for_path(p)),
+            Ok(f) => (Box::new(f), Hints::for_path(p, file.size.is_some())),
             Err(e) => {
                 return vec![InputError {
                     origin: Origin::file(&file.display),
@@ -260,10 +337,13 @@ struct Hints {
 }
 
 impl Hints {
-    fn for_path(p: &Path) -> Hints {
+    /// `regular`: a pipe's name (`/dev/fd/63`) says nothing about the object in it.
+    fn for_path(p: &Path, regular: bool) -> Hints {
         Hints {
             kind: kind_from_folder(p),
-            name: p.file_stem().and_then(|s| s.to_str()).map(str::to_owned),
+            name: regular
+                .then(|| p.file_stem().and_then(|s| s.to_str()).map(str::to_owned))
+                .flatten(),
         }
     }
 }
@@ -546,6 +626,105 @@ mod tests {
         let (o, e) = collect(&format!("{doc}---\n{doc}"));
         assert!(e.is_empty(), "{e:?}");
         assert_eq!(o.len(), 2);
+    }
+
+    /// Reads every discovered file; returns (display, origin) of each object and all errors.
+    fn read_all(inputs: &[Input]) -> (Vec<String>, Vec<String>) {
+        let (found, mut errs) = discover(inputs);
+        let mut objects = Vec::new();
+        for f in &found {
+            errs.extend(read_file(
+                f,
+                &mut |o| objects.push(o.origin.to_string()),
+                &mut |_| {},
+            ));
+        }
+        (objects, errs.iter().map(|e| e.to_string()).collect())
+    }
+
+    const REPORT: &str = r#"{"kind":"VulnerabilityReport","report":{}}"#;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_named_on_the_command_line_is_read() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let fifo = dir.path().join("export");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let writer = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || std::fs::write(&fifo, format!("[{REPORT},{REPORT}]")))
+        };
+        let (objects, errs) = read_all(&[Input::Path(fifo.clone())]);
+        writer.join().expect("writer").expect("write fifo");
+        assert!(errs.is_empty(), "{errs:?}");
+        let shown = fifo.display().to_string();
+        assert_eq!(objects, [format!("{shown} item 0"), format!("{shown} item 1")]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlinked_directories_are_followed_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let real = dir.path().join("elsewhere/reports");
+        std::fs::create_dir_all(&real).expect("mkdir");
+        std::fs::write(real.join("a.json"), REPORT).expect("write");
+        let top = dir.path().join("export");
+        std::fs::create_dir(&top).expect("mkdir");
+        std::os::unix::fs::symlink(&real, top.join("vulnerability_reports")).expect("link");
+        // A second link to the same folder and a link back up the tree (a loop).
+        std::os::unix::fs::symlink(&real, top.join("again")).expect("link");
+        std::os::unix::fs::symlink(&top, top.join("up")).expect("link");
+        // ConfigMap mounts keep their data behind hidden `..data`: still skipped.
+        std::os::unix::fs::symlink(&real, top.join("..data")).expect("link");
+        let (objects, errs) = read_all(&[Input::Path(top.clone())]);
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(
+            objects,
+            [format!("{}/again/a.json", top.display())],
+            "read once, through the first path in sorted order"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_symlink_loop_is_an_error() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let a = dir.path().join("a.json");
+        let b = dir.path().join("b.json");
+        std::os::unix::fs::symlink(&b, &a).expect("link");
+        std::os::unix::fs::symlink(&a, &b).expect("link");
+        let (found, errs) = discover(&[Input::Path(dir.path().to_owned())]);
+        assert!(found.is_empty());
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].message.starts_with("cannot read: "), "{}", errs[0]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn special_files_inside_a_directory_are_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("a.json"), REPORT).expect("write");
+        let sock = dir.path().join("agent.sock");
+        let _listener = std::os::unix::net::UnixListener::bind(&sock).expect("bind");
+        let made = std::process::Command::new("mkfifo")
+            .arg(dir.path().join("pipe.json"))
+            .status()
+            .expect("mkfifo");
+        assert!(made.success());
+        let (found, errs) = discover(&[Input::Path(dir.path().to_owned())]);
+        assert_eq!(found.len(), 1);
+        let errs: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert_eq!(errs.len(), 2, "{errs:?}");
+        assert!(errs[0].ends_with("agent.sock: not read: a socket, not a regular file or directory; name it with --from to read it"), "{}", errs[0]);
+        assert!(errs[1].contains("pipe.json: not read: a FIFO"), "{}", errs[1]);
+        // Named explicitly, a socket still cannot be read.
+        let (found, errs) = discover(&[Input::Path(sock)]);
+        assert!(found.is_empty());
+        assert!(errs[0].message.contains("a socket"), "{}", errs[0]);
     }
 
     #[test]
