@@ -483,7 +483,11 @@ fn compliance_findings(r: &mut Report, b: crd::ComplianceStatus) {
             for c in failing {
                 // The check's own rating first, the control's as a fallback (as DefectDojo
                 // reads them): a CRITICAL check under a HIGH control is critical.
-                let sev = c.severity.as_deref().filter(|s| !s.is_empty()).or(control_sev);
+                let sev = c
+                    .severity
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .or(control_sev);
                 let mut f = Finding::new(control.id.clone(), severity(r, sev));
                 f.detail = c.check_id.clone().unwrap_or_default();
                 f.path = c.target.clone().unwrap_or_default();
