@@ -60,12 +60,13 @@ fn a_fifo_is_read() {
         std::thread::spawn(move || std::fs::write(fifo, two_reports()))
     };
     let run = ws.scan_at(T0, &[&fifo]);
-    writer.join().expect("writer").expect("write fifo");
+    // Checked before joining: a writer nobody reads blocks forever.
     assert_eq!(run.code, 0, "{}", run.stderr);
     let s = run.json();
     assert_eq!(s["files"], 1);
     assert_eq!(s["reports"]["stored"], 2);
     assert_eq!(s["complete"], true);
+    writer.join().expect("writer").expect("write fifo");
 }
 
 #[test]

@@ -972,13 +972,14 @@ mod tests {
             std::thread::spawn(move || std::fs::write(&fifo, format!("[{REPORT},{REPORT}]")))
         };
         let (objects, errs) = read_all(&[Input::Path(fifo.clone())]);
-        writer.join().expect("writer").expect("write fifo");
+        // Checked before joining: a writer nobody reads blocks forever.
         assert!(errs.is_empty(), "{errs:?}");
         let shown = fifo.display().to_string();
         assert_eq!(
             objects,
             [format!("{shown} item 0"), format!("{shown} item 1")]
         );
+        writer.join().expect("writer").expect("write fifo");
     }
 
     #[cfg(unix)]
