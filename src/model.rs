@@ -431,11 +431,17 @@ impl Finding {
             Family::Secret => vec![&self.path, &self.id, &self.detail],
             Family::Compliance => vec![&self.id, &self.detail, &self.path],
             Family::ConfigAudit | Family::Rbac | Family::Infra | Family::Sbom => {
-                if self.id.is_empty() {
-                    vec!["title", &self.title]
+                let mut parts: Vec<&str> = if self.id.is_empty() {
+                    vec!["title", self.title.as_str()]
                 } else {
                     vec![&self.id]
+                };
+                // Only starboard's per-container checks set a path: the same check
+                // failing in two containers is two findings. Keys without one are unchanged.
+                if !self.path.is_empty() {
+                    parts.push(&self.path);
                 }
+                parts
             }
         };
         let mut out = String::new();

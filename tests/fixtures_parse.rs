@@ -168,6 +168,11 @@ fn every_report_fixture_parses() {
             ReportKind::ClusterComplianceReport,
             0,
         ),
+        (
+            "aquasecurity-starboard-docs/conftest.md.block6.json",
+            ReportKind::ConfigAuditReport,
+            2,
+        ),
     ];
     for (rel, kind, findings) in expected {
         let r = one(rel);
@@ -270,5 +275,40 @@ fn the_whole_folder_reads_without_an_unexpected_error() {
     let o = read("");
     // Only the seven DefectDojo output-format samples are errors.
     assert_eq!(o.errors.len(), 7, "{:#?}", o.errors);
-    assert_eq!(o.reports.len(), 34);
+    assert_eq!(o.reports.len(), 35);
+}
+
+#[test]
+fn compliance_checks_keep_their_own_severity() {
+    // DefectDojo's own unit test on this file expects Medium (the check's own MEDIUM) and
+    // High (no check severity: the control's HIGH). The control's rating used to win.
+    let r = one("defectdojo-trivy_operator/compliance_severity.json");
+    let sev: Vec<(&str, Severity)> = r
+        .findings
+        .iter()
+        .map(|f| (f.detail.as_str(), f.severity))
+        .collect();
+    assert_eq!(
+        sev,
+        [
+            ("AVD-KSV-0001", Severity::Medium),
+            ("AVD-KSV-0002", Severity::High)
+        ]
+    );
+}
+
+#[test]
+fn starboard_pod_checks_are_findings() {
+    // A starboard `.report` body: `podChecks` (no `checks`) and a singular `message`.
+    // Before: not recognized as a report at all.
+    let r = one("aquasecurity-starboard-docs/conftest.md.block6.json");
+    assert_eq!(r.findings.len(), 2);
+    assert_eq!(r.findings[0].id, "Root file system is not read-only");
+    assert_eq!(
+        r.findings[1].messages,
+        ["container nginx of deployment nginx in default namespace should specify image tag"]
+    );
+    assert_eq!(r.scanner_version, "v0.23.0");
+    // "DANGER" is not one of the five levels: mapped, never dropped.
+    assert_eq!(r.mapped_severities, 2);
 }

@@ -1,6 +1,12 @@
 //! The report CRDs as they really arrive (research/report-shapes.md): every field that the
 //! operator ever omitted is optional, unknown fields are ignored, `null` means absent.
 //! Only the fields we use are declared; the rest is skipped without being stored.
+//!
+//! Fields that identify a finding or rate it (IDs, package, version, path, severity,
+//! success, the image) are strict: a wrong type fails the report, naming the field.
+//! Cosmetic fields (scanner, summary counts, timestamps, titles, descriptions, links,
+//! messages) are `Lenient`: a wrong type reads as absent and is counted, so one odd
+//! field never costs a report its findings.
 
 use std::collections::BTreeMap;
 
@@ -39,6 +45,11 @@ pub struct Envelope<'a> {
     pub bom_format: bool,
     #[serde(rename = "SchemaVersion", default, deserialize_with = "present")]
     pub trivy_schema_version: bool,
+    /// Starboard-era config audit bodies (before `checks`).
+    #[serde(rename = "podChecks", default, deserialize_with = "present")]
+    pub pod_checks: bool,
+    #[serde(rename = "containerChecks", default, deserialize_with = "present")]
+    pub container_checks: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,7 +81,7 @@ pub struct OwnerReference {
 #[derive(Debug, Default, Deserialize)]
 pub struct Scanner {
     #[serde(default)]
-    pub version: Option<String>,
+    pub version: Lenient<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -94,26 +105,32 @@ pub struct Artifact {
 /// family decides which list is read.
 #[derive(Debug, Deserialize)]
 pub struct ReportBody {
-    #[serde(
-        rename = "updateTimestamp",
-        default,
-        deserialize_with = "scalar_string"
-    )]
-    pub update_timestamp: Option<String>,
+    #[serde(rename = "updateTimestamp", default)]
+    pub update_timestamp: Lenient<Scalar>,
     #[serde(default)]
-    pub scanner: Option<Scanner>,
+    pub scanner: Lenient<Scanner>,
     #[serde(default)]
     pub registry: Option<Registry>,
     #[serde(default)]
     pub artifact: Option<Artifact>,
     #[serde(default)]
-    pub summary: Option<Summary>,
+    pub summary: Lenient<Summary>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub vulnerabilities: Vec<Vulnerability>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub secrets: Vec<Secret>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub checks: Vec<Check>,
+    /// Starboard (before trivy-operator): checks of the pod template, and checks per
+    /// container name. Read when `checks` is absent (later starboard wrote both).
+    #[serde(rename = "podChecks", default, deserialize_with = "null_as_default")]
+    pub pod_checks: Vec<Check>,
+    #[serde(
+        rename = "containerChecks",
+        default,
+        deserialize_with = "null_as_default"
+    )]
+    pub container_checks: BTreeMap<String, Vec<Check>>,
     /// SBOMs: an embedded CycloneDX document, of which only the size is read.
     #[serde(default)]
     pub components: Option<Bom>,
@@ -144,25 +161,25 @@ pub struct Vulnerability {
     #[serde(rename = "installedVersion", default)]
     pub installed_version: Option<String>,
     #[serde(rename = "fixedVersion", default)]
-    pub fixed_version: Option<String>,
+    pub fixed_version: Lenient<String>,
     #[serde(default)]
     pub severity: Option<String>,
     #[serde(default)]
-    pub score: Option<f64>,
+    pub score: Lenient<f64>,
     #[serde(default)]
-    pub title: Option<String>,
+    pub title: Lenient<String>,
     #[serde(rename = "primaryLink", default)]
-    pub primary_link: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub links: Vec<String>,
+    pub primary_link: Lenient<String>,
+    #[serde(default)]
+    pub links: Lenient<Vec<String>>,
     #[serde(default)]
     pub target: Option<String>,
     #[serde(rename = "packagePath", default)]
     pub package_path: Option<String>,
-    #[serde(rename = "publishedDate", default, deserialize_with = "scalar_string")]
-    pub published_date: Option<String>,
+    #[serde(rename = "publishedDate", default)]
+    pub published_date: Lenient<Scalar>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Lenient<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -172,9 +189,9 @@ pub struct Secret {
     #[serde(default)]
     pub target: Option<String>,
     #[serde(default)]
-    pub title: Option<String>,
+    pub title: Lenient<String>,
     #[serde(default)]
-    pub category: Option<String>,
+    pub category: Lenient<String>,
     #[serde(default)]
     pub severity: Option<String>,
     #[serde(rename = "match", default)]
@@ -185,18 +202,22 @@ pub struct Secret {
 pub struct Check {
     #[serde(rename = "checkID", default)]
     pub check_id: Option<String>,
+    /// Identifies a check without `checkID`, so strict.
     #[serde(default)]
     pub title: Option<String>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Lenient<String>,
     #[serde(default)]
     pub severity: Option<String>,
     #[serde(default)]
-    pub category: Option<String>,
-    #[serde(default, deserialize_with = "null_as_default")]
-    pub messages: Vec<String>,
+    pub category: Lenient<String>,
     #[serde(default)]
-    pub remediation: Option<String>,
+    pub messages: Lenient<Vec<String>>,
+    /// Starboard's single message.
+    #[serde(default)]
+    pub message: Lenient<String>,
+    #[serde(default)]
+    pub remediation: Lenient<String>,
     #[serde(default)]
     pub success: Option<bool>,
     /// Compliance detail checks name the resource they failed on.
@@ -213,16 +234,26 @@ pub struct Bom {
 /// `status` of ClusterComplianceReport.
 #[derive(Debug, Deserialize)]
 pub struct ComplianceStatus {
-    #[serde(
-        rename = "updateTimestamp",
-        default,
-        deserialize_with = "scalar_string"
-    )]
-    pub update_timestamp: Option<String>,
+    #[serde(rename = "updateTimestamp", default)]
+    pub update_timestamp: Lenient<Scalar>,
     #[serde(rename = "summaryReport", default)]
     pub summary_report: Option<SummaryReport>,
     #[serde(rename = "detailReport", default)]
     pub detail_report: Option<DetailReport>,
+    /// Starboard 0.15's draft schema: the control results directly under `status`.
+    #[serde(rename = "controlCheck", default, deserialize_with = "null_as_default")]
+    pub control_check: Vec<ControlCheck>,
+    /// What the report claims failed: compared with what was read, never trusted.
+    #[serde(default)]
+    pub summary: Lenient<ComplianceCounts>,
+    #[serde(rename = "totalCounts", default)]
+    pub total_counts: Lenient<ComplianceCounts>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct ComplianceCounts {
+    #[serde(rename = "failCount", default)]
+    pub fail: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -235,11 +266,14 @@ pub struct SummaryReport {
 pub struct ControlCheck {
     pub id: String,
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Lenient<String>,
     #[serde(default)]
     pub severity: Option<String>,
     #[serde(rename = "totalFail", default)]
     pub total_fail: Option<i64>,
+    /// Starboard 0.15's spelling.
+    #[serde(rename = "failTotal", default)]
+    pub fail_total: Option<i64>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,9 +286,9 @@ pub struct DetailReport {
 pub struct ControlResult {
     pub id: String,
     #[serde(default)]
-    pub name: Option<String>,
+    pub name: Lenient<String>,
     #[serde(default)]
-    pub description: Option<String>,
+    pub description: Lenient<String>,
     #[serde(default)]
     pub severity: Option<String>,
     #[serde(default)]
@@ -288,12 +322,53 @@ fn scalar_map<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String
         .collect())
 }
 
-/// Timestamps that a YAML 1.1 tool may have re-typed; numbers and booleans become text.
-fn scalar_string<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(Scalar::deserialize(d)?.0)
+/// A cosmetic field: a value of the wrong type reads as absent and is flagged (`wrong`),
+/// so the caller can count it instead of failing the whole report.
+#[derive(Debug)]
+pub struct Lenient<T> {
+    pub value: Option<T>,
+    pub wrong: bool,
 }
 
-struct Scalar(Option<String>);
+impl<T> Default for Lenient<T> {
+    fn default() -> Self {
+        Lenient {
+            value: None,
+            wrong: false,
+        }
+    }
+}
+
+impl<T> Lenient<T> {
+    pub fn take(&mut self) -> Option<T> {
+        self.value.take()
+    }
+}
+
+impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for Lenient<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Buffered as a value, then typed: only a syntax error (which is the input's,
+        // not the field's) still fails.
+        let raw = serde_json::Value::deserialize(d)?;
+        if raw.is_null() {
+            return Ok(Lenient::default());
+        }
+        Ok(match T::deserialize(raw) {
+            Ok(v) => Lenient {
+                value: Some(v),
+                wrong: false,
+            },
+            Err(_) => Lenient {
+                value: None,
+                wrong: true,
+            },
+        })
+    }
+}
+
+/// Timestamps that a YAML 1.1 tool may have re-typed; numbers and booleans become text.
+#[derive(Debug)]
+pub struct Scalar(pub Option<String>);
 
 impl<'de> Deserialize<'de> for Scalar {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {

@@ -167,11 +167,7 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
 
     let workload = workload_of(kind, &meta, &id);
     let owner = direct_owner(&meta);
-    let container = meta
-        .labels
-        .get("trivy-operator.container.name")
-        .cloned()
-        .unwrap_or_default();
+    let container = label(&meta, "container.name").cloned().unwrap_or_default();
     let mut report = Report {
         id,
         workload,
@@ -186,10 +182,20 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
         summary_mismatch: false,
         mapped_severities: 0,
     };
-    if let Err((field, message)) = fill_body(&mut report, body, body_path) {
+    let mut cosmetic = Cosmetic::default();
+    if let Err((field, message)) = fill_body(&mut report, body, body_path, &mut cosmetic) {
         err.field = field;
         err.message = message;
         return Err(err);
+    }
+    if !cosmetic.0.is_empty() {
+        // One wrong-typed title must not cost the findings; it is still worth knowing.
+        tracing::warn!(
+            "{}: {} cosmetic field(s) of the wrong type read as absent: {}",
+            obj.origin,
+            cosmetic.0.len(),
+            cosmetic.0.join(", ")
+        );
     }
     Ok(Parsed::Report(Box::new(report)))
 }
@@ -221,7 +227,7 @@ fn infer_kind(env: &Envelope, hint: Option<ReportKind>) -> Option<ReportKind> {
         Some(ReportKind::SbomReport)
     } else if env.detail_report || env.summary_report {
         Some(ReportKind::ClusterComplianceReport)
-    } else if env.checks {
+    } else if env.checks || env.pod_checks || env.container_checks {
         Some(ReportKind::ConfigAuditReport)
     } else {
         None
@@ -248,11 +254,7 @@ fn report_id(kind: ReportKind, meta: &Metadata, obj: &RawObject) -> ReportId {
     } else {
         meta.namespace
             .clone()
-            .or_else(|| {
-                meta.labels
-                    .get("trivy-operator.resource.namespace")
-                    .cloned()
-            })
+            .or_else(|| label(meta, "resource.namespace").cloned())
             .unwrap_or_default()
     };
     let name = meta
@@ -262,15 +264,10 @@ fn report_id(kind: ReportKind, meta: &Metadata, obj: &RawObject) -> ReportId {
         .or_else(|| obj.name_hint.clone())
         .unwrap_or_else(|| {
             // Without a name, the object's own owner labels are the most stable identity.
-            let l = &meta.labels;
-            let parts: Vec<&str> = [
-                "trivy-operator.resource.kind",
-                "trivy-operator.resource.name",
-                "trivy-operator.container.name",
-            ]
-            .iter()
-            .filter_map(|k| l.get(*k).map(String::as_str))
-            .collect();
+            let parts: Vec<&str> = ["resource.kind", "resource.name", "container.name"]
+                .iter()
+                .filter_map(|k| label(meta, k).map(String::as_str))
+                .collect();
             if parts.is_empty() {
                 format!("unnamed@{}", obj.origin)
             } else {
@@ -294,15 +291,8 @@ fn workload_of(kind: ReportKind, meta: &Metadata, id: &ReportId) -> WorkloadKey 
     if let Some(o) = owner {
         return top_controller(ns, &o.kind, &o.name);
     }
-    let labels = &meta.labels;
-    if let Some(k) = labels.get("trivy-operator.resource.kind") {
-        // Long names move from the label to an annotation (name-hash label instead).
-        let name = labels
-            .get("trivy-operator.resource.name")
-            .or_else(|| meta.annotations.get("trivy-operator.resource.name"));
-        if let Some(n) = name {
-            return top_controller(ns, k, n);
-        }
+    if let Some((k, n)) = resource_labels(meta) {
+        return top_controller(ns, k, n);
     }
     // Alternate storage names files `<Kind>-<name>.json`.
     if let Some((k, n)) = id.name.split_once('-')
@@ -326,12 +316,28 @@ fn direct_owner(meta: &Metadata) -> Option<(String, String)> {
     if let Some(o) = owner {
         return Some((o.kind.clone(), o.name.clone()));
     }
-    let kind = meta.labels.get("trivy-operator.resource.kind")?;
-    let name = meta
-        .labels
-        .get("trivy-operator.resource.name")
-        .or_else(|| meta.annotations.get("trivy-operator.resource.name"))?;
-    Some((kind.clone(), name.clone()))
+    let (kind, name) = resource_labels(meta)?;
+    Some((kind.to_owned(), name.to_owned()))
+}
+
+/// A label the operator writes, `trivy-operator.<suffix>`, or the same label as
+/// starboard (its predecessor) wrote it, `starboard.<suffix>`.
+fn label<'m>(meta: &'m Metadata, suffix: &str) -> Option<&'m String> {
+    ["trivy-operator.", "starboard."]
+        .iter()
+        .find_map(|p| meta.labels.get(&format!("{p}{suffix}")))
+}
+
+/// The scanned resource's kind and name from the labels. Long names move from the label
+/// to an annotation (a name-hash label instead).
+fn resource_labels(meta: &Metadata) -> Option<(&str, &str)> {
+    let kind = label(meta, "resource.kind")?;
+    let name = label(meta, "resource.name").or_else(|| {
+        ["trivy-operator.", "starboard."]
+            .iter()
+            .find_map(|p| meta.annotations.get(&format!("{p}resource.name")))
+    })?;
+    Some((kind, name))
 }
 
 fn is_resource_kind(k: &str) -> bool {
@@ -389,136 +395,284 @@ fn strip_position(msg: &str) -> String {
     }
 }
 
-fn fill_body(r: &mut Report, body: &RawValue, prefix: &str) -> Result<(), FieldError> {
+/// Cosmetic fields that had the wrong type, by path: read as absent, and warned about.
+#[derive(Default)]
+struct Cosmetic(Vec<String>);
+
+impl Cosmetic {
+    fn get<T>(&mut self, mut field: crd::Lenient<T>, path: impl FnOnce() -> String) -> Option<T> {
+        if field.wrong {
+            self.0.push(path());
+        }
+        field.take()
+    }
+
+    fn text(&mut self, field: crd::Lenient<String>, path: impl FnOnce() -> String) -> String {
+        self.get(field, path).unwrap_or_default()
+    }
+
+    fn scalar(
+        &mut self,
+        field: crd::Lenient<crd::Scalar>,
+        path: impl FnOnce() -> String,
+    ) -> Option<String> {
+        self.get(field, path).and_then(|s| s.0)
+    }
+}
+
+fn fill_body(
+    r: &mut Report,
+    body: &RawValue,
+    prefix: &str,
+    cosmetic: &mut Cosmetic,
+) -> Result<(), FieldError> {
     let json = body.get().as_bytes();
     let family = r.id.kind.family();
+    let c = cosmetic;
     if family == Family::Compliance {
         let b: crd::ComplianceStatus = deserialize_at(json, prefix)?;
-        r.scanned_at = timestamp(b.update_timestamp.as_deref());
-        compliance_findings(r, b);
-        return Ok(());
+        return compliance_findings(r, b, prefix, c);
     }
     let b: crd::ReportBody = deserialize_at(json, prefix)?;
-    r.scanned_at = timestamp(b.update_timestamp.as_deref());
-    r.scanner_version = b.scanner.and_then(|s| s.version).unwrap_or_default();
+    let crd::ReportBody {
+        update_timestamp,
+        scanner,
+        registry,
+        artifact,
+        summary,
+        vulnerabilities,
+        secrets,
+        checks,
+        pod_checks,
+        container_checks,
+        components,
+    } = b;
+    r.scanned_at = timestamp(
+        c.scalar(update_timestamp, || format!("{prefix}updateTimestamp"))
+            .as_deref(),
+    );
+    r.scanner_version = c
+        .get(scanner, || format!("{prefix}scanner"))
+        .and_then(|s| c.get(s.version, || format!("{prefix}scanner.version")))
+        .unwrap_or_default();
+    let summary = c.get(summary, || format!("{prefix}summary"));
     if family.is_image() {
-        r.image = Some(image(b.registry.as_ref(), b.artifact.as_ref(), prefix)?);
+        r.image = Some(image(registry.as_ref(), artifact.as_ref(), prefix)?);
     }
     match family {
         Family::Vulnerability => {
-            for v in b.vulnerabilities {
+            for (i, v) in vulnerabilities.into_iter().enumerate() {
+                let at = |f: &str| format!("{prefix}vulnerabilities[{i}].{f}");
                 let mut f = Finding::new(v.vulnerability_id, severity(r, v.severity.as_deref()));
                 f.package = v.resource;
                 f.installed_version = v.installed_version.unwrap_or_default();
-                f.fixed_version = v.fixed_version.unwrap_or_default();
+                f.fixed_version = c.text(v.fixed_version, || at("fixedVersion"));
                 // packagePath is the more specific location (a jar inside the image).
                 f.path = v
                     .package_path
                     .filter(|p| !p.is_empty())
                     .or(v.target)
                     .unwrap_or_default();
-                f.score = v.score.filter(|s| s.is_finite());
-                f.title = v.title.unwrap_or_default();
-                f.primary_link = v.primary_link.unwrap_or_default();
-                f.links = v.links;
-                f.published = v.published_date.unwrap_or_default();
-                f.description = v.description.unwrap_or_default();
+                f.score = c.get(v.score, || at("score")).filter(|s| s.is_finite());
+                f.title = c.text(v.title, || at("title"));
+                f.primary_link = c.text(v.primary_link, || at("primaryLink"));
+                f.links = c.get(v.links, || at("links")).unwrap_or_default();
+                f.published = c
+                    .scalar(v.published_date, || at("publishedDate"))
+                    .unwrap_or_default();
+                f.description = c.text(v.description, || at("description"));
                 r.findings.push(f);
             }
         }
         Family::Secret => {
-            for s in b.secrets {
+            for (i, s) in secrets.into_iter().enumerate() {
+                let at = |f: &str| format!("{prefix}secrets[{i}].{f}");
                 let mut f = Finding::new(s.rule_id, severity(r, s.severity.as_deref()));
                 f.path = s.target.unwrap_or_default();
-                f.title = s.title.unwrap_or_default();
-                f.package = s.category.unwrap_or_default();
+                f.title = c.text(s.title, || at("title"));
+                f.package = c.text(s.category, || at("category"));
                 f.detail = s.matched.unwrap_or_default();
                 r.findings.push(f);
             }
         }
         Family::ConfigAudit | Family::Rbac | Family::Infra => {
-            for (i, c) in b.checks.into_iter().enumerate() {
-                if c.success == Some(true) {
+            // Starboard's podChecks / containerChecks are read only without `checks`:
+            // later starboard versions wrote the same checks in both.
+            let mut all: Vec<(String, String, crd::Check)> = Vec::new();
+            if checks.is_empty() {
+                for (i, ch) in pod_checks.into_iter().enumerate() {
+                    all.push((format!("{prefix}podChecks[{i}]"), String::new(), ch));
+                }
+                for (container, list) in container_checks {
+                    for (i, ch) in list.into_iter().enumerate() {
+                        let path = format!("{prefix}containerChecks.{container}[{i}]");
+                        all.push((path, container.clone(), ch));
+                    }
+                }
+            } else {
+                for (i, ch) in checks.into_iter().enumerate() {
+                    all.push((format!("{prefix}checks[{i}]"), String::new(), ch));
+                }
+            }
+            for (path, container, ch) in all {
+                if ch.success == Some(true) {
                     r.passed_checks += 1;
                     continue;
                 }
-                let id = c.check_id.unwrap_or_default();
-                let title = c.title.unwrap_or_default();
+                let id = ch.check_id.unwrap_or_default();
+                let title = ch.title.unwrap_or_default();
                 if id.is_empty() && title.is_empty() {
                     return Err((
-                        Some(format!("{prefix}checks[{i}]")),
+                        Some(path),
                         "a failing check has neither `checkID` nor `title`, so it cannot be \
                          identified"
                             .into(),
                     ));
                 }
-                let mut f = Finding::new(id, severity(r, c.severity.as_deref()));
+                let at = |f: &str| format!("{path}.{f}");
+                let mut f = Finding::new(id, severity(r, ch.severity.as_deref()));
                 f.title = title;
-                f.description = c.description.unwrap_or_default();
-                f.package = c.category.unwrap_or_default();
-                f.messages = c.messages;
-                f.remediation = c.remediation.unwrap_or_default();
+                f.description = c.text(ch.description, || at("description"));
+                f.package = c.text(ch.category, || at("category"));
+                f.messages = c.get(ch.messages, || at("messages")).unwrap_or_default();
+                if let Some(m) = c
+                    .get(ch.message, || at("message"))
+                    .filter(|m| !m.is_empty())
+                {
+                    f.messages.push(m);
+                }
+                f.remediation = c.text(ch.remediation, || at("remediation"));
+                // A container check is that container's: it names the finding's location.
+                if !container.is_empty() {
+                    f.path = format!("container {container}");
+                }
                 r.findings.push(f);
             }
         }
         Family::Sbom => {
-            let listed = b.components.map(|c| c.components.len() as u64);
-            r.components = listed.or(b.summary.as_ref().and_then(|s| s.components));
+            let listed = components.map(|c| c.components.len() as u64);
+            r.components = listed.or(summary.as_ref().and_then(|s| s.components));
             return Ok(());
         }
         Family::Compliance => {}
     }
-    r.summary_mismatch = summary_disagrees(b.summary.as_ref(), r);
+    r.summary_mismatch = summary_disagrees(summary.as_ref(), r);
     Ok(())
 }
 
 /// Detail results name each failing check and resource; a summary only counts per control.
-fn compliance_findings(r: &mut Report, b: crd::ComplianceStatus) {
-    if let Some(detail) = b.detail_report {
-        for control in detail.results {
+fn compliance_findings(
+    r: &mut Report,
+    b: crd::ComplianceStatus,
+    prefix: &str,
+    c: &mut Cosmetic,
+) -> Result<(), FieldError> {
+    let crd::ComplianceStatus {
+        update_timestamp,
+        summary_report,
+        detail_report,
+        control_check,
+        summary,
+        total_counts,
+    } = b;
+    r.scanned_at = timestamp(
+        c.scalar(update_timestamp, || format!("{prefix}updateTimestamp"))
+            .as_deref(),
+    );
+    let claimed_fail = match c
+        .get(summary, || format!("{prefix}summary"))
+        .and_then(|s| s.fail)
+    {
+        Some(n) => Some((n, "summary.failCount")),
+        None => c
+            .get(total_counts, || format!("{prefix}totalCounts"))
+            .and_then(|s| s.fail)
+            .map(|n| (n, "totalCounts.failCount")),
+    };
+    let read_results =
+        detail_report.is_some() || summary_report.is_some() || !control_check.is_empty();
+    if let Some(detail) = detail_report {
+        for (i, control) in detail.results.into_iter().enumerate() {
+            let at = |f: &str| format!("{prefix}detailReport.results[{i}].{f}");
             let control_sev = control.severity.as_deref().filter(|s| !s.is_empty());
-            let failing: Vec<&crd::Check> = control
+            let name = c.text(control.name, || at("name"));
+            let description = c.text(control.description, || at("description"));
+            let total = control.checks.len();
+            let failing: Vec<(usize, crd::Check)> = control
                 .checks
-                .iter()
-                .filter(|c| c.success != Some(true))
+                .into_iter()
+                .enumerate()
+                .filter(|(_, ch)| ch.success != Some(true))
                 .collect();
-            r.passed_checks += (control.checks.len() - failing.len()) as u64;
+            r.passed_checks += (total - failing.len()) as u64;
             let status_fail = control
                 .status
                 .as_deref()
                 .is_some_and(|s| s.eq_ignore_ascii_case("FAIL"));
             if failing.is_empty() && status_fail {
                 let mut f = Finding::new(control.id.clone(), severity(r, control_sev));
-                f.title = control.name.clone().unwrap_or_default();
-                f.description = control.description.clone().unwrap_or_default();
+                f.title = name.clone();
+                f.description = description.clone();
                 r.findings.push(f);
             }
-            for c in failing {
-                let sev = control_sev.or(c.severity.as_deref().filter(|s| !s.is_empty()));
+            for (j, ch) in failing {
+                let at = |f: &str| format!("{prefix}detailReport.results[{i}].checks[{j}].{f}");
+                // The check's own rating first, the control's as a fallback (as DefectDojo
+                // reads them): a CRITICAL check under a HIGH control is critical.
+                let sev = ch
+                    .severity
+                    .as_deref()
+                    .filter(|s| !s.is_empty())
+                    .or(control_sev);
                 let mut f = Finding::new(control.id.clone(), severity(r, sev));
-                f.detail = c.check_id.clone().unwrap_or_default();
-                f.path = c.target.clone().unwrap_or_default();
-                f.title = control.name.clone().unwrap_or_default();
-                f.description = c.title.clone().unwrap_or_default();
-                f.package = c.category.clone().unwrap_or_default();
-                f.messages = c.messages.clone();
-                f.remediation = c.remediation.clone().unwrap_or_default();
+                f.detail = ch.check_id.unwrap_or_default();
+                f.path = ch.target.unwrap_or_default();
+                f.title = name.clone();
+                f.description = ch.title.unwrap_or_default();
+                f.package = c.text(ch.category, || at("category"));
+                f.messages = c.get(ch.messages, || at("messages")).unwrap_or_default();
+                f.remediation = c.text(ch.remediation, || at("remediation"));
                 r.findings.push(f);
             }
         }
-    } else if let Some(summary) = b.summary_report {
-        for c in summary.control_check {
-            let fails = c.total_fail.unwrap_or(0);
+    } else {
+        // `summaryReport.controlCheck[].totalFail`, or starboard 0.15's draft
+        // `controlCheck[].failTotal` directly under `status`.
+        let (controls, base) = match summary_report {
+            Some(s) => (s.control_check, "summaryReport.controlCheck"),
+            None => (control_check, "controlCheck"),
+        };
+        for (i, ctl) in controls.into_iter().enumerate() {
+            let fails = ctl.total_fail.or(ctl.fail_total).unwrap_or(0);
             if fails <= 0 {
                 r.passed_checks += 1;
                 continue;
             }
-            let mut f = Finding::new(c.id, severity(r, c.severity.as_deref()));
-            f.title = c.name.unwrap_or_default();
+            let mut f = Finding::new(ctl.id, severity(r, ctl.severity.as_deref()));
+            f.title = c.text(ctl.name, || format!("{prefix}{base}[{i}].name"));
             f.messages = vec![format!("{fails} failing")];
             r.findings.push(f);
         }
     }
+    // The report says checks failed, but holds nothing we read them from: a schema this
+    // version does not know. Storing it as clean would be a lie.
+    if let Some((n, field)) = claimed_fail.filter(|(n, _)| *n > 0)
+        && r.findings.is_empty()
+    {
+        let what = if read_results {
+            "its control results list no failure"
+        } else {
+            "it has no `detailReport`, `summaryReport` or `controlCheck` to read them from"
+        };
+        return Err((
+            Some(format!("{prefix}{field}")),
+            format!(
+                "the report claims {n} failed checks but {what}: an unknown schema, not read \
+                 as clean"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn severity(r: &mut Report, s: Option<&str>) -> Severity {
@@ -690,5 +844,158 @@ mod tests {
         assert!(err.message.contains("no `kind`"), "{}", err.message);
         let err = parse_object(&raw("[1,2]")).expect_err("must fail");
         assert!(err.message.contains("invalid type"), "{}", err.message);
+    }
+
+    /// Shaped as starboard wrote them (`ConfigAuditResult` in starboard's v1alpha1 types:
+    /// `podChecks []Check`, `containerChecks map[string][]Check`, `message` singular),
+    /// labelled `starboard.resource.*`, without owner references.
+    const STARBOARD_AUDIT: &str = r#"{"apiVersion":"aquasecurity.github.io/v1alpha1","kind":"ConfigAuditReport",
+      "metadata":{"name":"replicaset-nginx-6d4cf56db6","namespace":"default",
+        "labels":{"starboard.resource.kind":"ReplicaSet","starboard.resource.name":"nginx-6d4cf56db6",
+                  "starboard.resource.namespace":"default"}},
+      "report":{"updateTimestamp":"2021-05-20T12:38:10Z","scanner":{"name":"Polaris","vendor":"Fairwinds Ops","version":"3.2"},
+        "summary":{"dangerCount":0,"passCount":1,"warningCount":3},
+        "podChecks":[{"checkID":"hostIPCSet","message":"Host IPC is not configured","success":true,"severity":"error","category":"Security"},
+                     {"checkID":"hostNetworkSet","message":"Host network is configured","success":false,"severity":"warning","category":"Networking"}],
+        "containerChecks":{"db":[{"checkID":"cpuLimitsMissing","message":"CPU limits should be set","success":false,"severity":"warning","category":"Resources"}],
+                           "web":[{"checkID":"cpuLimitsMissing","message":"CPU limits should be set","success":false,"severity":"warning","category":"Resources"}]}}}"#;
+
+    #[test]
+    fn starboard_pod_and_container_checks_are_read() {
+        // Before: 0 findings, and the workload named after the report.
+        let r = report(STARBOARD_AUDIT);
+        assert_eq!(r.workload.to_string(), "default/Deployment/nginx");
+        assert_eq!(
+            r.owner,
+            Some(("ReplicaSet".into(), "nginx-6d4cf56db6".into()))
+        );
+        assert_eq!(r.passed_checks, 1);
+        let got: Vec<(&str, &str, Severity, &str)> = r
+            .findings
+            .iter()
+            .map(|f| {
+                (
+                    f.id.as_str(),
+                    f.path.as_str(),
+                    f.severity,
+                    f.messages[0].as_str(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (
+                    "hostNetworkSet",
+                    "",
+                    Severity::Medium,
+                    "Host network is configured"
+                ),
+                (
+                    "cpuLimitsMissing",
+                    "container db",
+                    Severity::Medium,
+                    "CPU limits should be set"
+                ),
+                (
+                    "cpuLimitsMissing",
+                    "container web",
+                    Severity::Medium,
+                    "CPU limits should be set"
+                ),
+            ]
+        );
+        // One check in two containers is two findings.
+        assert_ne!(
+            r.findings[1].key(Family::ConfigAudit),
+            r.findings[2].key(Family::ConfigAudit)
+        );
+        // Later starboard wrote `checks` and the same list again as `podChecks`: once.
+        let both = STARBOARD_AUDIT.replace(
+            r#""podChecks":"#,
+            r#""checks":[{"checkID":"hostNetworkSet","success":false,"severity":"warning"}],"podChecks":"#,
+        );
+        let r = report(&both);
+        assert_eq!(r.findings.len(), 1);
+    }
+
+    #[test]
+    fn starboard_labels_name_the_workload_and_container() {
+        let json = r#"{"kind":"VulnerabilityReport","metadata":{"name":"replicaset-api-7cc565547-app","namespace":"shop",
+          "labels":{"starboard.resource.kind":"ReplicaSet","starboard.resource.name":"api-7cc565547",
+                    "starboard.container.name":"app"}},
+          "report":{"artifact":{"repository":"library/nginx","tag":"1.25"},"vulnerabilities":[]}}"#;
+        let r = report(json);
+        assert_eq!(r.workload.to_string(), "shop/Deployment/api");
+        assert_eq!(r.container, "app");
+    }
+
+    /// status as starboard 0.15 wrote it (docs/crds/clustercompliance-report.md of
+    /// aquasecurity/starboard, trimmed to three controls).
+    const STARBOARD_COMPLIANCE: &str = r#"{"kind":"ClusterComplianceReport","metadata":{"name":"nsa"},
+      "status":{"controlCheck":[
+        {"description":"Controls whether Pods can run privileged containers","failTotal":0,"id":"1.2","name":"Preventing privileged containers","passTotal":11,"severity":"HIGH"},
+        {"description":"Control check restrictions escalation to root privileges","failTotal":6,"id":"1.7","name":"Restricts escalation to root privileges","passTotal":5,"severity":"MEDIUM"},
+        {"description":"Check that container is not running as root","failTotal":9,"id":"1.0","name":"Non-root containers","passTotal":2,"severity":"MEDIUM"}],
+        "summary":{"failCount":15,"passCount":18},"updateTimestamp":"2022-03-27T07:06:00Z"}}"#;
+
+    #[test]
+    fn starboard_draft_compliance_is_read() {
+        let r = report(STARBOARD_COMPLIANCE);
+        let got: Vec<(&str, &str)> = r
+            .findings
+            .iter()
+            .map(|f| (f.id.as_str(), f.messages[0].as_str()))
+            .collect();
+        assert_eq!(got, [("1.7", "6 failing"), ("1.0", "9 failing")]);
+        assert_eq!(r.passed_checks, 1);
+    }
+
+    #[test]
+    fn claimed_failures_without_results_are_not_clean() {
+        // Before: stored with 0 findings, silently.
+        let json = r#"{"kind":"ClusterComplianceReport","metadata":{"name":"nsa"},
+          "status":{"summary":{"failCount":33,"passCount":113},"updateTimestamp":"2022-03-27T07:06:00Z"}}"#;
+        let err = parse_object(&raw(json)).expect_err("must not be read as clean");
+        assert_eq!(err.field.as_deref(), Some("status.summary.failCount"));
+        assert!(
+            err.message
+                .starts_with("the report claims 33 failed checks but it has no"),
+            "{}",
+            err.message
+        );
+        assert!(err.id.is_some(), "the previous content is kept");
+        // Nothing claimed, nothing read: an honest empty report.
+        let json = json.replace("33", "0");
+        assert!(report(&json).findings.is_empty());
+    }
+
+    #[test]
+    fn a_cosmetic_field_of_the_wrong_type_costs_nothing_else() {
+        // `scanner.version` as a YAML mapping, a title as a number, links as a string,
+        // summary counts as text: the report and its findings stay.
+        let json = VULN
+            .replace(
+                r#""registry":"#,
+                r#""scanner":{"name":"Trivy","version":{"major":0,"minor":50}},"registry":"#,
+            )
+            .replace(
+                r#""title":"t""#,
+                r#""title":7,"links":"x","description":["a"]"#,
+            )
+            .replace(r#""criticalCount":5"#, r#""criticalCount":"five""#);
+        let r = report(&json);
+        assert_eq!(r.findings.len(), 2);
+        assert_eq!(r.scanner_version, "");
+        assert_eq!(r.findings[0].title, "");
+        assert!(r.findings[0].links.is_empty());
+        assert_eq!(r.findings[0].severity, Severity::Critical);
+        // Identity and severity stay strict.
+        let json = VULN.replace(r#""resource":"libssl""#, r#""resource":{"name":"libssl"}"#);
+        let err = parse_object(&raw(&json)).expect_err("identity is strict");
+        assert_eq!(
+            err.field.as_deref(),
+            Some("report.vulnerabilities[0].resource")
+        );
     }
 }
