@@ -378,10 +378,11 @@ fn exit_code(s: &ScanSummary) -> i32 {
         .is_some_and(|d| d.dry_run.is_none() && (!d.export.ok() || !d.still_refused.is_empty()));
     if export_failed {
         exit::EXPORT
+    } else if !s.skipped.is_empty() {
+        // An unreadable input says why nothing was read better than "read 0 reports".
+        exit::SKIPPED
     } else if !s.empty_inputs.is_empty() && !s.complete {
         exit::EMPTY
-    } else if !s.skipped.is_empty() {
-        exit::SKIPPED
     } else {
         exit::OK
     }
