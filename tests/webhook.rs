@@ -341,3 +341,40 @@ fn webhook_configuration_errors_name_the_field() {
         assert!(!run.stderr.contains("secret-inline"), "{}", run.stderr);
     }
 }
+
+/// The fake refuses what a strict receiver refuses, so the tests above prove the body.
+#[test]
+fn the_receiver_fake_is_strict() {
+    let hook = WebhookFake::start();
+    let url = hook.url("t");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let statuses = rt.block_on(async {
+        let c = reqwest::Client::new();
+        let plain = c.post(&url).header("content-type", "text/plain").body("{}");
+        let shapeless = c
+            .post(&url)
+            .json(&serde_json::json!({"version": 1, "kind": "image"}));
+        let test = serde_json::json!({"version": 1, "kind": "test", "cluster": "c",
+            "title": "t", "destination": "d"});
+        let mut out = Vec::new();
+        for r in [plain, shapeless, c.post(&url).json(&test)] {
+            let resp = r.send().await.expect("send");
+            out.push((
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+            ));
+        }
+        hook.require_authorization("Bearer x");
+        let resp = c.post(&url).json(&test).send().await.expect("send");
+        out.push((resp.status().as_u16(), String::new()));
+        out
+    });
+    assert_eq!(statuses[0].0, 415, "{statuses:?}");
+    assert_eq!(statuses[1].0, 400, "{statuses:?}");
+    assert!(statuses[1].1.contains("malformed payload"), "{statuses:?}");
+    assert_eq!(statuses[2].0, 204, "{statuses:?}");
+    assert_eq!(statuses[3].0, 401, "{statuses:?}");
+}

@@ -217,3 +217,87 @@ fn digest_row(g: &Group) -> Value {
         "defectdojo_url": g.dojo_links.first(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
+    use crate::model::{Family, Severity};
+
+    fn group(findings: usize, workloads: usize) -> Group {
+        Group {
+            repo: "ghcr.io/org/api".into(),
+            images: vec![ImageRef {
+                digest: Some(format!("sha256:{}", "a".repeat(64))),
+                tag: None,
+            }],
+            findings: (0..findings)
+                .map(|i| AlertFinding {
+                    family: Family::Vulnerability,
+                    severity: Severity::Critical,
+                    id: format!("CVE-2026-{i:04}"),
+                    title: "<!channel> \"quoted\"".into(),
+                    package: "openssl".into(),
+                    installed: "3.0.1".into(),
+                    fixed: String::new(),
+                    score: None,
+                    link: None,
+                    path: String::new(),
+                })
+                .collect(),
+            workloads: (0..workloads)
+                .map(|i| WorkloadRef {
+                    namespace: "shop".into(),
+                    kind: "Deployment".into(),
+                    name: format!("api-{i}"),
+                })
+                .collect(),
+            namespaces: vec!["shop".into()],
+            dojo_links: vec![],
+            item_ids: vec![1, 2],
+        }
+    }
+
+    #[test]
+    fn the_image_body_lists_what_the_message_says_and_counts_the_rest() {
+        let msg = Message::Image(group(12, 60));
+        let b = body(&msg, "prod", "channel:siem:webhook", 10);
+        assert_eq!(b["version"], 1);
+        assert_eq!(b["kind"], "image");
+        assert_eq!(b["title"], "12 new CRITICAL in ghcr.io/org/api");
+        assert_eq!(b["findings"].as_array().map(Vec::len), Some(10));
+        assert_eq!(b["more"], 2);
+        assert_eq!(b["workloads"].as_array().map(Vec::len), Some(50));
+        assert_eq!(b["more_workloads"], 10);
+        // Report text is data here, kept verbatim (JSON escapes it).
+        assert_eq!(b["findings"][0]["title"], "<!channel> \"quoted\"");
+        assert!(b["findings"][0]["link"].is_null());
+        assert!(b["image"]["digests"][0]["tag"].is_null());
+        assert_eq!(
+            b["id"],
+            msg.stable_id("channel:siem:webhook"),
+            "the same id as a re-send"
+        );
+    }
+
+    #[test]
+    fn the_digest_body_keeps_the_top_images() {
+        let msg = Message::Digest((0..13).map(|_| group(2, 1)).collect());
+        let b = body(&msg, "prod", "k", 10);
+        assert_eq!(b["kind"], "digest");
+        assert_eq!(b["images"].as_array().map(Vec::len), Some(10));
+        assert_eq!(b["more"], 3);
+        assert_eq!(b["images"][0]["counts"]["CRITICAL"], 2);
+        let t = body(
+            &Message::Test {
+                destination: "siem (webhook)".into(),
+            },
+            "prod",
+            "k",
+            10,
+        );
+        assert_eq!(t["kind"], "test");
+        assert_eq!(t["title"], "trivy-digest test alert");
+        assert!(t.get("id").is_none());
+    }
+}
