@@ -148,16 +148,28 @@ impl Default for TeamsConfig {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct TeamRoute {
     /// Recipients of this team's alerts and monthly summary.
     pub email: Vec<String>,
-    /// Slack incoming webhook URL, read from a file (a mounted Secret) ...
-    pub slack_webhook_file: Option<PathBuf>,
-    /// ... or from this environment variable.
-    pub slack_webhook_env: Option<String>,
-    #[serde(skip_deserializing)]
-    pub slack_webhook: Option<Secret>,
+    /// Slack incoming webhook URL, read from `slack_webhook_file` (a mounted Secret) or
+    /// `slack_webhook_env`.
+    #[serde(flatten)]
+    pub slack_webhook: crate::alert::config::SlackWebhook,
+    /// A generic JSON webhook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<crate::alert::config::WebhookConfig>,
+    #[serde(flatten, skip_serializing)]
+    pub unknown: crate::secret::DenyUnknown<TeamRoute>,
+}
+
+impl crate::secret::KnownKeys for TeamRoute {
+    const KEYS: &'static [&'static str] = &[
+        "email",
+        "slack_webhook_file",
+        "slack_webhook_env",
+        "webhook",
+    ];
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -803,11 +815,11 @@ impl Config {
             };
         }
         for (name, route) in &mut self.teams.routes {
-            route.slack_webhook = read_secret_ref(
-                &format!("teams.routes.{name}"),
-                route.slack_webhook_file.as_deref(),
-                route.slack_webhook_env.as_deref(),
-            )?;
+            let field = format!("teams.routes.{name}");
+            route.slack_webhook.resolve(&field)?;
+            if let Some(w) = &mut route.webhook {
+                w.resolve(&field)?;
+            }
         }
         self.alerts.resolve_secrets()?;
         Ok(())

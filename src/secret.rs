@@ -2,7 +2,13 @@
 
 use std::fmt;
 
-use serde::{Serialize, Serializer};
+use std::marker::PhantomData;
+use std::path::PathBuf;
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::config::ConfigError;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -35,6 +41,217 @@ impl fmt::Display for Secret {
 impl Serialize for Secret {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(REDACTED)
+    }
+}
+
+/// The YAML keys of one secret reference: `<name>_file` (a mounted Secret), `<name>_env`
+/// (an environment variable), and `<name>`, the value read from either: printed as
+/// `<redacted>` and never read from the file (a secret is never written inline).
+pub trait RefKeys: 'static {
+    const FILE: &'static str;
+    const ENV: &'static str;
+    const VALUE: &'static str;
+    /// What it is, in errors: "the Slack webhook".
+    const WHAT: &'static str;
+}
+
+/// A secret named by file or by environment variable, resolved once at load time.
+/// Flattened into its section (`#[serde(flatten)]`), so its keys sit beside the
+/// section's own: `slack_webhook_file: /run/secrets/hook`.
+pub struct SecretRef<K> {
+    pub file: Option<PathBuf>,
+    pub env: Option<String>,
+    value: Option<Secret>,
+    keys: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for SecretRef<K> {
+    fn clone(&self) -> Self {
+        SecretRef {
+            file: self.file.clone(),
+            env: self.env.clone(),
+            value: self.value.clone(),
+            keys: PhantomData,
+        }
+    }
+}
+
+impl<K> Default for SecretRef<K> {
+    fn default() -> Self {
+        SecretRef {
+            file: None,
+            env: None,
+            value: None,
+            keys: PhantomData,
+        }
+    }
+}
+
+impl<K: RefKeys> fmt::Debug for SecretRef<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SecretRef")
+            .field(K::FILE, &self.file)
+            .field(K::ENV, &self.env)
+            .field(K::VALUE, &self.value)
+            .finish()
+    }
+}
+
+impl<K: RefKeys> SecretRef<K> {
+    /// Named by an environment variable and already read (the one-variable setups).
+    pub fn from_env(name: &str, value: Secret) -> Self {
+        SecretRef {
+            env: Some(name.to_owned()),
+            value: Some(value),
+            ..SecretRef::default()
+        }
+    }
+
+    /// The value, once resolved.
+    pub fn get(&self) -> Option<&Secret> {
+        self.value.as_ref()
+    }
+
+    pub fn is_some(&self) -> bool {
+        self.value.is_some()
+    }
+
+    /// The file or environment variable named, if any (before `resolve`).
+    pub fn is_named(&self) -> bool {
+        self.file.is_some() || self.env.is_some()
+    }
+
+    /// Reads the file or the variable; `field` names the entry in errors.
+    pub(crate) fn resolve(&mut self, field: &str) -> Result<(), ConfigError> {
+        self.value =
+            crate::config::read_secret_ref(field, self.file.as_deref(), self.env.as_deref())?;
+        Ok(())
+    }
+
+    /// An http(s) URL with a host, checked for shape only: the error never repeats it.
+    pub(crate) fn check_url(&self, field: &str) -> Result<(), ConfigError> {
+        let Some(url) = &self.value else {
+            return Ok(());
+        };
+        match reqwest::Url::parse(url.expose()) {
+            Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(()),
+            _ => Err(ConfigError::Invalid(format!(
+                "{field}: {} is not an http(s) URL",
+                K::WHAT
+            ))),
+        }
+    }
+}
+
+impl<K: RefKeys> Serialize for SecretRef<K> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("SecretRef", 3)?;
+        st.serialize_field(K::FILE, &self.file)?;
+        st.serialize_field(K::ENV, &self.env)?;
+        st.serialize_field(K::VALUE, &self.value)?;
+        st.end()
+    }
+}
+
+impl<'de, K: RefKeys> Deserialize<'de> for SecretRef<K> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<K>(PhantomData<fn() -> K>);
+        impl<'de, K: RefKeys> Visitor<'de> for V<K> {
+            type Value = SecretRef<K>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{} or {}", K::FILE, K::ENV)
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut out = SecretRef::<K>::default();
+                while let Some(key) = map.next_key::<String>()? {
+                    let value = map.next_value::<Option<Scalar>>()?.map(|v| v.0);
+                    if key == K::FILE {
+                        out.file = value.map(PathBuf::from);
+                    } else if key == K::ENV {
+                        out.env = value;
+                    } else {
+                        return Err(de::Error::unknown_field(&key, &[K::FILE, K::ENV]));
+                    }
+                }
+                Ok(out)
+            }
+        }
+        // Flattened, only these two keys are handed over; `<name>` itself stays unknown
+        // to the section, so a secret written inline is refused.
+        d.deserialize_struct("SecretRef", &[K::FILE, K::ENV], V(PhantomData))
+    }
+}
+
+/// The keys a section accepts, for its error on any other.
+pub trait KnownKeys: 'static {
+    const KEYS: &'static [&'static str];
+}
+
+/// The last flattened field of a section that flattens a [`SecretRef`] (serde's
+/// `deny_unknown_fields` cannot name the accepted keys then): refuses any key left over,
+/// naming the accepted ones as before.
+pub struct DenyUnknown<T>(PhantomData<fn() -> T>);
+
+impl<T> Default for DenyUnknown<T> {
+    fn default() -> Self {
+        DenyUnknown(PhantomData)
+    }
+}
+
+impl<T> Clone for DenyUnknown<T> {
+    fn clone(&self) -> Self {
+        DenyUnknown(PhantomData)
+    }
+}
+
+impl<T> fmt::Debug for DenyUnknown<T> {
+    fn fmt(&self, _: &mut fmt::Formatter<'_>) -> fmt::Result {
+        Ok(())
+    }
+}
+
+impl<'de, T: KnownKeys> Deserialize<'de> for DenyUnknown<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<T>(PhantomData<fn() -> T>);
+        impl<'de, T: KnownKeys> Visitor<'de> for V<T> {
+            type Value = DenyUnknown<T>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("known keys only")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                if let Some(key) = map.next_key::<String>()? {
+                    return Err(de::Error::unknown_field(&key, T::KEYS));
+                }
+                Ok(DenyUnknown(PhantomData))
+            }
+        }
+        d.deserialize_map(V(PhantomData))
+    }
+}
+
+/// A path or variable name: YAML may give a plain scalar that looks like a number.
+struct Scalar(String);
+
+impl<'de> Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Scalar;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_owned()))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Scalar, E> {
+                Ok(Scalar(v.to_string()))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -649,7 +649,8 @@ fn configuration_reference_covers_every_key() {
         match v {
             Value::Object(m) => {
                 for (k, v) in m.iter_mut() {
-                    let secret = if k.contains("webhook") {
+                    // `webhook.url_file`: a URL too.
+                    let secret = if k.contains("webhook") || k.starts_with("url_") {
                         "https://hooks.slack.invalid/services/T0/B0/secret"
                     } else {
                         "secret-from-a-file"

@@ -4,7 +4,6 @@
 //! routes (`teams.routes`, chosen by a namespace annotation) get the section's defaults.
 //! Webhook URLs are secrets: read from a file or an environment variable, never inline.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -12,7 +11,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::config::{Config, ConfigError, HumanDuration, RetryConfig, read_secret_ref};
 use crate::model::{Family, Severity};
-use crate::secret::Secret;
+use crate::secret::{DenyUnknown, KnownKeys, RefKeys, SecretRef};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -71,17 +70,18 @@ impl Default for AlertsConfig {
 /// One destination: a Slack webhook, an email route, or both, with optional filters that
 /// narrow the section's defaults.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct ChannelConfig {
     pub name: String,
-    /// Slack incoming webhook URL, read from this file (a mounted Secret) ...
-    pub slack_webhook_file: Option<PathBuf>,
-    /// ... or from this environment variable.
-    pub slack_webhook_env: Option<String>,
-    #[serde(skip_deserializing)]
-    pub slack_webhook: Option<Secret>,
+    /// Slack incoming webhook URL, read from `slack_webhook_file` (a mounted Secret) or
+    /// `slack_webhook_env`.
+    #[serde(flatten)]
+    pub slack_webhook: SlackWebhook,
     /// Recipients (sent through the `smtp` section).
     pub email: Vec<String>,
+    /// A generic JSON webhook (`webhook.url_file`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
     /// Overrides the section's `min_severity`.
     #[serde(with = "opt_severity_name", skip_serializing_if = "Option::is_none")]
     pub min_severity: Option<Severity>,
@@ -94,7 +94,39 @@ pub struct ChannelConfig {
     pub exclude_namespaces: Vec<String>,
     /// Overrides the section's `max_per_hour`.
     pub max_per_hour: Option<u32>,
+    #[serde(flatten, skip_serializing)]
+    pub unknown: DenyUnknown<ChannelConfig>,
 }
+
+impl KnownKeys for ChannelConfig {
+    const KEYS: &'static [&'static str] = &[
+        "name",
+        "slack_webhook_file",
+        "slack_webhook_env",
+        "email",
+        "webhook",
+        "min_severity",
+        "families",
+        "fixable_only",
+        "include_namespaces",
+        "exclude_namespaces",
+        "max_per_hour",
+    ];
+}
+
+/// The Slack incoming webhook's keys: `slack_webhook_file`, `slack_webhook_env`.
+pub struct SlackKeys;
+
+impl RefKeys for SlackKeys {
+    const FILE: &'static str = "slack_webhook_file";
+    const ENV: &'static str = "slack_webhook_env";
+    const VALUE: &'static str = "slack_webhook";
+    const WHAT: &'static str = "the Slack webhook";
+}
+
+pub type SlackWebhook = SecretRef<SlackKeys>;
+
+pub use super::channel::webhook::WebhookConfig;
 
 /// A finding not to alert on. Every field given must match; at least one of `id`,
 /// `image`, `namespace` is required, and a reason always.
@@ -226,17 +258,16 @@ impl AlertsConfig {
             } else {
                 format!("alerts.channels.{}", ch.name)
             };
-            ch.slack_webhook = read_secret_ref(
-                &field,
-                ch.slack_webhook_file.as_deref(),
-                ch.slack_webhook_env.as_deref(),
-            )?;
+            ch.slack_webhook.resolve(&field)?;
+            if let Some(w) = &mut ch.webhook {
+                w.resolve(&field)?;
+            }
         }
         // The design's one-variable setup: a webhook in the environment is a channel.
         let already = self
             .channels
             .iter()
-            .any(|c| c.slack_webhook_env.as_deref() == Some(ENV_WEBHOOK));
+            .any(|c| c.slack_webhook.env.as_deref() == Some(ENV_WEBHOOK));
         if !already {
             let from_env = if std::env::var_os(ENV_WEBHOOK).is_some() {
                 read_secret_ref(ENV_WEBHOOK, None, Some(ENV_WEBHOOK))?
@@ -252,8 +283,7 @@ impl AlertsConfig {
             if let Some(url) = from_env {
                 self.channels.push(ChannelConfig {
                     name: ENV_CHANNEL.into(),
-                    slack_webhook_env: Some(ENV_WEBHOOK.into()),
-                    slack_webhook: Some(url),
+                    slack_webhook: SlackWebhook::from_env(ENV_WEBHOOK, url),
                     ..ChannelConfig::default()
                 });
             }
@@ -282,13 +312,15 @@ impl AlertsConfig {
             if !names.insert(name) {
                 return bad(format!("alerts.channels.{name}: the name is used twice"));
             }
-            if ch.slack_webhook.is_none() && ch.email.is_empty() {
+            if !ch.slack_webhook.is_some() && ch.email.is_empty() && ch.webhook.is_none() {
                 return bad(format!(
-                    "alerts.channels.{name}: set slack_webhook_file, slack_webhook_env or email"
+                    "alerts.channels.{name}: set slack_webhook_file, slack_webhook_env, email or webhook"
                 ));
             }
-            if let Some(url) = &ch.slack_webhook {
-                check_webhook(&format!("alerts.channels.{name}"), url)?;
+            let field = format!("alerts.channels.{name}");
+            ch.slack_webhook.check_url(&field)?;
+            if let Some(w) = &ch.webhook {
+                w.validate(&field)?;
             }
             for addr in &ch.email {
                 crate::mail::parse_mailbox(addr).map_err(|e| {
@@ -310,8 +342,10 @@ impl AlertsConfig {
             }
         }
         for (name, route) in &config.teams.routes {
-            if let Some(url) = &route.slack_webhook {
-                check_webhook(&format!("teams.routes.{name}"), url)?;
+            let field = format!("teams.routes.{name}");
+            route.slack_webhook.check_url(&field)?;
+            if let Some(w) = &route.webhook {
+                w.validate(&field)?;
             }
         }
         for (i, e) in self.ignore.iter().enumerate() {
@@ -343,16 +377,6 @@ fn check_families(field: &str, families: &[Family]) -> Result<(), ConfigError> {
         )));
     }
     Ok(())
-}
-
-/// The URL is checked for shape only; the error never repeats it.
-fn check_webhook(field: &str, url: &Secret) -> Result<(), ConfigError> {
-    match reqwest::Url::parse(url.expose()) {
-        Ok(u) if matches!(u.scheme(), "https" | "http") && u.host().is_some() => Ok(()),
-        _ => Err(ConfigError::Invalid(format!(
-            "{field}: the Slack webhook is not an http(s) URL"
-        ))),
-    }
 }
 
 #[cfg(test)]

@@ -5,26 +5,12 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 
+use std::sync::Arc;
+
+use super::channel::{self, Channel, Shared, Spec};
 use super::config::{AlertsConfig, IgnoreEntry};
 use crate::config::Config;
 use crate::model::{Family, Severity};
-use crate::secret::Secret;
-
-/// Where a message is delivered.
-#[derive(Debug, Clone)]
-pub enum Target {
-    Slack(Secret),
-    Email(Vec<String>),
-}
-
-impl Target {
-    pub fn medium(&self) -> &'static str {
-        match self {
-            Target::Slack(_) => "slack",
-            Target::Email(_) => "email",
-        }
-    }
-}
 
 /// Namespace globs: empty `include` admits all; `exclude` wins.
 #[derive(Debug, Clone, Default)]
@@ -49,14 +35,15 @@ pub struct Filter {
     pub namespaces: Vec<NamespaceFilter>,
 }
 
-/// One destination: a channel's Slack webhook or email route, or a team route's.
+/// One destination: one channel (Slack webhook, email route, JSON webhook) of an alert
+/// channel or a team route.
 #[derive(Debug, Clone)]
 pub struct Destination {
-    /// Stable key in the store: `channel:<name>:<medium>` or `team:<name>:<medium>`.
+    /// Stable key in the store: `channel:<name>:<kind>` or `team:<name>:<kind>`.
     pub key: String,
     /// The channel or team name, for logs and the metrics label.
     pub name: String,
-    pub target: Target,
+    pub channel: Arc<dyn Channel>,
     pub filter: Filter,
     /// A team route receives alerts for its namespaces only.
     pub team: Option<String>,
@@ -67,8 +54,8 @@ impl Destination {
     /// `security (slack)`, `team payments (email)`: never the URL or the addresses.
     pub fn label(&self) -> String {
         match &self.team {
-            Some(t) => format!("team {t} ({})", self.target.medium()),
-            None => format!("{} ({})", self.name, self.target.medium()),
+            Some(t) => format!("team {t} ({})", self.channel.kind()),
+            None => format!("{} ({})", self.name, self.channel.kind()),
         }
     }
 
@@ -80,8 +67,9 @@ impl Destination {
     }
 }
 
-/// Every destination the configuration defines, channels first.
-pub fn destinations(config: &Config) -> Vec<Destination> {
+/// Every destination the configuration defines, channels first, each entry's channels
+/// as `channel::build` makes them.
+pub fn destinations(config: &Config, shared: &Arc<Shared>) -> Vec<Destination> {
     let a = &config.alerts;
     let section = NamespaceFilter {
         include: a.include_namespaces.clone(),
@@ -101,41 +89,42 @@ pub fn destinations(config: &Config) -> Vec<Destination> {
                 },
             ],
         };
-        let cap = ch.max_per_hour.unwrap_or(a.max_per_hour);
-        let mut push = |target: Target| {
+        let prefix = format!("channel:{}", ch.name);
+        let spec = Spec {
+            key_prefix: &prefix,
+            slack: &ch.slack_webhook,
+            email: &ch.email,
+            webhook: ch.webhook.as_ref(),
+        };
+        for c in channel::build(&spec, shared) {
             out.push(Destination {
-                key: format!("channel:{}:{}", ch.name, target.medium()),
+                key: format!("{prefix}:{}", c.kind()),
                 name: ch.name.clone(),
-                target,
+                channel: c,
                 filter: filter.clone(),
                 team: None,
-                max_per_hour: cap,
-            })
-        };
-        if let Some(url) = &ch.slack_webhook {
-            push(Target::Slack(url.clone()));
-        }
-        if !ch.email.is_empty() {
-            push(Target::Email(ch.email.clone()));
+                max_per_hour: ch.max_per_hour.unwrap_or(a.max_per_hour),
+            });
         }
     }
     for (name, route) in &config.teams.routes {
         let filter = section_filter(a, &section);
-        let mut push = |target: Target| {
+        let prefix = format!("team:{name}");
+        let spec = Spec {
+            key_prefix: &prefix,
+            slack: &route.slack_webhook,
+            email: &route.email,
+            webhook: route.webhook.as_ref(),
+        };
+        for c in channel::build(&spec, shared) {
             out.push(Destination {
-                key: format!("team:{name}:{}", target.medium()),
+                key: format!("{prefix}:{}", c.kind()),
                 name: name.clone(),
-                target,
+                channel: c,
                 filter: filter.clone(),
                 team: Some(name.clone()),
                 max_per_hour: a.max_per_hour,
-            })
-        };
-        if let Some(url) = &route.slack_webhook {
-            push(Target::Slack(url.clone()));
-        }
-        if !route.email.is_empty() && config.smtp.is_some() {
-            push(Target::Email(route.email.clone()));
+            });
         }
     }
     out
@@ -243,7 +232,7 @@ mod tests {
         Destination {
             key: "channel:sec:slack".into(),
             name: "sec".into(),
-            target: Target::Slack(Secret::new("https://hooks.example.com/x")),
+            channel: channel::stub("slack"),
             filter: Filter {
                 min_severity: Severity::Critical,
                 families: vec![Family::Vulnerability, Family::Secret],

@@ -9,12 +9,11 @@
 //! items sent only after the server accepted the message. Restarts, report re-creation
 //! and rollouts create no `opened` event, so they never alert again.
 
+pub mod channel;
 mod compose;
 pub mod config;
 mod decide;
-mod email;
 mod queue;
-mod slack;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -27,7 +26,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 
 pub use compose::{Group, Message};
-pub use decide::{Destination, Target, destinations};
+pub use decide::{Destination, destinations};
 pub use queue::PlanStats;
 
 use crate::config::Config;
@@ -108,7 +107,6 @@ pub struct AlertSummary {
 }
 
 pub struct Alerter {
-    cluster: String,
     cfg: config::AlertsConfig,
     team_annotation: String,
     /// The teams `teams.routes` defines.
@@ -116,9 +114,6 @@ pub struct Alerter {
     /// (namespace, team) annotations naming an undefined team, warned about once.
     warned_teams: Mutex<HashSet<(String, String)>>,
     dests: Vec<Destination>,
-    http: reqwest::Client,
-    backoff: Backoff,
-    mailer: Option<Mailer>,
     dojo: Option<(DojoClient, String)>,
     metrics: Option<Arc<Metrics>>,
     parked: Mutex<HashMap<String, Instant>>,
@@ -138,17 +133,26 @@ impl std::fmt::Debug for Alerter {
 impl Alerter {
     /// `None` when no channel or team route is configured: alerting is off.
     pub fn new(config: &Config, metrics: Option<Arc<Metrics>>) -> Result<Option<Alerter>> {
-        let dests = destinations(config);
-        if dests.is_empty() {
+        if config.alerts.channels.is_empty() && config.teams.routes.is_empty() {
             return Ok(None);
         }
-        let mailer = match (
-            &config.smtp,
-            dests.iter().any(|d| matches!(d.target, Target::Email(_))),
-        ) {
+        let any_email = config.alerts.channels.iter().any(|c| !c.email.is_empty())
+            || config.teams.routes.values().any(|r| !r.email.is_empty());
+        let mailer = match (&config.smtp, any_email) {
             (Some(s), true) => Some(Mailer::new(s)?),
             _ => None,
         };
+        let shared = Arc::new(channel::Shared {
+            cluster: config.cluster.clone(),
+            max_findings: config.alerts.max_findings_per_message,
+            http: channel::client(config.alerts.timeout.0)?,
+            backoff: Backoff::from_config(&config.alerts.retry),
+            mailer,
+        });
+        let dests = destinations(config, &shared);
+        if dests.is_empty() {
+            return Ok(None);
+        }
         // Asking DefectDojo is a refinement: quick and with few retries, so a DefectDojo
         // outage never holds an alert back for long (the stored read-back decides then).
         let dojo = match &config.defectdojo {
@@ -163,20 +167,15 @@ impl Alerter {
             }
             None => None,
         };
-        let http = slack::client(config.alerts.timeout.0)?;
         for e in config.alerts.expired_ignores(Utc::now()) {
             tracing::warn!(entry = %e.describe(), "alerts.ignore entry has expired: it no longer ignores anything");
         }
         Ok(Some(Alerter {
-            cluster: config.cluster.clone(),
             cfg: config.alerts.clone(),
             team_annotation: config.teams.annotation.clone(),
             team_routes: config.teams.routes.keys().cloned().collect(),
             warned_teams: Mutex::new(HashSet::new()),
             dests,
-            http,
-            backoff: Backoff::from_config(&config.alerts.retry),
-            mailer,
             dojo,
             metrics,
             parked: Mutex::new(HashMap::new()),
@@ -423,20 +422,7 @@ impl Alerter {
 
     /// One message to one destination.
     pub async fn send(&self, d: &Destination, msg: &Message) -> Result<(), SendError> {
-        let max = self.cfg.max_findings_per_message;
-        match &d.target {
-            Target::Slack(url) => {
-                let body = slack::payload(msg, &self.cluster, max);
-                slack::post(&self.http, url, &body, &self.backoff).await
-            }
-            Target::Email(to) => {
-                let Some(mailer) = &self.mailer else {
-                    return Err(SendError::Permanent("no smtp section to send with".into()));
-                };
-                let mail = email::render(msg, &self.cluster, to, &d.key, max)?;
-                email::send(mailer, &mail).await
-            }
-        }
+        d.channel.send(msg).await
     }
 
     fn is_parked(&self, key: &str) -> bool {

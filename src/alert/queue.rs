@@ -428,9 +428,9 @@ pub fn failing_destinations(conn: &Connection) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::decide::{Filter, NamespaceFilter, Target};
+    use crate::alert::channel;
+    use crate::alert::decide::{Filter, NamespaceFilter};
     use crate::model::{Finding, Image, Report, ReportId, ReportKind, WorkloadKey};
-    use crate::secret::Secret;
     use crate::store::{Session, Store};
 
     #[test]
@@ -508,7 +508,7 @@ mod tests {
         Destination {
             key: "channel:sec:slack".into(),
             name: "sec".into(),
-            target: Target::Slack(Secret::new("https://hooks.example.com/x")),
+            channel: channel::stub("slack"),
             filter: Filter {
                 min_severity: Severity::Critical,
                 families: vec![Family::Vulnerability],

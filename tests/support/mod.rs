@@ -9,3 +9,4 @@ pub mod kube_server;
 pub mod reports;
 pub mod slack;
 pub mod smtp;
+pub mod webhook;

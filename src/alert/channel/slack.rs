@@ -2,13 +2,15 @@
 //! so it can neither mention (`<!channel>`) nor link (`<http://evil|click>`), and delivery
 //! with capped backoff honouring `Retry-After`.
 
-use std::time::Duration;
+use std::sync::Arc;
 
+use futures_util::future::BoxFuture;
 use serde_json::{Value, json};
 
-use super::SendError;
-use super::compose::{Group, Message, join_limited};
-use crate::retry::{Backoff, retry_after};
+use super::http::post_json;
+use super::{Channel, Shared, Spec};
+use crate::alert::SendError;
+use crate::alert::compose::{Group, Message, join_limited};
 use crate::secret::Secret;
 
 /// Slack's documented limits (Block Kit reference).
@@ -117,7 +119,7 @@ fn header(text: &str) -> Value {
     json!({"type": "header", "text": {"type": "plain_text", "text": plain(text, MAX_HEADER_TEXT), "emoji": true}})
 }
 
-fn finding_text(f: &super::compose::AlertFinding) -> String {
+fn finding_text(f: &crate::alert::compose::AlertFinding) -> String {
     let id = truncate(&f.id, 100);
     // An absurdly long link is dropped rather than cut (a cut link would be broken): at
     // most 500 bytes, escaped to at most 2500, stays whole within the section's 3000.
@@ -224,7 +226,7 @@ fn digest_blocks(groups: &[Group], title: &str, cluster: &str) -> Vec<Value> {
         let mut text = format!(
             "*{}*: {}\n{}",
             escape(&truncate(&g.repo, 300)),
-            super::compose::counts_text(&g.counts()),
+            crate::alert::compose::counts_text(&g.counts()),
             join_limited(&ids, 8)
         );
         if !ns.is_empty() {
@@ -274,71 +276,40 @@ pub fn payload(msg: &Message, cluster: &str, max_findings: usize) -> Value {
     json!({"text": escape(&truncate(&text, 3000)), "blocks": blocks})
 }
 
-/// Posts to the webhook. `Ok` only when Slack accepted (2xx). 429, 5xx and network errors
-/// are retried with the backoff (a `Retry-After` replaces the wait, up to
-/// `Backoff::retry_after_cap`); other 4xx are
-/// permanent (`invalid_blocks`, `no_service`, `channel_is_archived`). Errors never contain
-/// the webhook URL.
-pub async fn post(
-    http: &reqwest::Client,
-    url: &Secret,
-    body: &Value,
-    backoff: &Backoff,
-) -> Result<(), SendError> {
-    let mut attempt = 0u32;
-    loop {
-        attempt += 1;
-        let (err, retry_after) = match http.post(url.expose()).json(body).send().await {
-            Ok(resp) => {
-                let status = resp.status();
-                let retry_after = retry_after(&resp);
-                let text = resp.text().await.unwrap_or_default();
-                let answer = truncate(text.trim(), 200);
-                if status.is_success() {
-                    return Ok(());
-                }
-                let msg = format!("HTTP {}: {}", status.as_u16(), answer);
-                if status.as_u16() == 429 || status.is_server_error() {
-                    (msg, retry_after)
-                } else {
-                    return Err(SendError::Permanent(msg));
-                }
-            }
-            Err(e) => (describe(e), None),
-        };
-        let next = backoff.next(attempt, retry_after);
-        let note = next.log("Slack webhook", "post", attempt, &err);
-        match next.wait() {
-            Some(wait) => tokio::time::sleep(wait).await,
-            None => {
-                return Err(SendError::Transient(match note {
-                    Some(n) => format!("{err}; {n}"),
-                    None => err,
-                }));
-            }
-        }
+/// A channel's or team route's Slack incoming webhook.
+pub struct Slack {
+    url: Secret,
+    shared: Arc<Shared>,
+}
+
+pub fn build(spec: &Spec<'_>, shared: &Arc<Shared>) -> Option<Arc<dyn Channel>> {
+    let url = spec.slack.get()?.clone();
+    Some(Arc::new(Slack {
+        url,
+        shared: shared.clone(),
+    }))
+}
+
+impl Channel for Slack {
+    fn kind(&self) -> &'static str {
+        "slack"
     }
-}
 
-/// reqwest errors print the URL, and a webhook URL is the credential: strip it, keep
-/// the cause chain. Every reqwest error here goes through this.
-fn describe(e: reqwest::Error) -> String {
-    crate::errors::describe_reqwest(&e.without_url())
-}
-
-pub fn client(timeout: Duration) -> Result<reqwest::Client, SendError> {
-    reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(Duration::from_secs(10))
-        .user_agent(concat!("trivy-digest/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| SendError::Permanent(format!("HTTP client: {}", describe(e))))
+    /// 429, 5xx and network errors are retried; other 4xx (`invalid_blocks`,
+    /// `no_service`, `channel_is_archived`) are permanent.
+    fn send<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            let s = &self.shared;
+            let body = payload(msg, &s.cluster, s.max_findings);
+            post_json(&s.http, &self.url, None, &body, &s.backoff, "Slack webhook").await
+        })
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::super::compose::{AlertFinding, ImageRef, WorkloadRef};
     use super::*;
+    use crate::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
 
     fn finding(i: usize, title: &str) -> AlertFinding {

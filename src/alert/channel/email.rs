@@ -1,10 +1,14 @@
 //! Alert emails: plain text and HTML (askama templates in `templates/alert/`, HTML
 //! autoescaped), sent through the shared mailer.
 
-use askama::Template;
+use std::sync::Arc;
 
-use super::SendError;
-use super::compose::{Group, Message, counts_text, join_limited};
+use askama::Template;
+use futures_util::future::BoxFuture;
+
+use super::{Channel, Shared, Spec};
+use crate::alert::SendError;
+use crate::alert::compose::{Group, Message, counts_text, join_limited};
 use crate::mail::{Mail, MailError, Mailer};
 
 /// Workloads listed per image; more are counted.
@@ -227,10 +231,48 @@ pub async fn send(mailer: &Mailer, mail: &Mail) -> Result<(), SendError> {
     })
 }
 
+/// An email route: its recipients, through the shared mailer.
+pub struct Email {
+    to: Vec<String>,
+    /// The destination key, part of the stable Message-ID.
+    key: String,
+    shared: Arc<Shared>,
+}
+
+/// Team routes without an `smtp` section have no mailer and so no email channel
+/// (channels with recipients need one: a configuration error).
+pub fn build(spec: &Spec<'_>, shared: &Arc<Shared>) -> Option<Arc<dyn Channel>> {
+    if spec.email.is_empty() || shared.mailer.is_none() {
+        return None;
+    }
+    Some(Arc::new(Email {
+        to: spec.email.to_vec(),
+        key: format!("{}:email", spec.key_prefix),
+        shared: shared.clone(),
+    }))
+}
+
+impl Channel for Email {
+    fn kind(&self) -> &'static str {
+        "email"
+    }
+
+    fn send<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            let s = &self.shared;
+            let Some(mailer) = &s.mailer else {
+                return Err(SendError::Permanent("no smtp section to send with".into()));
+            };
+            let mail = render(msg, &s.cluster, &self.to, &self.key, s.max_findings)?;
+            send(mailer, &mail).await
+        })
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use super::super::compose::{AlertFinding, ImageRef, WorkloadRef};
     use super::*;
+    use crate::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
 
     fn group() -> Group {

@@ -1,0 +1,303 @@
+//! A generic JSON webhook: each message POSTed as one JSON document (`version` 1, see
+//! `body`), with an optional `Authorization` header. Delivered like Slack: 429 with
+//! `Retry-After`, 5xx and timeouts retried with the shared backoff; other 4xx are
+//! permanent, with the receiver's answer in the error. The URL and the header are
+//! secrets: read from a file or an environment variable, never logged.
+
+use std::sync::Arc;
+
+use futures_util::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::http::post_json;
+use super::{Channel, Shared, Spec};
+use crate::alert::SendError;
+use crate::alert::compose::{Group, Message};
+use crate::config::ConfigError;
+use crate::secret::{DenyUnknown, KnownKeys, RefKeys, Secret, SecretRef};
+
+/// The body's `version`: bumped only when a field changes meaning or goes away.
+pub const BODY_VERSION: u32 = 1;
+/// Workloads listed per image; more are counted in `more_workloads`.
+const MAX_WORKLOADS: usize = 50;
+/// Images listed in a digest message; more are counted in `more`.
+const DIGEST_TOP: usize = 10;
+
+pub struct UrlKeys;
+
+impl RefKeys for UrlKeys {
+    const FILE: &'static str = "url_file";
+    const ENV: &'static str = "url_env";
+    const VALUE: &'static str = "url";
+    const WHAT: &'static str = "the webhook URL";
+}
+
+pub struct AuthorizationKeys;
+
+impl RefKeys for AuthorizationKeys {
+    const FILE: &'static str = "authorization_file";
+    const ENV: &'static str = "authorization_env";
+    const VALUE: &'static str = "authorization";
+    const WHAT: &'static str = "the Authorization header";
+}
+
+/// `webhook:` under an alert channel or a team route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookConfig {
+    /// The receiver's URL, from `url_file` or `url_env`.
+    #[serde(flatten)]
+    pub url: SecretRef<UrlKeys>,
+    /// The whole `Authorization` header value (`Bearer …`), from `authorization_file`
+    /// or `authorization_env`; none sent without.
+    #[serde(flatten)]
+    pub authorization: SecretRef<AuthorizationKeys>,
+    #[serde(flatten, skip_serializing)]
+    pub unknown: DenyUnknown<WebhookConfig>,
+}
+
+impl KnownKeys for WebhookConfig {
+    const KEYS: &'static [&'static str] = &[
+        "url_file",
+        "url_env",
+        "authorization_file",
+        "authorization_env",
+    ];
+}
+
+impl WebhookConfig {
+    /// `field` is the channel or route (`alerts.channels.siem`).
+    pub(crate) fn resolve(&mut self, field: &str) -> Result<(), ConfigError> {
+        self.url.resolve(&format!("{field}.webhook"))?;
+        self.authorization
+            .resolve(&format!("{field}.webhook.authorization"))
+    }
+
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        let field = format!("{field}.webhook");
+        if !self.url.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{field}: set url_file or url_env"
+            )));
+        }
+        self.url.check_url(&field)?;
+        if let Some(a) = self.authorization.get()
+            && reqwest::header::HeaderValue::from_str(a.expose()).is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{field}.authorization: not a valid header value (one line of visible ASCII)"
+            )));
+        }
+        Ok(())
+    }
+}
+
+pub struct Webhook {
+    url: Secret,
+    authorization: Option<Secret>,
+    /// The destination key, part of the message `id`.
+    key: String,
+    shared: Arc<Shared>,
+}
+
+pub fn build(spec: &Spec<'_>, shared: &Arc<Shared>) -> Option<Arc<dyn Channel>> {
+    let w = spec.webhook?;
+    Some(Arc::new(Webhook {
+        url: w.url.get()?.clone(),
+        authorization: w.authorization.get().cloned(),
+        key: format!("{}:webhook", spec.key_prefix),
+        shared: shared.clone(),
+    }))
+}
+
+impl Channel for Webhook {
+    fn kind(&self) -> &'static str {
+        "webhook"
+    }
+
+    fn send<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Result<(), SendError>> {
+        Box::pin(async move {
+            let s = &self.shared;
+            let body = body(msg, &s.cluster, &self.key, s.max_findings);
+            post_json(
+                &s.http,
+                &self.url,
+                self.authorization.as_ref(),
+                &body,
+                &s.backoff,
+                "JSON webhook",
+            )
+            .await
+        })
+    }
+}
+
+/// The JSON document for `msg` (documented in README.md, "Alerts → Channels").
+pub fn body(msg: &Message, cluster: &str, destination_key: &str, max_findings: usize) -> Value {
+    let mut v = json!({
+        "version": BODY_VERSION,
+        "kind": msg.kind(),
+        "cluster": cluster,
+        "title": msg.title(),
+    });
+    let extra = match msg {
+        Message::Image(g) => {
+            let mut img = image(g, max_findings);
+            img["id"] = json!(msg.stable_id(destination_key));
+            img
+        }
+        Message::Digest(groups) => json!({
+            "id": msg.stable_id(destination_key),
+            "images": groups.iter().take(DIGEST_TOP).map(digest_row).collect::<Vec<_>>(),
+            "more": groups.len().saturating_sub(DIGEST_TOP),
+        }),
+        Message::Test { destination } => json!({
+            "title": "trivy-digest test alert",
+            "destination": destination,
+        }),
+    };
+    if let (Some(o), Value::Object(e)) = (v.as_object_mut(), extra) {
+        o.extend(e);
+    }
+    v
+}
+
+fn image(g: &Group, max_findings: usize) -> Value {
+    let findings: Vec<Value> = g
+        .findings
+        .iter()
+        .take(max_findings)
+        .map(|f| {
+            json!({
+                "id": f.id,
+                "family": f.family.as_str(),
+                "severity": f.severity.as_str(),
+                "score": f.score,
+                "package": f.package,
+                "installed": f.installed,
+                "fixed": f.fixed,
+                "title": f.title,
+                "link": f.link,
+                "path": f.path,
+            })
+        })
+        .collect();
+    let workloads: Vec<Value> = g
+        .workloads
+        .iter()
+        .take(MAX_WORKLOADS)
+        .map(|w| json!({"namespace": w.namespace, "kind": w.kind, "name": w.name}))
+        .collect();
+    json!({
+        "image": {
+            "repository": g.repo,
+            "digests": g.images.iter().map(|i| json!({"digest": i.digest, "tag": i.tag})).collect::<Vec<_>>(),
+        },
+        "namespaces": g.namespaces,
+        "findings": findings,
+        "more": g.findings.len().saturating_sub(max_findings),
+        "workloads": workloads,
+        "more_workloads": g.workloads.len().saturating_sub(MAX_WORKLOADS),
+        "defectdojo_url": g.dojo_links.first(),
+    })
+}
+
+fn digest_row(g: &Group) -> Value {
+    let counts: serde_json::Map<String, Value> = g
+        .counts()
+        .into_iter()
+        .map(|(s, n)| (s.as_str().to_owned(), json!(n)))
+        .collect();
+    json!({
+        "repository": g.repo,
+        "counts": counts,
+        "findings": g.findings.iter().map(|f| f.id.as_str()).collect::<Vec<_>>(),
+        "namespaces": g.namespaces,
+        "defectdojo_url": g.dojo_links.first(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
+    use crate::model::{Family, Severity};
+
+    fn group(findings: usize, workloads: usize) -> Group {
+        Group {
+            repo: "ghcr.io/org/api".into(),
+            images: vec![ImageRef {
+                digest: Some(format!("sha256:{}", "a".repeat(64))),
+                tag: None,
+            }],
+            findings: (0..findings)
+                .map(|i| AlertFinding {
+                    family: Family::Vulnerability,
+                    severity: Severity::Critical,
+                    id: format!("CVE-2026-{i:04}"),
+                    title: "<!channel> \"quoted\"".into(),
+                    package: "openssl".into(),
+                    installed: "3.0.1".into(),
+                    fixed: String::new(),
+                    score: None,
+                    link: None,
+                    path: String::new(),
+                })
+                .collect(),
+            workloads: (0..workloads)
+                .map(|i| WorkloadRef {
+                    namespace: "shop".into(),
+                    kind: "Deployment".into(),
+                    name: format!("api-{i}"),
+                })
+                .collect(),
+            namespaces: vec!["shop".into()],
+            dojo_links: vec![],
+            item_ids: vec![1, 2],
+        }
+    }
+
+    #[test]
+    fn the_image_body_lists_what_the_message_says_and_counts_the_rest() {
+        let msg = Message::Image(group(12, 60));
+        let b = body(&msg, "prod", "channel:siem:webhook", 10);
+        assert_eq!(b["version"], 1);
+        assert_eq!(b["kind"], "image");
+        assert_eq!(b["title"], "12 new CRITICAL in ghcr.io/org/api");
+        assert_eq!(b["findings"].as_array().map(Vec::len), Some(10));
+        assert_eq!(b["more"], 2);
+        assert_eq!(b["workloads"].as_array().map(Vec::len), Some(50));
+        assert_eq!(b["more_workloads"], 10);
+        // Report text is data here, kept verbatim (JSON escapes it).
+        assert_eq!(b["findings"][0]["title"], "<!channel> \"quoted\"");
+        assert!(b["findings"][0]["link"].is_null());
+        assert!(b["image"]["digests"][0]["tag"].is_null());
+        assert_eq!(
+            b["id"],
+            msg.stable_id("channel:siem:webhook"),
+            "the same id as a re-send"
+        );
+    }
+
+    #[test]
+    fn the_digest_body_keeps_the_top_images() {
+        let msg = Message::Digest((0..13).map(|_| group(2, 1)).collect());
+        let b = body(&msg, "prod", "k", 10);
+        assert_eq!(b["kind"], "digest");
+        assert_eq!(b["images"].as_array().map(Vec::len), Some(10));
+        assert_eq!(b["more"], 3);
+        assert_eq!(b["images"][0]["counts"]["CRITICAL"], 2);
+        let t = body(
+            &Message::Test {
+                destination: "siem (webhook)".into(),
+            },
+            "prod",
+            "k",
+            10,
+        );
+        assert_eq!(t["kind"], "test");
+        assert_eq!(t["title"], "trivy-digest test alert");
+        assert!(t.get("id").is_none());
+    }
+}
