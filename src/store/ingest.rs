@@ -300,21 +300,29 @@ impl<'s> Session<'s> {
                 .execute(params![target, at])?;
             }
         }
+        // Expiry is strict (`<`): times are whole seconds, and `<=` could end a report up
+        // to a second before its grace period had fully passed. A zero grace period ends
+        // at once.
+        let cutoff = if grace_secs <= 0 {
+            now.saturating_add(1)
+        } else {
+            now.saturating_sub(grace_secs)
+        };
         // A report leaving for good: its workload ran the subject until it went.
         conn.execute(
             "UPDATE sightings SET last_seen = MAX(sightings.last_seen, x.gone)
              FROM (SELECT t.subject_id AS s, COALESCE(t.image_id, 0) AS i, r.workload_id AS w,
                           MAX(r.gone_since) AS gone
                    FROM reports r JOIN targets t ON t.id = r.target_id
-                   WHERE r.gone_since IS NOT NULL AND r.gone_since <= ?1
+                   WHERE r.gone_since IS NOT NULL AND r.gone_since < ?1
                    GROUP BY 1, 2, 3) AS x
              WHERE sightings.subject_id = x.s AND sightings.image_id = x.i
                AND sightings.workload_id = x.w",
-            params![now.saturating_sub(grace_secs)],
+            params![cutoff],
         )?;
         stats.reports_expired = conn.execute(
-            "DELETE FROM reports WHERE gone_since IS NOT NULL AND gone_since <= ?1",
-            params![now.saturating_sub(grace_secs)],
+            "DELETE FROM reports WHERE gone_since IS NOT NULL AND gone_since < ?1",
+            params![cutoff],
         )? as u64;
 
         // Content no report refers to any more is kept for a grace period, then removed.
@@ -330,12 +338,12 @@ impl<'s> Session<'s> {
         )?;
         conn.execute(
             "DELETE FROM target_findings WHERE target_id IN
-                (SELECT id FROM targets WHERE orphaned_at <= ?1)",
-            params![now.saturating_sub(grace_secs)],
+                (SELECT id FROM targets WHERE orphaned_at < ?1)",
+            params![cutoff],
         )?;
         stats.targets_removed = conn.execute(
-            "DELETE FROM targets WHERE orphaned_at <= ?1",
-            params![now.saturating_sub(grace_secs)],
+            "DELETE FROM targets WHERE orphaned_at < ?1",
+            params![cutoff],
         )? as u64;
 
         // A finding is open while a target with a report (live or within its grace
