@@ -8,6 +8,8 @@
 //!
 //! The goal: the batch window plus under one second.
 
+#[path = "../tests/support/http_thread.rs"]
+mod http_thread;
 #[path = "../tests/support/slack.rs"]
 #[allow(dead_code)]
 mod slack;

@@ -5,6 +5,7 @@ pub mod chromium;
 pub mod cli;
 pub mod controller;
 pub mod dojo;
+pub mod http_thread;
 pub mod kube_server;
 pub mod reports;
 pub mod slack;

@@ -17,7 +17,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 /// Something to do instead of answering normally (FIFO, one per request).
 #[derive(Clone, Debug)]
@@ -74,51 +73,19 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct SlackFake {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for SlackFake {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
+    _served: super::http_thread::Served,
 }
 
 impl SlackFake {
     /// Serves on 127.0.0.1 from its own thread, so tests may block while it answers.
     pub fn start() -> SlackFake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind Slack fake");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = oneshot::channel::<()>();
-        let state = shared.clone();
-        std::thread::Builder::new()
-            .name("slack-fake".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("Slack fake runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let app = Router::new().fallback(handle).with_state(state);
-                    let server = axum::serve(listener, app);
-                    tokio::select! {
-                        _ = server => {}
-                        _ = rx => {}
-                    }
-                });
-                rt.shutdown_background();
-            })
-            .expect("spawn Slack fake");
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let served = super::http_thread::serve("slack-fake", app);
         SlackFake {
             shared,
-            addr,
-            shutdown: Some(tx),
+            addr: served.addr,
+            _served: served,
         }
     }
 

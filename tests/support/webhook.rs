@@ -15,7 +15,6 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
-use tokio::sync::oneshot;
 
 #[derive(Clone, Debug)]
 pub enum Fault {
@@ -52,49 +51,18 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct WebhookFake {
     shared: Arc<Shared>,
     addr: SocketAddr,
-    shutdown: Option<oneshot::Sender<()>>,
-}
-
-impl Drop for WebhookFake {
-    fn drop(&mut self) {
-        if let Some(tx) = self.shutdown.take() {
-            let _ = tx.send(());
-        }
-    }
+    _served: super::http_thread::Served,
 }
 
 impl WebhookFake {
     pub fn start() -> WebhookFake {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind webhook fake");
-        listener.set_nonblocking(true).expect("non-blocking");
-        let addr = listener.local_addr().expect("addr");
         let shared = Arc::new(Shared::default());
-        let (tx, rx) = oneshot::channel::<()>();
-        let state = shared.clone();
-        std::thread::Builder::new()
-            .name("webhook-fake".into())
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .enable_all()
-                    .build()
-                    .expect("webhook fake runtime");
-                rt.block_on(async move {
-                    let listener =
-                        tokio::net::TcpListener::from_std(listener).expect("tokio listener");
-                    let app = Router::new().fallback(handle).with_state(state);
-                    tokio::select! {
-                        _ = axum::serve(listener, app) => {}
-                        _ = rx => {}
-                    }
-                });
-                rt.shutdown_background();
-            })
-            .expect("spawn webhook fake");
+        let app = Router::new().fallback(handle).with_state(shared.clone());
+        let served = super::http_thread::serve("webhook-fake", app);
         WebhookFake {
             shared,
-            addr,
-            shutdown: Some(tx),
+            addr: served.addr,
+            _served: served,
         }
     }
 
