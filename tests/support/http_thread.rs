@@ -2,6 +2,7 @@
 //! block (run the real binary, sleep) while it answers. Dropping the handle stops it.
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use tokio::sync::oneshot;
@@ -48,5 +49,30 @@ pub fn serve(name: &str, app: Router) -> Served {
     Served {
         addr,
         shutdown: Some(tx),
+    }
+}
+
+/// Polls `get` until it holds `n` entries; panics after `timeout`, naming `what` and
+/// showing `log()` (everything the fake received).
+pub fn wait_for<T>(
+    what: &str,
+    n: usize,
+    timeout: Duration,
+    get: impl Fn() -> Vec<T>,
+    log: impl Fn() -> String,
+) -> Vec<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let got = get();
+        if got.len() >= n {
+            return got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "expected {n} {what} within {timeout:?}, got {}: {}",
+            got.len(),
+            log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -129,20 +129,13 @@ impl SlackFake {
 
     /// Waits until `n` messages were posted; panics after `timeout`.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Request> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let p = self.posted();
-            if p.len() >= n {
-                return p;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} Slack messages within {timeout:?}, got {}: {:?}",
-                p.len(),
-                self.requests()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::http_thread::wait_for(
+            "Slack messages",
+            n,
+            timeout,
+            || self.posted(),
+            || format!("{:?}", self.requests()),
+        )
     }
 }
 

@@ -90,20 +90,13 @@ impl WebhookFake {
 
     /// Waits until `n` documents were accepted; panics after `timeout`.
     pub fn wait_for(&self, n: usize, timeout: Duration) -> Vec<Request> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let a = self.accepted();
-            if a.len() >= n {
-                return a;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "expected {n} webhook documents within {timeout:?}, got {}: {:?}",
-                a.len(),
-                self.requests()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        super::http_thread::wait_for(
+            "webhook documents",
+            n,
+            timeout,
+            || self.accepted(),
+            || format!("{:?}", self.requests()),
+        )
     }
 }
 
