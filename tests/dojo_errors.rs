@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::cli::{Run, Workspace};
 use support::dojo::{DojoFake, Fault};
-use support::reports::{Vuln, digest, list, vuln, vulnerability_report};
+use support::reports::{Vuln, digest, list, spread, vuln, vulnerability_report};
 
 const T0: &str = "2026-11-01T10:00:00Z";
 const REIMPORT: &str = "/api/v2/reimport-scan/";
@@ -54,19 +54,7 @@ fn vulns() -> Vec<Vuln> {
 
 /// 10 workloads running 5 images (5 DefectDojo tests of 3 findings).
 fn cluster() -> String {
-    list(
-        (0..10u32)
-            .map(|i| {
-                vulnerability_report(
-                    &format!("ns-{}", i % 5),
-                    &format!("app-{i}"),
-                    &format!("org/img-{}", i % 5),
-                    Some(&digest(i % 5)),
-                    &vulns(),
-                )
-            })
-            .collect(),
-    )
+    spread(10, 5, |_| vulns())
 }
 
 fn reimports(dojo: &DojoFake) -> Vec<support::dojo::LoggedRequest> {

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use support::cli::Workspace;
 use support::dojo::{DojoFake, Fault};
-use support::reports::{Vuln, digest, list, vuln, vulnerability_report};
+use support::reports::{Vuln, digest, list, spread, vuln, vulnerability_report};
 
 const T0: &str = "2026-11-01T10:00:00Z";
 
@@ -40,18 +40,7 @@ fn vulns() -> Vec<Vuln> {
 
 /// 50 workloads running 5 images; image `i` has `per_image(i)` as its vulnerabilities.
 fn cluster(per_image: impl Fn(u32) -> Vec<Vuln>) -> String {
-    let items = (0..50u32)
-        .map(|i| {
-            vulnerability_report(
-                &format!("ns-{}", i % 5),
-                &format!("app-{i}"),
-                &format!("org/img-{}", i % 5),
-                Some(&digest(i % 5)),
-                &per_image(i % 5),
-            )
-        })
-        .collect();
-    list(items)
+    spread(50, 5, per_image)
 }
 
 fn reimports(dojo: &DojoFake) -> Vec<support::dojo::LoggedRequest> {

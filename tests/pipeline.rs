@@ -4,7 +4,7 @@ mod support;
 
 use serde_json::{Value, json};
 use support::cli::Workspace;
-use support::reports::{digest, list, vuln, vulnerability_report};
+use support::reports::{digest, list, spread, vuln, vulnerability_report};
 
 const T0: &str = "2026-11-01T10:00:00Z";
 
@@ -18,18 +18,7 @@ fn three_vulns() -> Vec<support::reports::Vuln> {
 
 /// 50 workloads in 5 namespaces running 5 images.
 fn fifty_reports() -> String {
-    let items = (0..50)
-        .map(|i| {
-            vulnerability_report(
-                &format!("ns-{}", i % 5),
-                &format!("app-{i}"),
-                &format!("org/img-{}", i % 5),
-                Some(&digest(i % 5)),
-                &three_vulns(),
-            )
-        })
-        .collect();
-    list(items)
+    spread(50, 5, |_| three_vulns())
 }
 
 #[test]

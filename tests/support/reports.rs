@@ -123,3 +123,22 @@ pub fn config_audit(ns: &str, workload: &str, checks: &[(&str, &str, &str)], at:
                    "summary": {}, "checks": checks}
     })
 }
+
+/// A `kind: List` of `workloads` VulnerabilityReports in 5 namespaces running `images`
+/// images: workload `i` is `app-i` in `ns-(i % 5)` running `org/img-(i % images)`, whose
+/// vulnerabilities are `per_image(i % images)`.
+pub fn spread(workloads: u32, images: u32, per_image: impl Fn(u32) -> Vec<Vuln>) -> String {
+    list(
+        (0..workloads)
+            .map(|i| {
+                vulnerability_report(
+                    &format!("ns-{}", i % 5),
+                    &format!("app-{i}"),
+                    &format!("org/img-{}", i % images),
+                    Some(&digest(i % images)),
+                    &per_image(i % images),
+                )
+            })
+            .collect(),
+    )
+}
