@@ -77,17 +77,17 @@ pub struct FileScope {
 
 impl FileScope {
     fn coverage(&self) -> Coverage {
+        let kinds = if self.kinds.is_empty() {
+            &ReportKind::ALL[..]
+        } else {
+            &self.kinds[..]
+        };
         Coverage {
-            kinds: if self.kinds.is_empty() {
-                ReportKind::ALL.into_iter().collect()
-            } else {
-                self.kinds.iter().copied().collect()
-            },
             namespaces: NamespaceFilter {
                 include: self.namespaces.clone(),
                 exclude: Vec::new(),
             },
-            label_selector: None,
+            ..Coverage::all(kinds.iter().copied())
         }
     }
 }

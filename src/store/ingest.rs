@@ -226,28 +226,22 @@ impl<'s> Session<'s> {
     /// grace period. This is how deletions missed while the watch was down (a restart, a
     /// 410 Gone) are noticed.
     pub fn relisted(&mut self, kind: ReportKind, floor: i64, coverage: &Coverage) -> Result<u64> {
-        let scope = Scope {
-            covered: vec![coverage.clone()],
-        };
         self.end_unseen(
             "SELECT id, kind, namespace, selector FROM reports
              WHERE kind = ?1 AND seen_scan < ?2 AND gone_since IS NULL",
             params![kind.as_str(), floor],
-            &scope,
+            |k, ns, sel| coverage.covers(k, ns, sel),
         )
     }
 
     /// Starts the grace period of the reports `candidates` selects (id, kind, namespace,
-    /// selector) that lie inside `scope`. Globs are matched here, not in SQL.
+    /// selector) that `covered` says the sweep covered. Globs are matched here, not in SQL.
     fn end_unseen(
         &self,
         candidates: &str,
         params: impl rusqlite::Params,
-        scope: &Scope,
+        covered: impl Fn(ReportKind, &str, &str) -> bool,
     ) -> Result<u64> {
-        if scope.is_read_only() {
-            return Ok(0);
-        }
         let conn = self.store.conn();
         let mut ended = Vec::new();
         let mut stmt = conn.prepare_cached(candidates)?;
@@ -260,7 +254,7 @@ impl<'s> Session<'s> {
             let Some(kind) = ReportKind::from_kind(&kind) else {
                 continue;
             };
-            if scope.covers(kind, &namespace, &selector) {
+            if covered(kind, &namespace, &selector) {
                 ended.push(row.get::<_, i64>(0)?);
             }
         }
@@ -277,12 +271,14 @@ impl<'s> Session<'s> {
     /// and findings no live target carries any more are resolved.
     pub fn finish(&mut self, scope: &Scope, grace_secs: i64) -> Result<FinishStats> {
         let mut stats = self.changes;
-        stats.reports_gone = self.end_unseen(
-            "SELECT id, kind, namespace, selector FROM reports
-             WHERE seen_scan <> ?1 AND gone_since IS NULL",
-            params![self.scan_id],
-            scope,
-        )?;
+        if !scope.is_read_only() {
+            stats.reports_gone = self.end_unseen(
+                "SELECT id, kind, namespace, selector FROM reports
+                 WHERE seen_scan <> ?1 AND gone_since IS NULL",
+                params![self.scan_id],
+                |k, ns, sel| scope.covers(k, ns, sel),
+            )?;
+        }
         let conn = self.store.conn();
         let now = self.now;
         for (target, at) in &self.scanned {
