@@ -93,7 +93,7 @@ async fn bench(reports: usize, digests: usize, window: Duration) -> anyhow::Resu
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (_lead_tx, lead_rx) = watch::channel(true);
-    let task = tokio::spawn(trivy_digest::alert::alert_loop(
+    let task = tokio::spawn(trivy_digest::output::alert::alert_loop(
         config,
         Arc::new(|| true),
         None,

@@ -20,8 +20,8 @@ use trivy_digest::model::{
     Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Severity, WorkloadKey,
 };
 use trivy_digest::store::{Session, Store};
-use trivy_digest::summary::report::{self, Scope};
-use trivy_digest::summary::{Month, deliver, history::History, render};
+use trivy_digest::output::summary::report::{self, Scope};
+use trivy_digest::output::summary::{Month, deliver, history::History, render};
 
 const MAX_EMAIL: usize = 1024 * 1024;
 

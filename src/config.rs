@@ -44,9 +44,9 @@ pub struct Config {
     /// its namespaces go to the route's destinations.
     pub teams: TeamsConfig,
     /// Critical alerts (Slack, email).
-    pub alerts: crate::alert::config::AlertsConfig,
+    pub alerts: crate::output::alert::config::AlertsConfig,
     /// Monthly summary.
-    pub summary: crate::summary::config::SummaryConfig,
+    pub summary: crate::output::summary::config::SummaryConfig,
 }
 
 impl Default for Config {
@@ -155,10 +155,10 @@ pub struct TeamRoute {
     /// Slack incoming webhook URL, read from `slack_webhook_file` (a mounted Secret) or
     /// `slack_webhook_env`.
     #[serde(flatten)]
-    pub slack_webhook: crate::alert::config::SlackWebhook,
+    pub slack_webhook: crate::output::alert::config::SlackWebhook,
     /// A generic JSON webhook.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook: Option<crate::alert::config::WebhookConfig>,
+    pub webhook: Option<crate::output::alert::config::WebhookConfig>,
     #[serde(flatten, skip_serializing)]
     pub unknown: crate::secret::DenyUnknown<TeamRoute>,
 }

@@ -4,9 +4,7 @@
 //! Data flows one way: `source` (files, stdin) → `trivy` (parse, normalize into `model`)
 //! → `store` (SQLite: dedupe, history, outbox) → outputs (`dojo`). `scan` wires one sweep.
 
-pub mod alert;
 pub mod config;
-pub mod dojo;
 pub mod errors;
 pub mod events;
 pub mod glob;
@@ -17,6 +15,7 @@ pub mod leader;
 pub mod mail;
 pub mod metrics;
 pub mod model;
+pub mod output;
 pub mod retry;
 pub mod run;
 pub mod scan;
@@ -25,7 +24,6 @@ pub mod secret;
 pub mod serve;
 pub mod source;
 pub mod store;
-pub mod summary;
 pub mod synth;
 pub mod template;
 pub mod trivy;

@@ -92,7 +92,7 @@ enum Command {
     /// The controller: watch the report CRDs, export, serve /healthz /readyz /metrics.
     Run,
     /// Render a monthly summary from the store's history, or mail it (--send).
-    Summary(trivy_digest::summary::CliArgs),
+    Summary(trivy_digest::output::summary::CliArgs),
     /// Alert commands.
     Alert {
         /// Send a test message to every alert channel and team route; exits non-zero if
@@ -186,9 +186,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(summary.exit_code)
         }
         Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
-        Command::Summary(args) => runtime()?.block_on(trivy_digest::summary::cli(&config, args)),
+        Command::Summary(args) => runtime()?.block_on(trivy_digest::output::summary::cli(&config, args)),
         Command::Alert { test: _ } => {
-            runtime()?.block_on(trivy_digest::alert::test_command(&config))
+            runtime()?.block_on(trivy_digest::output::alert::test_command(&config))
         }
         Command::Config {
             command: ConfigCommand::Check,

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, DojoConfig};
-use crate::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
+use crate::output::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
 use crate::ingest::{Duplicate, Ignored, ReportCounts, Skipped, Tally};
 use crate::model::{ReportKind, SeverityCounts};
 use crate::scope::{Coverage, NamespaceFilter, Scope};
@@ -127,7 +127,7 @@ pub struct ScanSummary {
     pub defectdojo: Option<DojoSummary>,
     /// New-finding alerts queued and sent (absent when no alert destination is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<crate::alert::AlertSummary>,
+    pub alerts: Option<crate::output::alert::AlertSummary>,
     pub exit_code: i32,
 }
 
@@ -311,7 +311,7 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     };
     let Some(dojo_cfg) = dojo_cfg else {
         session.commit()?;
-        summary.alerts = crate::alert::after_scan(config, &mut store, opts.now).await;
+        summary.alerts = crate::output::alert::after_scan(config, &mut store, opts.now).await;
         summary.exit_code = exit_code(&summary);
         return Ok(summary);
     };
@@ -366,7 +366,7 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     dsum.export = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now, &|| false).await?;
     summary.defectdojo = Some(dsum);
     // After the export: its read-back (triage state, test ids) informs the alerts.
-    summary.alerts = crate::alert::after_scan(config, &mut store, opts.now).await;
+    summary.alerts = crate::output::alert::after_scan(config, &mut store, opts.now).await;
     summary.exit_code = exit_code(&summary);
     Ok(summary)
 }
@@ -693,7 +693,7 @@ fn more(o: &mut String, total: usize) {
     }
 }
 
-fn render_alerts(o: &mut String, a: &crate::alert::AlertSummary) {
+fn render_alerts(o: &mut String, a: &crate::output::alert::AlertSummary) {
     use std::fmt::Write;
     if let Some(e) = &a.error {
         let _ = writeln!(

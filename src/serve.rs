@@ -38,7 +38,7 @@ pub struct AppState {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     /// `/summary/` pages, when `summary.serve` is on.
-    pub summary: Option<Arc<crate::summary::web::SummaryWeb>>,
+    pub summary: Option<Arc<crate::output::summary::web::SummaryWeb>>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
@@ -49,7 +49,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/metrics", get(metrics))
         .with_state(state);
     match summary {
-        Some(web) => router.merge(crate::summary::web::router(web)),
+        Some(web) => router.merge(crate::output::summary::web::router(web)),
         None => router,
     }
 }

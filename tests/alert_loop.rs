@@ -65,7 +65,7 @@ struct Loop {
 fn start(config: Config, ready: Arc<AtomicBool>) -> Loop {
     let (stop, stop_rx) = watch::channel(false);
     let (lead, lead_rx) = watch::channel(true);
-    let task = tokio::spawn(trivy_digest::alert::alert_loop(
+    let task = tokio::spawn(trivy_digest::output::alert::alert_loop(
         config,
         Arc::new(move || ready.load(Ordering::SeqCst)),
         None,

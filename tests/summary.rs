@@ -16,9 +16,9 @@ use support::smtp::{SinkBehaviour, SmtpSink};
 
 use trivy_digest::config::Config;
 use trivy_digest::mail::Mailer;
-use trivy_digest::summary::deliver::{self, Outcome, SendOptions};
-use trivy_digest::summary::report::{self, Scope};
-use trivy_digest::summary::{Month, render, schedule};
+use trivy_digest::output::summary::deliver::{self, Outcome, SendOptions};
+use trivy_digest::output::summary::report::{self, Scope};
+use trivy_digest::output::summary::{Month, render, schedule};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s)
@@ -204,7 +204,7 @@ fn accept_b3(ws: &Workspace) {
     )
     .expect("dojo test");
     let test_id = conn.last_insert_rowid();
-    let uid = trivy_digest::dojo::format::unique_id(
+    let uid = trivy_digest::output::dojo::format::unique_id(
         trivy_digest::model::Family::Vulnerability,
         "docker.io/library/nginx",
         &fkey,
@@ -519,7 +519,7 @@ fn per_team_products(ws: &Workspace) {
         [subject_id],
     )
     .expect("payments' test");
-    let uid = trivy_digest::dojo::format::unique_id(
+    let uid = trivy_digest::output::dojo::format::unique_id(
         trivy_digest::model::Family::Vulnerability,
         "docker.io/library/nginx",
         &fkey,
@@ -574,7 +574,7 @@ fn per_team_dojo_products_link_and_triage_only_what_is_the_teams() {
 
 #[test]
 fn history_reads_only_the_findings_the_trend_can_see() {
-    use trivy_digest::summary::history::History;
+    use trivy_digest::output::summary::history::History;
     let ws = scenario();
     let config = config_for(&ws, "");
     let store = trivy_digest::store::Store::open(&ws.store()).expect("store");
@@ -1325,7 +1325,7 @@ fn summary_loop_sends_at_the_injected_time_and_stops() {
     let sink = SmtpSink::start();
     let mut config = mail_config(&ws, &sink, "  teams: false\n");
     config.summary.schedule =
-        trivy_digest::summary::config::CronSchedule::parse("0 0 8 1 * *").expect("cron");
+        trivy_digest::output::summary::config::CronSchedule::parse("0 0 8 1 * *").expect("cron");
     // Armed before the occurrence, started after it: the loop catches up at once.
     {
         let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
@@ -1381,7 +1381,7 @@ fn summary_pages_are_served_read_only() {
         &ws,
         "summary:\n  serve: true\nteams:\n  routes:\n    payments: {}\n",
     );
-    let mut web = trivy_digest::summary::web::SummaryWeb::new(config);
+    let mut web = trivy_digest::output::summary::web::SummaryWeb::new(config);
     web.clock = std::sync::Arc::new(|| utc(NOW));
     let state = std::sync::Arc::new(trivy_digest::serve::AppState {
         health: Default::default(),

@@ -9,7 +9,7 @@ use tokio::sync::{Notify, watch};
 
 use super::until;
 use crate::config::Config;
-use crate::dojo::{self, DojoClient, Outcome, outbox};
+use crate::output::dojo::{self, DojoClient, Outcome, outbox};
 use crate::events::Events;
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::store::Store;

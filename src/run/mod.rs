@@ -51,7 +51,7 @@ pub async fn run_with(
             "summary.serve is on: /summary/ shows vulnerability data to anyone who reaches this \
              port; keep it behind a port-forward or an authenticated ingress"
         );
-        Arc::new(crate::summary::web::SummaryWeb::new(config.clone()))
+        Arc::new(crate::output::summary::web::SummaryWeb::new(config.clone()))
     });
     let state = Arc::new(AppState {
         health: health.clone(),
@@ -80,12 +80,12 @@ pub async fn run_with(
     };
 
     // Monthly summaries: sent by the leader only (and claimed in the store besides).
-    let summaries = tokio::spawn(crate::summary::schedule::summary_loop(
+    let summaries = tokio::spawn(crate::output::summary::schedule::summary_loop(
         config.clone(),
         metrics.clone(),
         lead_rx.clone(),
         stop_rx.clone(),
-        crate::summary::schedule::system_clock(),
+        crate::output::summary::schedule::system_clock(),
     ));
 
     let events = Events::from_env(client.clone()).map(Arc::new);
@@ -112,7 +112,7 @@ pub async fn run_with(
         }
         // New-finding alerts, for this term of leadership; the baseline waits for `listed`.
         let listed = health.clone();
-        let alerts = tokio::spawn(crate::alert::alert_loop(
+        let alerts = tokio::spawn(crate::output::alert::alert_loop(
             config.clone(),
             Arc::new(move || listed.listed.load(Ordering::SeqCst)),
             Some(metrics.clone()),

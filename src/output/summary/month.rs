@@ -146,7 +146,7 @@ impl FromStr for Month {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::utc;
+    use crate::output::summary::utc;
 
     #[test]
     fn parse_and_navigate() {

@@ -6,7 +6,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::slack::truncate;
-use crate::alert::SendError;
+use crate::output::alert::SendError;
 use crate::retry::{Backoff, retry_after};
 use crate::secret::Secret;
 

@@ -234,7 +234,7 @@ pub async fn summary_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::summary::utc;
+    use crate::output::summary::utc;
     use std::str::FromStr;
 
     #[test]

@@ -7,8 +7,8 @@ use askama::Template;
 use futures_util::future::BoxFuture;
 
 use super::{Channel, Shared, Spec};
-use crate::alert::SendError;
-use crate::alert::compose::{Group, Message, counts_text, join_limited};
+use crate::output::alert::SendError;
+use crate::output::alert::compose::{Group, Message, counts_text, join_limited};
 use crate::mail::{Mail, MailError, Mailer};
 
 /// Workloads listed per image; more are counted.
@@ -272,7 +272,7 @@ impl Channel for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
+    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
 
     fn group() -> Group {

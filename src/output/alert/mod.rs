@@ -30,8 +30,8 @@ pub use decide::{Destination, destinations};
 pub use queue::PlanStats;
 
 use crate::config::Config;
-use crate::dojo::DojoClient;
-use crate::dojo::outbox::{self, Triage};
+use crate::output::dojo::DojoClient;
+use crate::output::dojo::outbox::{self, Triage};
 use crate::mail::Mailer;
 use crate::metrics::{AlertLabel, Metrics};
 use crate::retry::Backoff;
@@ -481,7 +481,7 @@ impl Alerter {
                  WHERE t.subject_id = ?1 AND t.family = ?2 AND df.uid = ?3",
             )?;
             for (&fid, f) in facts {
-                let uid = crate::dojo::format::unique_id(f.family, &f.repo, &f.fkey);
+                let uid = crate::output::dojo::format::unique_id(f.family, &f.repo, &f.fkey);
                 let rows = stmt.query_map(params![f.subject_id, f.family.as_str(), uid], |r| {
                     Ok((
                         r.get::<_, i64>(0)?,

@@ -483,7 +483,7 @@ impl History {
             let (Some(&i), Some(info)) = (index.get(&id), self.subjects.get(&s)) else {
                 continue;
             };
-            let uid = crate::dojo::format::unique_id(info.family, &info.key, &fkey);
+            let uid = crate::output::dojo::format::unique_id(info.family, &info.key, &fkey);
             if let Some((t, disputed)) = triage.get(&(s, uid)) {
                 self.findings[i].triage = *t;
                 self.findings[i].triage_disputed = *disputed;

@@ -428,8 +428,8 @@ pub fn failing_destinations(conn: &Connection) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::channel;
-    use crate::alert::decide::{Filter, NamespaceFilter};
+    use crate::output::alert::channel;
+    use crate::output::alert::decide::{Filter, NamespaceFilter};
     use crate::model::{Finding, Image, Report, ReportId, ReportKind, WorkloadKey};
     use crate::store::{Session, Store};
 

@@ -12,8 +12,8 @@ use serde_json::{Value, json};
 
 use super::http::post_json;
 use super::{Channel, Shared, Spec};
-use crate::alert::SendError;
-use crate::alert::compose::{Group, Message};
+use crate::output::alert::SendError;
+use crate::output::alert::compose::{Group, Message};
 use crate::config::ConfigError;
 use crate::secret::{DenyUnknown, KnownKeys, RefKeys, Secret, SecretRef};
 
@@ -221,7 +221,7 @@ fn digest_row(g: &Group) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
+    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
 
     fn group(findings: usize, workloads: usize) -> Group {

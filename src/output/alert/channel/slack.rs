@@ -9,8 +9,8 @@ use serde_json::{Value, json};
 
 use super::http::post_json;
 use super::{Channel, Shared, Spec};
-use crate::alert::SendError;
-use crate::alert::compose::{Group, Message, join_limited};
+use crate::output::alert::SendError;
+use crate::output::alert::compose::{Group, Message, join_limited};
 use crate::secret::Secret;
 
 /// Slack's documented limits (Block Kit reference).
@@ -119,7 +119,7 @@ fn header(text: &str) -> Value {
     json!({"type": "header", "text": {"type": "plain_text", "text": plain(text, MAX_HEADER_TEXT), "emoji": true}})
 }
 
-fn finding_text(f: &crate::alert::compose::AlertFinding) -> String {
+fn finding_text(f: &crate::output::alert::compose::AlertFinding) -> String {
     let id = truncate(&f.id, 100);
     // An absurdly long link is dropped rather than cut (a cut link would be broken): at
     // most 500 bytes, escaped to at most 2500, stays whole within the section's 3000.
@@ -226,7 +226,7 @@ fn digest_blocks(groups: &[Group], title: &str, cluster: &str) -> Vec<Value> {
         let mut text = format!(
             "*{}*: {}\n{}",
             escape(&truncate(&g.repo, 300)),
-            crate::alert::compose::counts_text(&g.counts()),
+            crate::output::alert::compose::counts_text(&g.counts()),
             join_limited(&ids, 8)
         );
         if !ns.is_empty() {
@@ -309,7 +309,7 @@ impl Channel for Slack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
+    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
 
     fn finding(i: usize, title: &str) -> AlertFinding {

@@ -1,0 +1,5 @@
+//! Outputs: what leaves the store.
+
+pub mod alert;
+pub mod dojo;
+pub mod summary;
