@@ -19,9 +19,9 @@ use trivy_digest::mail::{Mail, Mailer};
 use trivy_digest::model::{
     Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Severity, WorkloadKey,
 };
-use trivy_digest::store::{Session, Store};
 use trivy_digest::output::summary::report::{self, Scope};
 use trivy_digest::output::summary::{Month, deliver, history::History, render};
+use trivy_digest::store::{Session, Store};
 
 const MAX_EMAIL: usize = 1024 * 1024;
 

@@ -186,7 +186,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(summary.exit_code)
         }
         Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
-        Command::Summary(args) => runtime()?.block_on(trivy_digest::output::summary::cli(&config, args)),
+        Command::Summary(args) => {
+            runtime()?.block_on(trivy_digest::output::summary::cli(&config, args))
+        }
         Command::Alert { test: _ } => {
             runtime()?.block_on(trivy_digest::output::alert::test_command(&config))
         }

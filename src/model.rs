@@ -541,6 +541,31 @@ pub struct Subject {
     pub key: String,
 }
 
+/// A finding's stable id within its subject (family, image repository or resource,
+/// finding key): sent to DefectDojo as `unique_id_from_tool`, and how its triage is
+/// matched back to our findings.
+pub fn finding_uid(family: Family, subject: &str, key: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(family.as_str().as_bytes());
+    h.update([0]);
+    h.update(subject.as_bytes());
+    h.update([0]);
+    h.update(key.as_bytes());
+    format!("td-{}", &hex(&h.finalize())[..32])
+}
+
+/// Lower-case hex of a hash.
+pub fn hex(bytes: &[u8]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(HEX[(b >> 4) as usize] as char);
+        s.push(HEX[(b & 15) as usize] as char);
+    }
+    s
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,9 +9,9 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use crate::config::{Config, DojoConfig};
-use crate::output::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
 use crate::ingest::{Duplicate, Ignored, ReportCounts, Skipped, Tally};
 use crate::model::{ReportKind, SeverityCounts};
+use crate::output::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
 use crate::scope::{Coverage, NamespaceFilter, Scope};
 use crate::source::cluster;
 use crate::source::files::{self, Input};

@@ -204,7 +204,7 @@ fn accept_b3(ws: &Workspace) {
     )
     .expect("dojo test");
     let test_id = conn.last_insert_rowid();
-    let uid = trivy_digest::output::dojo::format::unique_id(
+    let uid = trivy_digest::model::finding_uid(
         trivy_digest::model::Family::Vulnerability,
         "docker.io/library/nginx",
         &fkey,
@@ -519,7 +519,7 @@ fn per_team_products(ws: &Workspace) {
         [subject_id],
     )
     .expect("payments' test");
-    let uid = trivy_digest::output::dojo::format::unique_id(
+    let uid = trivy_digest::model::finding_uid(
         trivy_digest::model::Family::Vulnerability,
         "docker.io/library/nginx",
         &fkey,

@@ -9,9 +9,9 @@ use tokio::sync::{Notify, watch};
 
 use super::until;
 use crate::config::Config;
-use crate::output::dojo::{self, DojoClient, Outcome, outbox};
 use crate::events::Events;
 use crate::metrics::{Metrics, OutcomeLabel};
+use crate::output::dojo::{self, DojoClient, Outcome, outbox};
 use crate::store::Store;
 
 pub async fn export_loop(

@@ -7,6 +7,7 @@
 mod ingest;
 pub mod query;
 mod schema;
+pub mod triage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -205,7 +205,7 @@ impl Message {
         for id in ids {
             h.update(id.to_le_bytes());
         }
-        let hex = crate::output::dojo::format::hex(&h.finalize());
+        let hex = crate::model::hex(&h.finalize());
         format!("alert-{}@trivy-digest", &hex[..24])
     }
 }

@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use chrono::{DateTime, Utc};
-use rusqlite::params;
 use serde::Serialize;
 use tokio::sync::watch;
 
@@ -30,12 +29,12 @@ pub use decide::{Destination, destinations};
 pub use queue::PlanStats;
 
 use crate::config::Config;
-use crate::output::dojo::DojoClient;
-use crate::output::dojo::outbox::{self, Triage};
 use crate::mail::Mailer;
 use crate::metrics::{AlertLabel, Metrics};
+use crate::output::dojo::DojoClient;
 use crate::retry::Backoff;
 use crate::store::Store;
+use crate::store::triage::{self, TriageFlags};
 
 /// A delivery failure, without the webhook URL.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -474,33 +473,12 @@ impl Alerter {
         let mut out = HashMap::new();
         // dd_id → (local test id, uid, finding id)
         let mut ask: HashMap<i64, (i64, String, i64)> = HashMap::new();
-        {
-            let mut stmt = store.conn().prepare_cached(
-                "SELECT df.test_id, df.dd_id, df.risk_accepted, df.false_p, df.out_of_scope
-                 FROM dojo_tests t JOIN dojo_findings df ON df.test_id = t.id
-                 WHERE t.subject_id = ?1 AND t.family = ?2 AND df.uid = ?3",
-            )?;
-            for (&fid, f) in facts {
-                let uid = crate::output::dojo::format::unique_id(f.family, &f.repo, &f.fkey);
-                let rows = stmt.query_map(params![f.subject_id, f.family.as_str(), uid], |r| {
-                    Ok((
-                        r.get::<_, i64>(0)?,
-                        r.get::<_, Option<i64>>(1)?,
-                        Triage {
-                            active: true,
-                            risk_accepted: r.get(2)?,
-                            false_p: r.get(3)?,
-                            out_of_scope: r.get(4)?,
-                        },
-                    ))
-                })?;
-                for row in rows {
-                    let (test_id, dd_id, t) = row?;
-                    if let Some(reason) = triage_reason(&t) {
-                        out.insert(fid, format!("{reason} in DefectDojo"));
-                    } else if let Some(dd) = dd_id {
-                        ask.insert(dd, (test_id, uid.clone(), fid));
-                    }
+        for &fid in facts.keys() {
+            for copy in triage::copies(store.conn(), fid)? {
+                if let Some(t) = copy.flags.verdict() {
+                    out.insert(fid, format!("{} in DefectDojo", t.label()));
+                } else if let Some(dd) = copy.dd_id {
+                    ask.insert(dd, (copy.test_id, copy.uid, fid));
                 }
             }
         }
@@ -519,15 +497,15 @@ impl Alerter {
                         let Some((test_id, uid, fid)) = ask.get(&f.id) else {
                             continue;
                         };
-                        let t = Triage {
+                        let flags = TriageFlags {
                             active: f.active,
                             risk_accepted: f.risk_accepted,
                             false_p: f.false_p,
                             out_of_scope: f.out_of_scope,
                         };
-                        outbox::record_finding(c, *test_id, uid, f.id, Some(t), None, now)?;
-                        if let Some(reason) = triage_reason(&t) {
-                            out.insert(*fid, format!("{reason} in DefectDojo"));
+                        triage::record(c, *test_id, uid, f.id, Some(flags), None, now)?;
+                        if let Some(t) = flags.verdict() {
+                            out.insert(*fid, format!("{} in DefectDojo", t.label()));
                         }
                     }
                     Ok(())
@@ -555,18 +533,6 @@ fn unknown_teams(
         .map(|(ns, team)| (ns.clone(), team.clone()))
         .filter(|pair| warned.insert(pair.clone()))
         .collect()
-}
-
-fn triage_reason(t: &Triage) -> Option<&'static str> {
-    if t.risk_accepted {
-        Some("risk accepted")
-    } else if t.false_p {
-        Some("false positive")
-    } else if t.out_of_scope {
-        Some("out of scope")
-    } else {
-        None
-    }
 }
 
 /// `scan`: after the sweep (and the DefectDojo export) committed, queue what is new and

@@ -98,9 +98,6 @@ pub struct FindingFacts {
     pub repo: String,
     pub resolved: bool,
     pub namespaces: Vec<String>,
-    /// Where DefectDojo's unique id comes from.
-    pub subject_id: i64,
-    pub fkey: String,
 }
 
 impl FindingFacts {
@@ -120,8 +117,7 @@ impl FindingFacts {
 pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<FindingFacts>> {
     let row = conn
         .prepare_cached(
-            "SELECT s.family, s.key, f.severity, f.fixable, f.data, f.resolved_at IS NOT NULL,
-                    f.subject_id, f.fkey
+            "SELECT s.family, s.key, f.severity, f.fixable, f.data, f.resolved_at IS NOT NULL
              FROM findings f JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
         )?
         .query_row(params![finding_id], |r| {
@@ -132,12 +128,10 @@ pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<Findin
                 r.get::<_, bool>(3)?,
                 r.get::<_, String>(4)?,
                 r.get::<_, bool>(5)?,
-                r.get::<_, i64>(6)?,
-                r.get::<_, String>(7)?,
             ))
         })
         .optional()?;
-    let Some((family, repo, severity, fixable, data, resolved, subject_id, fkey)) = row else {
+    let Some((family, repo, severity, fixable, data, resolved)) = row else {
         return Ok(None);
     };
     let Some(family) = Family::parse(&family) else {
@@ -162,8 +156,6 @@ pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<Findin
         repo,
         resolved,
         namespaces,
-        subject_id,
-        fkey,
     }))
 }
 
@@ -428,9 +420,9 @@ pub fn failing_destinations(conn: &Connection) -> Result<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::{Finding, Image, Report, ReportId, ReportKind, WorkloadKey};
     use crate::output::alert::channel;
     use crate::output::alert::decide::{Filter, NamespaceFilter};
-    use crate::model::{Finding, Image, Report, ReportId, ReportKind, WorkloadKey};
     use crate::store::{Session, Store};
 
     #[test]

@@ -15,10 +15,11 @@ use serde::Serialize;
 
 use super::client::{DojoClient, DojoError, DojoFinding};
 use super::format::{GenericFile, GenericFinding, Volatile};
-use super::outbox::{self, Pending, Triage};
+use super::outbox::{self, Pending};
 use super::plan::{Action, Context};
 use crate::model::Family;
 use crate::store::Store;
+use crate::store::triage::{self, TriageFlags};
 
 /// What happened to one test.
 #[derive(Debug, Clone, Serialize)]
@@ -322,7 +323,7 @@ async fn sync_findings(
         let state = states.get(uid);
         let dd = listed.get(uid);
         let dd_id = dd.map(|f| f.id).or(state.and_then(|s| s.dd_id));
-        let triage = dd.map(triage_of);
+        let flags = dd.map(triage_of);
         let Some(dd_id) = dd_id else {
             // Not in DefectDojo (a finding it refused, or a test deleted there): the next
             // reimport will create it.
@@ -350,7 +351,7 @@ async fn sync_findings(
                 Err(e) => return Err(e),
             }
         }
-        db(&|c| outbox::record_finding(c, p.test_id, uid, dd_id, triage, Some(&want), s.now))?;
+        db(&|c| triage::record(c, p.test_id, uid, dd_id, flags, Some(&want), s.now))?;
     }
     if need_list {
         let keep: Vec<String> = desired
@@ -365,8 +366,8 @@ async fn sync_findings(
     Ok(patched)
 }
 
-fn triage_of(f: &DojoFinding) -> Triage {
-    Triage {
+fn triage_of(f: &DojoFinding) -> TriageFlags {
+    TriageFlags {
         active: f.active,
         risk_accepted: f.risk_accepted,
         false_p: f.false_p,

@@ -82,7 +82,7 @@ pub struct Volatile {
 impl Volatile {
     pub fn hash(&self) -> String {
         let json = serde_json::to_vec(self).unwrap_or_default();
-        hex(&Sha256::digest(&json))[..32].to_owned()
+        crate::model::hex(&Sha256::digest(&json))[..32].to_owned()
     }
 }
 
@@ -118,27 +118,6 @@ fn list(out: &mut String, heading: &str, items: &[String]) {
     if items.len() > MAX_LISTED {
         out.push_str(&format!("- and {} more\n", items.len() - MAX_LISTED));
     }
-}
-
-/// A stable id per finding within a subject, used to find it again for PATCH.
-pub fn unique_id(family: Family, subject: &str, key: &str) -> String {
-    let mut h = Sha256::new();
-    h.update(family.as_str().as_bytes());
-    h.update([0]);
-    h.update(subject.as_bytes());
-    h.update([0]);
-    h.update(key.as_bytes());
-    format!("td-{}", &hex(&h.finalize())[..32])
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(HEX[(b >> 4) as usize] as char);
-        s.push(HEX[(b & 15) as usize] as char);
-    }
-    s
 }
 
 fn non_empty(s: &str) -> Option<String> {
@@ -179,7 +158,7 @@ pub fn generic_finding(
     f: &Finding,
     usage: &Usage,
 ) -> GenericFinding {
-    let uid = unique_id(family, subject, key);
+    let uid = crate::model::finding_uid(family, subject, key);
     let mut impact = String::new();
     let (title, description, file_path, mitigation, mut references);
     match family {

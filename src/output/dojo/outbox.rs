@@ -304,51 +304,6 @@ pub fn finding_states(
     Ok(rows.collect::<rusqlite::Result<_>>()?)
 }
 
-/// Triage state read back from DefectDojo.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Triage {
-    pub active: bool,
-    pub risk_accepted: bool,
-    pub false_p: bool,
-    pub out_of_scope: bool,
-}
-
-pub fn record_finding(
-    conn: &Connection,
-    test_id: i64,
-    uid: &str,
-    dd_id: i64,
-    triage: Option<Triage>,
-    sent_hash: Option<&str>,
-    now: i64,
-) -> Result<()> {
-    conn.prepare_cached(
-        "INSERT INTO dojo_findings(test_id, uid, dd_id, sent_hash, active, risk_accepted, false_p,
-                                   out_of_scope, checked_at)
-         VALUES(?1, ?2, ?3, ?4, ?5, COALESCE(?6, 0), COALESCE(?7, 0), COALESCE(?8, 0), ?9)
-         ON CONFLICT(test_id, uid) DO UPDATE SET
-             dd_id = excluded.dd_id,
-             sent_hash = COALESCE(excluded.sent_hash, dojo_findings.sent_hash),
-             active = COALESCE(?5, dojo_findings.active),
-             risk_accepted = COALESCE(?6, dojo_findings.risk_accepted),
-             false_p = COALESCE(?7, dojo_findings.false_p),
-             out_of_scope = COALESCE(?8, dojo_findings.out_of_scope),
-             checked_at = COALESCE(?9, dojo_findings.checked_at)",
-    )?
-    .execute(params![
-        test_id,
-        uid,
-        dd_id,
-        sent_hash,
-        triage.map(|t| t.active),
-        triage.map(|t| t.risk_accepted),
-        triage.map(|t| t.false_p),
-        triage.map(|t| t.out_of_scope),
-        triage.map(|_| now),
-    ])?;
-    Ok(())
-}
-
 /// Drops the records of findings no longer in the test (closed by the reimport).
 pub fn forget_findings_except(conn: &Connection, test_id: i64, keep: &[String]) -> Result<()> {
     let existing: Vec<String> = conn

@@ -323,7 +323,7 @@ fn hashes(form: &[(String, String)], built: &Built) -> (String, String) {
         put(&mut h, p);
         put(&mut h, d);
     }
-    let membership = format::hex(&h.clone().finalize())[..32].to_owned();
+    let membership = crate::model::hex(&h.clone().finalize())[..32].to_owned();
     let mut vol: Vec<(&str, String)> = built
         .findings
         .iter()
@@ -334,7 +334,7 @@ fn hashes(form: &[(String, String)], built: &Built) -> (String, String) {
         put(&mut h, u);
         put(&mut h, v);
     }
-    let full = format::hex(&h.finalize())[..32].to_owned();
+    let full = crate::model::hex(&h.finalize())[..32].to_owned();
     (membership, full)
 }
 

@@ -56,7 +56,7 @@ impl Audience {
             h.update([0]);
             h.update(t.to_ascii_lowercase().as_bytes());
         }
-        crate::output::dojo::format::hex(&h.finalize())
+        crate::model::hex(&h.finalize())
     }
 
     /// Stable per cluster, month and audience.
@@ -65,7 +65,7 @@ impl Audience {
         h.update(cluster.as_bytes());
         h.update([0]);
         h.update(self.key().as_bytes());
-        let hash = crate::output::dojo::format::hex(&h.finalize());
+        let hash = crate::model::hex(&h.finalize());
         format!("summary-{month}-{}@{domain}", &hash[..20])
     }
 }

@@ -30,30 +30,14 @@ use rusqlite::params;
 
 use crate::model::{Family, Severity};
 use crate::store::Store;
+use crate::store::triage;
+use crate::store::triage::Triage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Life {
     Opened,
     Reopened,
     Resolved,
-}
-
-/// Why a finding is not counted as open: DefectDojo's triage, as last read back.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Triage {
-    RiskAccepted,
-    FalsePositive,
-    OutOfScope,
-}
-
-impl Triage {
-    pub fn label(self) -> &'static str {
-        match self {
-            Triage::RiskAccepted => "risk accepted",
-            Triage::FalsePositive => "false positive",
-            Triage::OutOfScope => "out of scope",
-        }
-    }
 }
 
 /// One finding with what is needed to answer "how was it at T".
@@ -414,79 +398,11 @@ impl History {
     /// as `unique_id_from_tool` (tests that disagree on how: false positive, then risk
     /// accepted, then out of scope), and whether another test holds it untriaged.
     fn load_triage(&mut self, store: &Store) -> Result<()> {
-        let conn = store.conn();
-        // Every test row of a subject that has a triaged finding somewhere, with the
-        // findings of that subject: one query, not one per subject.
-        let mut stmt = conn.prepare(
-            "SELECT t.subject_id, f.uid, f.risk_accepted, f.false_p, f.out_of_scope
-             FROM dojo_findings f JOIN dojo_tests t ON t.id = f.test_id
-             WHERE t.subject_id IN (
-                 SELECT t2.subject_id FROM dojo_findings f2 JOIN dojo_tests t2 ON t2.id = f2.test_id
-                 WHERE f2.risk_accepted <> 0 OR f2.false_p <> 0 OR f2.out_of_scope <> 0)",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, bool>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, bool>(4)?,
-            ))
-        })?;
-        // (the strongest triage of any test, some test holds it untriaged)
-        let mut triage: HashMap<(i64, String), (Option<Triage>, bool)> = HashMap::new();
-        for row in rows {
-            let (subject, uid, ra, fp, oos) = row.context("store: reading dojo_findings")?;
-            let t = if fp {
-                Some(Triage::FalsePositive)
-            } else if ra {
-                Some(Triage::RiskAccepted)
-            } else if oos {
-                Some(Triage::OutOfScope)
-            } else {
-                None
-            };
-            let e = triage.entry((subject, uid)).or_default();
-            e.0 = match (e.0, t) {
-                (Some(a), Some(b)) => Some(stronger(a, b)),
-                (a, b) => a.or(b),
-            };
-            e.1 |= t.is_none();
-        }
-        triage.retain(|_, (t, _)| t.is_some());
-        if triage.is_empty() {
-            return Ok(());
-        }
-        let subjects: HashSet<i64> = triage.keys().map(|(s, _)| *s).collect();
-        let index: HashMap<i64, usize> = self
-            .findings
-            .iter()
-            .enumerate()
-            .filter(|(_, f)| subjects.contains(&f.subject_id))
-            .map(|(i, f)| (f.id, i))
-            .collect();
-        let mut stmt = conn.prepare(
-            "SELECT f.id, f.subject_id, f.fkey FROM findings f
-             WHERE f.subject_id IN (
-                 SELECT t.subject_id FROM dojo_findings d JOIN dojo_tests t ON t.id = d.test_id
-                 WHERE d.risk_accepted <> 0 OR d.false_p <> 0 OR d.out_of_scope <> 0)",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, String>(2)?,
-            ))
-        })?;
-        for row in rows {
-            let (id, s, fkey) = row.context("store: reading findings")?;
-            let (Some(&i), Some(info)) = (index.get(&id), self.subjects.get(&s)) else {
-                continue;
-            };
-            let uid = crate::output::dojo::format::unique_id(info.family, &info.key, &fkey);
-            if let Some((t, disputed)) = triage.get(&(s, uid)) {
-                self.findings[i].triage = *t;
-                self.findings[i].triage_disputed = *disputed;
+        let verdicts = triage::verdicts(store.conn())?;
+        for f in &mut self.findings {
+            if let Some(v) = verdicts.get(&f.id) {
+                f.triage = Some(v.triage);
+                f.triage_disputed = v.disputed;
             }
         }
         Ok(())
@@ -513,14 +429,6 @@ impl History {
             .map(|(id, _)| *id)
             .collect()
     }
-}
-
-/// The triage that wins when two tests triaged a finding differently.
-fn stronger(a: Triage, b: Triage) -> Triage {
-    [Triage::FalsePositive, Triage::RiskAccepted]
-        .into_iter()
-        .find(|t| *t == a || *t == b)
-        .unwrap_or(a)
 }
 
 /// Namespace name → annotations, as the store has them now.
@@ -606,8 +514,8 @@ mod tests {
             (OutOfScope, OutOfScope, OutOfScope),
             (FalsePositive, OutOfScope, FalsePositive),
         ] {
-            assert_eq!(stronger(a, b), w);
-            assert_eq!(stronger(b, a), w);
+            assert_eq!(a.min(b), w);
+            assert_eq!(b.min(a), w);
         }
     }
 }

@@ -32,10 +32,11 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use rusqlite::params;
 
-use super::history::{FindingHistory, History, Triage};
+use super::history::{FindingHistory, History};
 use super::month::Month;
 use crate::model::{Family, Finding, Severity};
 use crate::store::Store;
+use crate::store::triage::Triage;
 
 /// Whose view a summary is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]

@@ -7,9 +7,9 @@ use askama::Template;
 use futures_util::future::BoxFuture;
 
 use super::{Channel, Shared, Spec};
+use crate::mail::{Mail, MailError, Mailer};
 use crate::output::alert::SendError;
 use crate::output::alert::compose::{Group, Message, counts_text, join_limited};
-use crate::mail::{Mail, MailError, Mailer};
 
 /// Workloads listed per image; more are counted.
 const MAX_WORKLOADS: usize = 50;
@@ -272,8 +272,8 @@ impl Channel for Email {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
+    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
 
     fn group() -> Group {
         Group {

@@ -309,8 +309,8 @@ impl Channel for Slack {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
+    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
 
     fn finding(i: usize, title: &str) -> AlertFinding {
         AlertFinding {

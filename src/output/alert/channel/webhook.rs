@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::http::post_json;
 use super::{Channel, Shared, Spec};
+use crate::config::ConfigError;
 use crate::output::alert::SendError;
 use crate::output::alert::compose::{Group, Message};
-use crate::config::ConfigError;
 use crate::secret::{DenyUnknown, KnownKeys, RefKeys, Secret, SecretRef};
 
 /// The body's `version`: bumped only when a field changes meaning or goes away.
@@ -221,8 +221,8 @@ fn digest_row(g: &Group) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
     use crate::model::{Family, Severity};
+    use crate::output::alert::compose::{AlertFinding, ImageRef, WorkloadRef};
 
     fn group(findings: usize, workloads: usize) -> Group {
         Group {
