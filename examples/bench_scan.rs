@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use trivy_digest::command::scan::{ScanOptions, scan};
 use trivy_digest::config::Config;
-use trivy_digest::scan::{ScanOptions, scan};
 use trivy_digest::source::files::Input;
 use trivy_digest::synth::{Spec, write_list};
 

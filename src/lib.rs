@@ -4,9 +4,11 @@
 //! Data flows one way: `source` (files, stdin) → `trivy` (parse, normalize into `model`)
 //! → `store` (SQLite: dedupe, history, outbox) → outputs (`dojo`). `scan` wires one sweep.
 
+pub mod command;
 pub mod config;
 pub mod errors;
 pub mod events;
+pub mod flag;
 pub mod glob;
 pub mod ingest;
 #[cfg(test)]
@@ -18,7 +20,6 @@ pub mod model;
 pub mod output;
 pub mod retry;
 pub mod run;
-pub mod scan;
 pub mod scope;
 pub mod secret;
 pub mod serve;

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use trivy_digest::command::exit;
+use trivy_digest::command::scan::{self, FileScope, ScanOptions};
 use trivy_digest::config::Config;
 use trivy_digest::model::ReportKind;
-use trivy_digest::scan::{self, FileScope, ScanOptions, exit};
 use trivy_digest::source::files::Input;
 
 #[derive(Parser)]
@@ -92,7 +93,7 @@ enum Command {
     /// The controller: watch the report CRDs, export, serve /healthz /readyz /metrics.
     Run,
     /// Render a monthly summary from the store's history, or mail it (--send).
-    Summary(trivy_digest::output::summary::CliArgs),
+    Summary(trivy_digest::command::summary::CliArgs),
     /// Alert commands.
     Alert {
         /// Send a test message to every alert channel and team route; exits non-zero if
@@ -187,10 +188,10 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         }
         Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
         Command::Summary(args) => {
-            runtime()?.block_on(trivy_digest::output::summary::cli(&config, args))
+            runtime()?.block_on(trivy_digest::command::summary::summary(&config, args))
         }
         Command::Alert { test: _ } => {
-            runtime()?.block_on(trivy_digest::output::alert::test_command(&config))
+            runtime()?.block_on(trivy_digest::command::alert::test(&config))
         }
         Command::Config {
             command: ConfigCommand::Check,

@@ -199,7 +199,7 @@ async fn connection<S>(
             return;
         }
         _ = tokio::time::sleep(limits.max_connection_age) => {}
-        _ = crate::run::until(&mut stop, true) => {}
+        _ = crate::flag::until(&mut stop, true) => {}
     }
     // Finish the request in flight, then close; a client that does not read is cut off.
     conn.as_mut().graceful_shutdown();

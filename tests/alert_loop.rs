@@ -14,8 +14,8 @@ use serde_json::Value;
 use support::reports::{digest, list, vuln, vulnerability_report};
 use support::slack::{Fault, SlackFake};
 use tokio::sync::watch;
+use trivy_digest::command::scan::{ScanOptions, scan};
 use trivy_digest::config::{Config, HumanDuration};
-use trivy_digest::scan::{ScanOptions, scan};
 use trivy_digest::source::files::Input;
 
 const WINDOW: Duration = Duration::from_millis(500);

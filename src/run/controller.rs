@@ -15,9 +15,9 @@ use kube::runtime::{WatchStreamExt, watcher};
 use tokio::sync::{Notify, mpsc, watch};
 use tokio::task::JoinSet;
 
-use super::until;
 use crate::config::Config;
 use crate::events::Events;
+use crate::flag::until;
 use crate::ingest::Tally;
 use crate::metrics::{Metrics, PinnedLabel, SeverityLabel};
 use crate::model::{NamespaceMeta, ReportKind, Severity};

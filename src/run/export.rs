@@ -7,9 +7,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use tokio::sync::{Notify, watch};
 
-use super::until;
 use crate::config::Config;
 use crate::events::Events;
+use crate::flag::until;
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::output::dojo::{self, DojoClient, Outcome, outbox};
 use crate::store::Store;

@@ -15,6 +15,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::events::Events;
+use crate::flag::until;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
 use crate::serve::{self, AppState, Health};
@@ -159,12 +160,6 @@ pub async fn run_with(
         Err(e) => tracing::warn!("HTTP server task: {e}"),
     }
     Ok(0)
-}
-
-/// Waits until the flag is `want`; false when its sender is gone. The guard `wait_for`
-/// returns is dropped here, so callers' futures stay `Send`.
-pub(crate) async fn until(rx: &mut watch::Receiver<bool>, want: bool) -> bool {
-    rx.wait_for(|v| *v == want).await.is_ok()
 }
 
 /// SIGTERM (Kubernetes) or Ctrl-C.

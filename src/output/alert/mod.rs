@@ -636,8 +636,8 @@ pub async fn alert_loop(
     loop {
         tokio::select! {
             biased;
-            _ = crate::run::until(&mut stop, true) => return Ok(()),
-            _ = crate::run::until(&mut leading, false) => return Ok(()),
+            _ = crate::flag::until(&mut stop, true) => return Ok(()),
+            _ = crate::flag::until(&mut leading, false) => return Ok(()),
             _ = tokio::time::sleep(poll) => {}
         }
         let now = Instant::now();
@@ -679,7 +679,7 @@ pub async fn alert_loop(
         let mut stop_then_grace = stop.clone();
         let grace = config.run.shutdown_grace.0;
         let deadline = async move {
-            crate::run::until(&mut stop_then_grace, true).await;
+            crate::flag::until(&mut stop_then_grace, true).await;
             tokio::time::sleep(grace).await;
         };
         let outcome = tokio::select! {
@@ -701,30 +701,6 @@ pub async fn alert_loop(
         if *stop.borrow() {
             return Ok(());
         }
-    }
-}
-
-/// `trivy-digest alert --test`: prints one line per destination; 0 when all accepted.
-pub async fn test_command(config: &Config) -> Result<i32> {
-    let results = send_test(config).await?;
-    let mut failed = 0;
-    let mut out = String::new();
-    for r in &results {
-        match &r.error {
-            None => out.push_str(&format!("ok      {}\n", r.destination)),
-            Some(e) => {
-                failed += 1;
-                out.push_str(&format!("FAILED  {}: {e}\n", r.destination));
-            }
-        }
-    }
-    // A closed pipe or a full disk must not panic; the exit code still tells.
-    let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), out.as_bytes());
-    if failed > 0 {
-        eprintln!("{failed} of {} destinations failed", results.len());
-        Ok(crate::scan::exit::FATAL)
-    } else {
-        Ok(crate::scan::exit::OK)
     }
 }
 

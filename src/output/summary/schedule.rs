@@ -20,9 +20,9 @@ use tokio::sync::watch;
 use super::deliver::{self, Outcome, SendOptions};
 use super::month::Month;
 use crate::config::Config;
+use crate::flag::until;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
-use crate::run::until;
 use crate::store::Store;
 
 /// Re-check at least this often: wall-clock jumps and suspended nodes do not delay a send

@@ -8,6 +8,7 @@ use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::exit;
 use crate::config::{Config, DojoConfig};
 use crate::ingest::{Duplicate, Ignored, ReportCounts, Skipped, Tally};
 use crate::model::{ReportKind, SeverityCounts};
@@ -17,21 +18,6 @@ use crate::source::cluster;
 use crate::source::files::{self, Input};
 use crate::source::{InputError, RawObject};
 use crate::store::{FinishStats, Session, Store, query};
-
-/// Exit codes (documented in the README).
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const FATAL: i32 = 1;
-    /// Command-line usage error (clap's own code).
-    pub const USAGE: i32 = 2;
-    /// The sweep completed, but some input could not be read (see `skipped`).
-    pub const SKIPPED: i32 = 3;
-    /// DefectDojo did not take everything: pushes refused or still queued.
-    pub const EXPORT: i32 = 4;
-    /// The sweep read no report at all (and `--allow-empty` was not given): nothing was
-    /// marked gone.
-    pub const EMPTY: i32 = 5;
-}
 
 #[derive(Debug, Clone)]
 pub struct ScanOptions {
