@@ -93,13 +93,16 @@ async fn bench(reports: usize, digests: usize, window: Duration) -> anyhow::Resu
 
     let (stop_tx, stop_rx) = watch::channel(false);
     let (_lead_tx, lead_rx) = watch::channel(true);
-    let task = tokio::spawn(trivy_digest::output::alert::alert_loop(
-        config,
-        Arc::new(|| true),
-        None,
-        lead_rx,
-        stop_rx,
-    ));
+    let output = trivy_digest::output::alert::AlertOutput::new(&config, None)?
+        .ok_or_else(|| anyhow::anyhow!("no alert destination configured"))?;
+    let signals = trivy_digest::output::runner::Signals {
+        stop: stop_rx,
+        leading: lead_rx,
+        listed: Arc::new(|| true),
+        changes: None,
+    };
+    let runner = trivy_digest::output::runner::Runner::new(&config, None, None);
+    let task = tokio::spawn(async move { runner.drive(Arc::new(output), signals).await });
     // The baseline is taken at once (ready); give the loop a moment to record it.
     tokio::time::sleep(window + Duration::from_millis(500)).await;
     anyhow::ensure!(fake.requests().is_empty(), "the baseline must not alert");

@@ -36,6 +36,20 @@ pub struct AlertLabel {
     pub outcome: String,
 }
 
+/// One output's runs by how they ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputRunLabel {
+    /// `defectdojo`, `alerts`, `summary`.
+    pub output: String,
+    /// `ok`, `problems` (it ran; something was refused or failed to send), `failed`.
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutputLabel {
+    pub output: String,
+}
+
 pub struct Metrics {
     registry: Registry,
     /// Report objects read (applied, listed) per kind.
@@ -65,6 +79,10 @@ pub struct Metrics {
     /// Full lists per kind: the first one, then one after each 410 Gone.
     pub relists: Family<KindLabel, Counter>,
     pub last_dojo_push_timestamp_seconds: Gauge<f64, AtomicU64>,
+    /// Runs of each output (DefectDojo export, alerts, summary) by outcome.
+    pub output_runs: Family<OutputRunLabel, Counter>,
+    /// Unix time each output last ran without a problem.
+    pub output_last_ok_timestamp_seconds: Family<OutputLabel, Gauge<f64, AtomicU64>>,
     /// 1 while this replica holds the Lease.
     pub leader: Gauge,
     /// 1 once every watched kind has been listed.
@@ -98,6 +116,8 @@ impl Metrics {
             watch_restarts: Family::default(),
             relists: Family::default(),
             last_dojo_push_timestamp_seconds: Gauge::default(),
+            output_runs: Family::default(),
+            output_last_ok_timestamp_seconds: Family::default(),
             leader: Gauge::default(),
             ready: Gauge::default(),
         };
@@ -180,6 +200,16 @@ impl Metrics {
             "last_dojo_push_timestamp_seconds",
             "Unix time of the last push DefectDojo accepted",
             m.last_dojo_push_timestamp_seconds.clone(),
+        );
+        registry.register(
+            "output_runs",
+            "Runs of each output (defectdojo, alerts, summary) by outcome (ok, problems, failed)",
+            m.output_runs.clone(),
+        );
+        registry.register(
+            "output_last_ok_timestamp_seconds",
+            "Unix time each output last ran without a problem",
+            m.output_last_ok_timestamp_seconds.clone(),
         );
         registry.register(
             "leader",

@@ -16,6 +16,8 @@ use support::slack::{Fault, SlackFake};
 use tokio::sync::watch;
 use trivy_digest::command::scan::{ScanOptions, scan};
 use trivy_digest::config::{Config, HumanDuration};
+use trivy_digest::output::alert::AlertOutput;
+use trivy_digest::output::runner::{Runner, Signals};
 use trivy_digest::source::files::Input;
 
 const WINDOW: Duration = Duration::from_millis(500);
@@ -65,13 +67,17 @@ struct Loop {
 fn start(config: Config, ready: Arc<AtomicBool>) -> Loop {
     let (stop, stop_rx) = watch::channel(false);
     let (lead, lead_rx) = watch::channel(true);
-    let task = tokio::spawn(trivy_digest::output::alert::alert_loop(
-        config,
-        Arc::new(move || ready.load(Ordering::SeqCst)),
-        None,
-        lead_rx,
-        stop_rx,
-    ));
+    let output = AlertOutput::new(&config, None)
+        .expect("alerts")
+        .expect("configured");
+    let signals = Signals {
+        stop: stop_rx,
+        leading: lead_rx,
+        listed: Arc::new(move || ready.load(Ordering::SeqCst)),
+        changes: None,
+    };
+    let runner = Runner::new(&config, None, None);
+    let task = tokio::spawn(async move { runner.drive(Arc::new(output), signals).await });
     Loop {
         stop,
         _lead: lead,

@@ -1331,7 +1331,7 @@ fn summary_loop_sends_at_the_injected_time_and_stops() {
         let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
         schedule::armed_at(&mut store, utc("2026-10-20T00:00:00Z")).expect("arm");
     }
-    let clock: schedule::Clock = std::sync::Arc::new(|| utc("2026-11-02T00:00:00Z"));
+    let clock: trivy_digest::output::Clock = std::sync::Arc::new(|| utc("2026-11-02T00:00:00Z"));
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -1340,13 +1340,23 @@ fn summary_loop_sends_at_the_injected_time_and_stops() {
         let (lead_tx, lead_rx) = tokio::sync::watch::channel(true);
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let metrics = std::sync::Arc::new(trivy_digest::metrics::Metrics::new());
-        let task = tokio::spawn(schedule::summary_loop(
-            config.clone(),
-            metrics.clone(),
-            lead_rx,
-            stop_rx,
-            clock,
-        ));
+        let output = trivy_digest::output::summary::output::SummaryOutput::new(
+            &config,
+            Some(metrics.clone()),
+        )
+        .expect("summary")
+        .expect("scheduled");
+        let signals = trivy_digest::output::runner::Signals {
+            stop: stop_rx,
+            leading: lead_rx,
+            listed: std::sync::Arc::new(|| true),
+            changes: None,
+        };
+        let mut runner =
+            trivy_digest::output::runner::Runner::new(&config, Some(metrics.clone()), None);
+        runner.clock = clock;
+        let task =
+            tokio::spawn(async move { runner.drive(std::sync::Arc::new(output), signals).await });
         // The server files the message before the loop hears its 250 and counts it:
         // wait for both.
         let sent = || {

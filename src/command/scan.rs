@@ -9,10 +9,14 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 
 use super::exit;
-use crate::config::{Config, DojoConfig};
+use crate::config::Config;
 use crate::ingest::{Duplicate, Ignored, ReportCounts, Skipped, Tally};
 use crate::model::{ReportKind, SeverityCounts};
-use crate::output::dojo::{self, DojoClient, ExportReport, PlanStats, PlannedTest, outbox};
+use crate::output::alert::AlertSummary;
+use crate::output::dojo::output::DojoRun;
+use crate::output::dojo::{self, PlannedTest};
+use crate::output::factory::{self, Kind, Mode};
+use crate::output::{Report, runner};
 use crate::scope::{Coverage, NamespaceFilter, Scope};
 use crate::source::cluster;
 use crate::source::files::{self, Input};
@@ -113,7 +117,7 @@ pub struct ScanSummary {
     pub defectdojo: Option<DojoSummary>,
     /// New-finding alerts queued and sent (absent when no alert destination is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub alerts: Option<crate::output::alert::AlertSummary>,
+    pub alerts: Option<AlertSummary>,
     pub exit_code: i32,
 }
 
@@ -136,11 +140,8 @@ pub struct FindingCounts {
 pub struct DojoSummary {
     pub url: Option<String>,
     pub dry_run: Option<String>,
-    pub plan: PlanStats,
-    /// Pushes refused earlier for the same content, not sent again.
-    pub still_refused: Vec<String>,
     #[serde(flatten)]
-    pub export: ExportReport,
+    pub run: DojoRun,
 }
 
 /// Runs one sweep.
@@ -290,78 +291,85 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     summary.workloads = totals.workloads;
     summary.findings.after_dedup = totals.findings;
 
-    let dojo_cfg: Option<DojoConfig> = match (&config.defectdojo, &opts.dry_run) {
-        (Some(c), _) => Some(c.clone()),
-        (None, Some(_)) => Some(DojoConfig::default()),
-        (None, None) => None,
-    };
-    let Some(dojo_cfg) = dojo_cfg else {
-        session.commit()?;
-        summary.alerts = crate::output::alert::after_scan(config, &mut store, opts.now).await;
-        summary.exit_code = exit_code(&summary);
-        return Ok(summary);
-    };
-
-    let mut dsum = DojoSummary {
-        url: config
-            .defectdojo
-            .as_ref()
-            .map(|d| crate::config::redact_userinfo(&d.url)),
-        ..DojoSummary::default()
-    };
-    let dry_dir = opts.dry_run.as_deref();
-    if let Some(dir) = dry_dir {
+    let url = config
+        .defectdojo
+        .as_ref()
+        .map(|d| crate::config::redact_userinfo(&d.url));
+    if let Some(dir) = opts.dry_run.as_deref() {
+        // What would be sent, planned in the open sweep; then rolled back, so a dry run
+        // changes nothing: not the history, not the outbox.
         std::fs::create_dir_all(dir)
             .with_context(|| format!("--dry-run {}: cannot create", dir.display()))?;
-    }
-    let mut written = 0usize;
-    let mut still_refused = Vec::new();
-    let conn = session.store().conn();
-    dsum.plan = dojo::plan(
-        conn,
-        &dojo_cfg,
-        &config.cluster,
-        opts.resync,
-        &mut |t| match dry_dir {
-            Some(dir) => {
+        let dojo_cfg = config.defectdojo.clone().unwrap_or_default();
+        let mut written = 0usize;
+        let plan = dojo::plan(
+            session.store().conn(),
+            &dojo_cfg,
+            &config.cluster,
+            opts.resync,
+            &mut |t| {
                 written += 1;
                 write_dry_run(dir, written, &t)
-            }
-            None => {
-                if let outbox::Enqueued::StillRefused(e) =
-                    outbox::enqueue(conn, &t, now, opts.resync)?
-                {
-                    still_refused.push(format!("{}: {e}", t.title));
-                }
-                Ok(())
-            }
-        },
-    )?;
-    if let Some(dir) = dry_dir {
-        dsum.dry_run = Some(dir.display().to_string());
-        // A dry run changes nothing: not the history, not the outbox.
+            },
+        )?;
         session.rollback()?;
-        summary.defectdojo = Some(dsum);
+        summary.defectdojo = Some(DojoSummary {
+            url,
+            dry_run: Some(dir.display().to_string()),
+            run: DojoRun {
+                plan,
+                ..DojoRun::default()
+            },
+        });
         summary.exit_code = exit_code(&summary);
         return Ok(summary);
     }
-    dsum.still_refused = still_refused;
     session.commit()?;
 
-    let client = DojoClient::new(&dojo_cfg)?;
-    dsum.export = dojo::deliver(&mut store, &client, dojo_cfg.concurrency, now, &|| false).await?;
-    summary.defectdojo = Some(dsum);
-    // After the export: its read-back (triage state, test ids) informs the alerts.
-    summary.alerts = crate::output::alert::after_scan(config, &mut store, opts.now).await;
+    // The sweep is committed: each output runs once, DefectDojo first (its read-back of
+    // triage and test ids informs the alerts).
+    let built = factory::build(
+        config,
+        Mode::Scan {
+            resync: opts.resync,
+        },
+        None,
+    );
+    if let Some(e) = built.failed(Kind::DefectDojo) {
+        anyhow::bail!("DefectDojo: {e:#}");
+    }
+    // Alerts never fail the sweep: a failure is reported, and what was queued stays.
+    let alert_failure = |e: &anyhow::Error| AlertSummary {
+        error: Some(format!("{e:#}")),
+        ..AlertSummary::default()
+    };
+    summary.alerts = built.failed(Kind::Alerts).map(alert_failure);
+    for (kind, result) in runner::once(&built.outputs, &mut store, opts.now).await {
+        match result {
+            Ok(Report::DefectDojo(run)) => {
+                summary.defectdojo = Some(DojoSummary {
+                    url: url.clone(),
+                    dry_run: None,
+                    run,
+                })
+            }
+            Ok(Report::Alerts(a)) => summary.alerts = Some(a),
+            Ok(Report::Summary(_)) => {}
+            Err(e) if kind == Kind::Alerts => {
+                tracing::error!("alerts: {e:#}");
+                summary.alerts = Some(alert_failure(&e));
+            }
+            Err(e) => return Err(e.context(kind.to_string())),
+        }
+    }
     summary.exit_code = exit_code(&summary);
     Ok(summary)
 }
 
 fn exit_code(s: &ScanSummary) -> i32 {
-    let export_failed = s
-        .defectdojo
-        .as_ref()
-        .is_some_and(|d| d.dry_run.is_none() && (!d.export.ok() || !d.still_refused.is_empty()));
+    let export_failed = s.defectdojo.as_ref().is_some_and(|d| {
+        d.dry_run.is_none() && (!d.run.export.ok() || !d.run.still_refused.is_empty())
+    });
     if export_failed {
         exit::EXPORT
     } else if !s.skipped.is_empty() {
@@ -590,7 +598,7 @@ pub fn render_text(s: &ScanSummary) -> String {
             );
         }
         Some(d) => {
-            let p = &d.plan;
+            let p = &d.run.plan;
             if let Some(dir) = &d.dry_run {
                 let _ = writeln!(
                     o,
@@ -603,7 +611,7 @@ pub fn render_text(s: &ScanSummary) -> String {
                     "DefectDojo {} tests: {} to reimport, {} to patch, {} unchanged, {} emptied after the grace period",
                     p.tests, p.reimports, p.syncs, p.unchanged, p.emptied
                 );
-                for t in &d.export.tests {
+                for t in &d.run.export.tests {
                     let what = match &t.result {
                         dojo::Outcome::Done {
                             new_test,
@@ -635,21 +643,21 @@ pub fn render_text(s: &ScanSummary) -> String {
                         esc(&what)
                     );
                 }
-                for r in &d.still_refused {
+                for r in &d.run.still_refused {
                     let _ = writeln!(
                         o,
                         "  refused earlier, not resent until it changes: {}",
                         esc(r)
                     );
                 }
-                if let Some(why) = &d.export.stopped {
+                if let Some(why) = &d.run.export.stopped {
                     let _ = writeln!(o, "  export stopped: {}", esc(why));
                 }
-                if d.export.pending > 0 || d.export.refused > 0 {
+                if d.run.export.pending > 0 || d.run.export.refused > 0 {
                     let _ = writeln!(
                         o,
                         "  outbox: {} waiting, {} refused",
-                        d.export.pending, d.export.refused
+                        d.run.export.pending, d.run.export.refused
                     );
                 }
             }

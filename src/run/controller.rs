@@ -1,5 +1,5 @@
 //! The leader's work: a watch per report kind, events written to the store in batches,
-//! relists reconciled, DefectDojo exports triggered.
+//! relists reconciled, the outputs told of each change.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -12,11 +12,10 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::Api;
 use kube::core::PartialObjectMeta;
 use kube::runtime::{WatchStreamExt, watcher};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
-use crate::events::Events;
 use crate::flag::until;
 use crate::ingest::Tally;
 use crate::metrics::{Metrics, PinnedLabel, SeverityLabel};
@@ -54,7 +53,8 @@ pub struct Ctx<'a> {
     pub client: kube::Client,
     pub health: &'a Arc<Health>,
     pub metrics: &'a Arc<Metrics>,
-    pub events: Option<Arc<Events>>,
+    /// Bumped after each store write: wakes the outputs.
+    pub changes: watch::Sender<u64>,
 }
 
 /// Leads until leadership is lost or shutdown is asked for.
@@ -68,7 +68,7 @@ pub async fn lead(
         client,
         health,
         metrics,
-        events,
+        changes,
     } = ctx;
     let mut store = Store::open(&config.store)?;
     store.claim_cluster(&config.cluster)?;
@@ -92,16 +92,6 @@ pub async fn lead(
     if checked {
         mark_ready(&watching, &BTreeSet::new(), health, metrics);
     }
-
-    let dirty = Arc::new(Notify::new());
-    let exporter = tokio::spawn(super::export::export_loop(
-        config.clone(),
-        dirty.clone(),
-        metrics.clone(),
-        events,
-        leading.clone(),
-        stop.clone(),
-    ));
 
     let mut state = BatchState {
         pods: config
@@ -145,7 +135,7 @@ pub async fn lead(
             }
             _ = settle.tick() => {
                 match process_batch(config, &mut store, Vec::new(), &mut state, metrics).await {
-                    Ok(true) => dirty.notify_one(),
+                    Ok(true) => changes.send_modify(|n| *n += 1),
                     Ok(false) => {}
                     Err(e) => break Err(e),
                 }
@@ -172,17 +162,11 @@ pub async fn lead(
                 if checked {
                     mark_ready(&watching, &state.listed, health, metrics);
                 }
-                dirty.notify_one();
+                changes.send_modify(|n| *n += 1);
             }
         }
     };
     tasks.abort_all();
-    // The exporter finishes its in-flight pushes within the shutdown grace.
-    match exporter.await {
-        Ok(Err(e)) => tracing::error!("DefectDojo export: {e:#}"),
-        Err(e) => tracing::error!("DefectDojo export task: {e}"),
-        Ok(Ok(())) => {}
-    }
     result
 }
 

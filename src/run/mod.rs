@@ -1,10 +1,11 @@
-//! `run`: the controller. Elects a leader; the leader watches every report kind, stores
-//! each event in its compact form, exports to DefectDojo on a debounce, and serves
-//! health and metrics. SIGTERM stops the watches, lets in-flight pushes finish within the
-//! grace period (the outbox keeps the rest), and exits 0.
+//! `run`: the controller. Elects a leader; the leader watches every report kind and
+//! stores each event in its compact form, and the output runner drives DefectDojo
+//! export, alerts and the monthly summary while it leads. Health and metrics are served
+//! throughout. SIGTERM stops the watches, lets in-flight work finish within the grace
+//! period (the store keeps the rest), and exits 0. Losing leadership stops the outputs
+//! at once.
 
 mod controller;
-mod export;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -18,6 +19,8 @@ use crate::events::Events;
 use crate::flag::until;
 use crate::leader::Elector;
 use crate::metrics::Metrics;
+use crate::output::factory::{self, Mode};
+use crate::output::runner::{Runner, Signals};
 use crate::serve::{self, AppState, Health};
 
 /// Runs until SIGTERM or Ctrl-C.
@@ -80,16 +83,8 @@ pub async fn run_with(
         (None, Some(lead_tx))
     };
 
-    // Monthly summaries: sent by the leader only (and claimed in the store besides).
-    let summaries = tokio::spawn(crate::output::summary::schedule::summary_loop(
-        config.clone(),
-        metrics.clone(),
-        lead_rx.clone(),
-        stop_rx.clone(),
-        crate::output::summary::schedule::system_clock(),
-    ));
-
     let events = Events::from_env(client.clone()).map(Arc::new);
+    let runner = Runner::new(&config, Some(metrics.clone()), events.clone());
     let mut stop = stop_rx.clone();
     let mut leading = lead_rx.clone();
     loop {
@@ -111,31 +106,40 @@ pub async fn run_with(
             )
             .await;
         }
-        // New-finding alerts, for this term of leadership; the baseline waits for `listed`.
+        // The outputs, for this term of leadership (built afresh, so a term starts clean).
+        let built = factory::build(&config, Mode::Run, Some(metrics.clone()));
+        if let Some(ev) = &events {
+            for (kind, e) in &built.failed {
+                ev.publish(true, kind.failed_reason(), kind.action(), format!("{e:#}"))
+                    .await;
+            }
+        }
+        let (changes, changes_rx) = watch::channel(0u64);
         let listed = health.clone();
-        let alerts = tokio::spawn(crate::output::alert::alert_loop(
-            config.clone(),
-            Arc::new(move || listed.listed.load(Ordering::SeqCst)),
-            Some(metrics.clone()),
-            lead_rx.clone(),
-            stop_rx.clone(),
-        ));
+        let signals = Signals {
+            stop: stop_rx.clone(),
+            leading: lead_rx.clone(),
+            listed: Arc::new(move || listed.listed.load(Ordering::SeqCst)),
+            changes: Some(changes_rx),
+        };
+        let runner = runner.clone();
+        let outputs = tokio::spawn(async move { runner.run(built.outputs, signals).await });
         let ctx = controller::Ctx {
             config: &config,
             client: client.clone(),
             health: &health,
             metrics: &metrics,
-            events: events.clone(),
+            changes,
         };
         let result = controller::lead(ctx, lead_rx.clone(), stop_rx.clone()).await;
         if result.is_err() {
-            alerts.abort();
+            outputs.abort();
         }
-        // In-flight alerts finish within the shutdown grace; the rest stays queued.
-        match alerts.await {
-            Ok(Err(e)) => tracing::error!("alerts: {e:#}"),
-            Err(e) if !e.is_cancelled() => tracing::error!("alerts task: {e}"),
-            _ => {}
+        // In-flight work finishes within the shutdown grace; the rest stays queued.
+        if let Err(e) = outputs.await
+            && !e.is_cancelled()
+        {
+            tracing::error!("outputs task: {e}");
         }
         health.leading.store(false, Ordering::SeqCst);
         health.listed.store(false, Ordering::SeqCst);
@@ -149,11 +153,6 @@ pub async fn run_with(
     }
     if let Some(e) = elector {
         let _ = e.await;
-    }
-    match summaries.await {
-        Ok(Err(e)) => tracing::warn!("monthly summary task: {e:#}"),
-        Err(e) => tracing::warn!("monthly summary task: {e}"),
-        Ok(Ok(())) => {}
     }
     match http.await {
         Ok(r) => r?,

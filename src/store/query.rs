@@ -123,3 +123,11 @@ pub fn teams_by_namespace(conn: &Connection, annotation: &str) -> Result<BTreeMa
         .filter_map(|(ns, mut a)| a.remove(annotation).map(|t| (ns, t.trim().to_owned())))
         .collect())
 }
+
+/// Highest finding event id: what the output runner polls for new work (every 100 ms:
+/// the rowid's maximum, from a cached statement).
+pub fn last_event_id(conn: &Connection) -> Result<i64> {
+    Ok(conn
+        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM finding_events")?
+        .query_row([], |r| r.get(0))?)
+}

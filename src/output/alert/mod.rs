@@ -13,6 +13,7 @@ pub mod channel;
 mod compose;
 pub mod config;
 mod decide;
+mod output;
 mod queue;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -22,10 +23,10 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use tokio::sync::watch;
 
 pub use compose::{Group, Message};
 pub use decide::{Destination, destinations};
+pub use output::AlertOutput;
 pub use queue::PlanStats;
 
 use crate::config::Config;
@@ -90,6 +91,30 @@ pub struct DeliverReport {
 impl DeliverReport {
     pub fn failed(&self) -> usize {
         self.messages.iter().filter(|m| !m.sent).count()
+    }
+}
+
+impl AlertSummary {
+    /// Failed messages and a failed delivery, as Events.
+    pub fn problems(&self) -> Vec<crate::output::Problem> {
+        let mut out: Vec<crate::output::Problem> = self
+            .delivery
+            .messages
+            .iter()
+            .filter_map(|m| {
+                m.error.as_ref().map(|e| crate::output::Problem {
+                    reason: "AlertFailed",
+                    message: format!("{}: {}: {e}", m.destination, m.title),
+                })
+            })
+            .collect();
+        if let Some(e) = &self.error {
+            out.push(crate::output::Problem {
+                reason: "AlertFailed",
+                message: e.clone(),
+            });
+        }
+        out
     }
 }
 
@@ -535,43 +560,6 @@ fn unknown_teams(
         .collect()
 }
 
-/// `scan`: after the sweep (and the DefectDojo export) committed, queue what is new and
-/// send it at once. The first sweep against a store is the baseline when
-/// `alerts.baseline_first_run`.
-/// Never fails the sweep, which is committed by then: a failure is logged and reported,
-/// and what was queued stays queued for the next run.
-pub async fn after_scan(
-    config: &Config,
-    store: &mut Store,
-    now: DateTime<Utc>,
-) -> Option<AlertSummary> {
-    let alerter = match Alerter::new(config, None) {
-        Ok(Some(a)) => a,
-        Ok(None) => return None,
-        Err(e) => return Some(failed(e)),
-    };
-    let plan = match alerter.plan(store, now, true) {
-        Ok(p) => p,
-        Err(e) => return Some(failed(e)),
-    };
-    match alerter.deliver(store, now, &|| false).await {
-        Ok(delivery) => Some(AlertSummary {
-            plan,
-            delivery,
-            error: None,
-        }),
-        Err(e) => Some(AlertSummary { plan, ..failed(e) }),
-    }
-}
-
-fn failed(e: anyhow::Error) -> AlertSummary {
-    tracing::error!("alerts: {e:#}");
-    AlertSummary {
-        error: Some(format!("{e:#}")),
-        ..AlertSummary::default()
-    }
-}
-
 /// The result of `alert --test` for one destination.
 #[derive(Debug, Clone, Serialize)]
 pub struct TestResult {
@@ -601,107 +589,6 @@ pub async fn send_test(config: &Config) -> Result<Vec<TestResult>> {
         });
     }
     Ok(out)
-}
-
-/// The controller's alert loop (leader only). A new finding event starts a batch window;
-/// when it ends, what is new is queued and sent, one message per image. Queued alerts
-/// that could not be sent are retried every window. Before the first full list of every
-/// kind (`ready`), no baseline is taken, so the baseline is the whole cluster. On stop no
-/// new message starts; the one in flight gets the shutdown grace; the rest stays queued.
-pub async fn alert_loop(
-    config: Config,
-    ready: Arc<dyn Fn() -> bool + Send + Sync>,
-    metrics: Option<Arc<Metrics>>,
-    mut leading: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
-) -> Result<()> {
-    let Some(alerter) = Alerter::new(&config, metrics)? else {
-        return Ok(());
-    };
-    let mut store = Store::open(&config.store)?;
-    let window = config.alerts.batch_window.0;
-    let retry_every = window.max(Duration::from_secs(1));
-    // Polling the newest event id is one indexed read; it also sees a `scan` beside us.
-    let poll = Duration::from_millis(100).min(window.max(Duration::from_millis(10)));
-    let mut seen = queue::last_event_id(store.conn())?;
-    let mut has_cursor = queue::has_cursor(store.conn())?;
-    // At start: deliver what a previous process left queued.
-    let mut due: Option<Instant> = Some(Instant::now());
-    let mut retry_at: Option<Instant> = None;
-    tracing::info!(
-        destinations = alerter.destinations().len(),
-        batch_window = %humantime::format_duration(window),
-        "alerts on"
-    );
-    loop {
-        tokio::select! {
-            biased;
-            _ = crate::flag::until(&mut stop, true) => return Ok(()),
-            _ = crate::flag::until(&mut leading, false) => return Ok(()),
-            _ = tokio::time::sleep(poll) => {}
-        }
-        let now = Instant::now();
-        let last = match queue::last_event_id(store.conn()) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::error!("alerts: reading the store: {e:#}");
-                continue;
-            }
-        };
-        if last > seen {
-            seen = last;
-            due.get_or_insert(now + window);
-        }
-        if !has_cursor && config.alerts.baseline_first_run {
-            if !ready() {
-                continue;
-            }
-            // Ready: the baseline is the whole first list, taken at once.
-            due = Some(now);
-        }
-        let is_due = due.is_some_and(|d| now >= d) || retry_at.is_some_and(|r| now >= r);
-        if !is_due {
-            continue;
-        }
-        due = None;
-        retry_at = None;
-        let utc = Utc::now();
-        match alerter.plan(&mut store, utc, ready()) {
-            Ok(stats) => has_cursor = !stats.waiting_for_baseline,
-            Err(e) => {
-                tracing::error!("alerts: queueing new findings: {e:#}");
-                retry_at = Some(now + retry_every);
-                continue;
-            }
-        }
-        let (stop_rx, lead_rx) = (stop.clone(), leading.clone());
-        let stopping = move || *stop_rx.borrow() || !*lead_rx.borrow();
-        let mut stop_then_grace = stop.clone();
-        let grace = config.run.shutdown_grace.0;
-        let deadline = async move {
-            crate::flag::until(&mut stop_then_grace, true).await;
-            tokio::time::sleep(grace).await;
-        };
-        let outcome = tokio::select! {
-            r = alerter.deliver(&mut store, utc, &stopping) => Some(r),
-            _ = deadline => {
-                tracing::warn!("shutdown grace over: unsent alerts stay queued");
-                None
-            }
-        };
-        match outcome {
-            Some(Ok(r)) if r.pending > 0 => retry_at = Some(Instant::now() + retry_every),
-            Some(Ok(_)) => {}
-            Some(Err(e)) => {
-                tracing::error!("alerts: delivering: {e:#}");
-                retry_at = Some(Instant::now() + retry_every);
-            }
-            None => return Ok(()),
-        }
-        if *stop.borrow() {
-            return Ok(());
-        }
-    }
 }
 
 #[cfg(test)]

@@ -81,14 +81,6 @@ pub fn has_cursor(conn: &Connection) -> Result<bool> {
     Ok(meta_get(conn, CURSOR)?.is_some())
 }
 
-/// Highest finding event id: what the controller loop polls for new work (every 100 ms:
-/// the rowid's maximum, from a cached statement).
-pub fn last_event_id(conn: &Connection) -> Result<i64> {
-    Ok(conn
-        .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM finding_events")?
-        .query_row([], |r| r.get(0))?)
-}
-
 /// The routing facts of one finding.
 pub struct FindingFacts {
     pub family: Family,
@@ -180,7 +172,7 @@ pub fn plan(
                 stats.waiting_for_baseline = true;
                 return Ok(stats);
             }
-            let last = last_event_id(conn)?;
+            let last = crate::store::query::last_event_id(conn)?;
             let open: i64 = conn.query_row(
                 "SELECT COUNT(*) FROM findings WHERE resolved_at IS NULL",
                 [],
@@ -204,7 +196,7 @@ pub fn plan(
         )?
         .query_map(params![cursor], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<rusqlite::Result<_>>()?;
-    let last = last_event_id(conn)?.max(cursor);
+    let last = crate::store::query::last_event_id(conn)?.max(cursor);
     let mut seen = BTreeSet::new();
     for (_, finding_id) in &events {
         if !seen.insert(*finding_id) {

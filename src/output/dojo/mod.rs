@@ -5,6 +5,7 @@ pub mod client;
 pub mod exporter;
 pub mod format;
 pub mod outbox;
+pub mod output;
 pub mod plan;
 
 pub use client::{DojoClient, DojoError};

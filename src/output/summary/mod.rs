@@ -10,6 +10,7 @@ pub mod cron;
 pub mod deliver;
 pub mod history;
 pub mod month;
+pub mod output;
 pub mod render;
 pub mod report;
 pub mod schedule;

@@ -8,26 +8,17 @@
 //! occurrences after the scheduler first ran against this store count (`meta`
 //! `summary_armed_at`), so a fresh install does not mail last month on its first start.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use anyhow::{Context, Result};
+use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
 use rusqlite::{OptionalExtension, params};
-use tokio::sync::watch;
 
 use super::deliver::{self, Outcome, SendOptions};
 use super::month::Month;
 use crate::config::Config;
-use crate::flag::until;
 use crate::mail::Mailer;
 use crate::metrics::Metrics;
 use crate::store::Store;
-
-/// Re-check at least this often: wall-clock jumps and suspended nodes do not delay a send
-/// by more than this.
-const MAX_SLEEP: Duration = Duration::from_secs(300);
 
 /// The first occurrence strictly after `after`.
 pub fn next_run(schedule: &cron::Schedule, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
@@ -107,6 +98,21 @@ impl Tick {
     pub fn pending(&self) -> bool {
         self.outcomes.iter().any(|(_, o)| o.pending())
     }
+
+    /// Summaries that could not be sent, as Events.
+    pub fn problems(&self) -> Vec<crate::output::Problem> {
+        self.outcomes
+            .iter()
+            .filter(|(_, o)| o.is_failure())
+            .map(|(a, o)| crate::output::Problem {
+                reason: "SummaryFailed",
+                message: match &self.month {
+                    Some(m) => format!("{m} {} ({}): {o}", a.scope.id(), a.to.join(", ")),
+                    None => format!("{} ({}): {o}", a.scope.id(), a.to.join(", ")),
+                },
+            })
+            .collect()
+    }
 }
 
 /// One wake-up at `now`: sends the due month to whoever has not got it.
@@ -141,94 +147,6 @@ pub async fn tick(
         month: Some(month),
         outcomes,
     })
-}
-
-/// A source of the current time (tests inject their own).
-pub type Clock = Arc<dyn Fn() -> DateTime<Utc> + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(Utc::now)
-}
-
-/// The controller's summary task: while this replica leads, wakes at each occurrence (and
-/// after failures, every `retry_interval`) and sends what is due.
-pub async fn summary_loop(
-    config: Config,
-    metrics: Arc<Metrics>,
-    mut leading: watch::Receiver<bool>,
-    mut stop: watch::Receiver<bool>,
-    clock: Clock,
-) -> Result<()> {
-    if config.smtp.is_none() || !config.summary.has_recipients(&config) {
-        tracing::debug!("monthly summary: no smtp section or no recipients; not scheduled");
-        return Ok(());
-    }
-    let Some(smtp) = config.smtp.as_ref() else {
-        return Ok(());
-    };
-    let mailer = match Mailer::new(smtp) {
-        Ok(m) => m,
-        Err(e) => {
-            // Said now, not at shutdown: no summary will be sent until this is fixed.
-            tracing::error!("monthly summary: smtp: {e}; no summary will be sent");
-            return Err(e).context("monthly summary: smtp");
-        }
-    };
-    let tz = config.summary.timezone.tz();
-    let schedule = config.summary.schedule.schedule().clone();
-    tracing::info!(
-        schedule = config.summary.schedule.source(),
-        timezone = tz.name(),
-        next = ?next_run(&schedule, tz, clock()),
-        "monthly summary scheduled"
-    );
-    loop {
-        tokio::select! {
-            _ = until(&mut stop, true) => return Ok(()),
-            led = until(&mut leading, true) => if !led { return Ok(()) },
-        }
-        let mut store = Store::open(&config.store)?;
-        loop {
-            if *stop.borrow() || !*leading.borrow() {
-                break;
-            }
-            let now = clock();
-            // On shutdown a send in flight gets the grace period; if cut, its claim
-            // expires and it is sent again later with the same Message-ID.
-            let mut stop_then_grace = stop.clone();
-            let grace = config.run.shutdown_grace.0;
-            let deadline = async move {
-                until(&mut stop_then_grace, true).await;
-                tokio::time::sleep(grace).await;
-            };
-            let result = tokio::select! {
-                r = tick(&config, &mut store, &mailer, now, Some(&metrics)) => r,
-                _ = deadline => return Ok(()),
-            };
-            let retry = match result {
-                Ok(t) => t.pending(),
-                Err(e) => {
-                    tracing::error!("monthly summary: {e:#}");
-                    metrics.summary_failures.inc();
-                    true
-                }
-            };
-            let mut wait = next_run(&schedule, tz, now)
-                .and_then(|n| (n - now).to_std().ok())
-                .unwrap_or(MAX_SLEEP)
-                .min(MAX_SLEEP);
-            if retry {
-                wait = wait.min(config.summary.retry_interval.0);
-            }
-            // Wake a little after the occurrence, never before it.
-            let wait = wait + Duration::from_millis(200);
-            tokio::select! {
-                _ = until(&mut stop, true) => return Ok(()),
-                _ = until(&mut leading, false) => break,
-                _ = tokio::time::sleep(wait) => {}
-            }
-        }
-    }
 }
 
 #[cfg(test)]

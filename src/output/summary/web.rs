@@ -23,14 +23,14 @@ use crate::store::Store;
 pub struct SummaryWeb {
     pub config: Config,
     /// Injected in tests.
-    pub clock: super::schedule::Clock,
+    pub clock: crate::output::Clock,
 }
 
 impl SummaryWeb {
     pub fn new(config: Config) -> SummaryWeb {
         SummaryWeb {
             config,
-            clock: super::schedule::system_clock(),
+            clock: crate::output::system_clock(),
         }
     }
 }
