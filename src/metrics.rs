@@ -29,6 +29,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabel {
     /// Channel name, or `team:<name>` for a team route.
     pub channel: String,
@@ -69,6 +74,9 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 once every watched kind has been listed.
     pub ready: Gauge,
+    /// Always 1, labelled with the configured cluster name: dashboards join it to show
+    /// findings per cluster when one Prometheus scrapes several clusters.
+    pub cluster_info: Family<ClusterLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -100,6 +108,7 @@ impl Metrics {
             last_dojo_push_timestamp_seconds: Gauge::default(),
             leader: Gauge::default(),
             ready: Gauge::default(),
+            cluster_info: Family::default(),
         };
         registry.register(
             "reports_seen",
@@ -191,6 +200,11 @@ impl Metrics {
             "1 once every watched report kind has been listed",
             m.ready.clone(),
         );
+        registry.register(
+            "cluster_info",
+            "Always 1; the label is the configured cluster name",
+            m.cluster_info.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -201,6 +215,15 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Records the configured cluster name (`trivy_digest_cluster_info{cluster}`).
+    pub fn set_cluster(&self, cluster: &str) {
+        self.cluster_info
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_owned(),
+            })
+            .set(1);
     }
 
     pub fn kind(kind: &str) -> KindLabel {
