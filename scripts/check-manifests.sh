@@ -6,7 +6,10 @@
 #      charts/trivy-digest/ci/*-values.yaml and the Flux example's values (real Helm
 #      engine, offline);
 #   2. examples/manifests/trivy-digest.yaml is exactly the chart rendered with the Flux
-#      example's values (--update regenerates it);
+#      example's values, tests/fixtures/chart/*.yaml the chart rendered with each ci/
+#      values file (what tests/chart.rs and tests/metrics_catalog.rs read), and the values
+#      table of charts/trivy-digest/README.md the one values.yaml's `# --` comments make
+#      (--update regenerates all three);
 #   3. the config file each of those renders mounts passes `trivy-digest config check`;
 #   4. `trivy config`, offline with its embedded checks, over the chart (rendered by trivy
 #      with each ci/ values file), examples/manifests, examples/flux and the Dockerfile.
@@ -68,12 +71,14 @@ trap 'rm -rf "$work"' EXIT
 step "helm lint and render ($CHART, ci/*-values.yaml, examples/flux)"
 "$py" scripts/chart_tool.py lint
 
-step "examples/manifests"
-if $update; then
-    "$py" scripts/chart_tool.py manifests --write
-else
-    "$py" scripts/chart_tool.py manifests --check
-fi
+step "examples/manifests, tests/fixtures/chart, the chart README's values table"
+mode=--check
+$update && mode=--write
+generated=0
+"$py" scripts/chart_tool.py manifests "$mode" || generated=1
+"$py" scripts/chart_tool.py renders "$mode" || generated=1
+"$py" scripts/chart_tool.py values-table "$mode" || generated=1
+[ "$generated" = 0 ] || fail "generated files differ from the chart (scripts/check-manifests.sh --update)"
 
 step "config check of each rendered config file"
 bin=${TRIVY_DIGEST_BIN:-${CARGO_TARGET_DIR:-target}/debug/trivy-digest}

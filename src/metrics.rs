@@ -29,6 +29,11 @@ pub struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ClusterLabel {
+    pub cluster: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabel {
     /// Channel name, or `team:<name>` for a team route.
     pub channel: String,
@@ -87,6 +92,9 @@ pub struct Metrics {
     pub leader: Gauge,
     /// 1 once every watched kind has been listed.
     pub ready: Gauge,
+    /// Always 1, labelled with the configured cluster name: dashboards join it to show
+    /// findings per cluster when one Prometheus scrapes several clusters.
+    pub cluster_info: Family<ClusterLabel, Gauge>,
 }
 
 impl Default for Metrics {
@@ -120,6 +128,7 @@ impl Metrics {
             output_last_ok_timestamp_seconds: Family::default(),
             leader: Gauge::default(),
             ready: Gauge::default(),
+            cluster_info: Family::default(),
         };
         registry.register(
             "reports_seen",
@@ -221,6 +230,11 @@ impl Metrics {
             "1 once every watched report kind has been listed",
             m.ready.clone(),
         );
+        registry.register(
+            "cluster_info",
+            "Always 1; the label is the configured cluster name",
+            m.cluster_info.clone(),
+        );
         Metrics { registry, ..m }
     }
 
@@ -231,6 +245,15 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+
+    /// Records the configured cluster name (`trivy_digest_cluster_info{cluster}`).
+    pub fn set_cluster(&self, cluster: &str) {
+        self.cluster_info
+            .get_or_create(&ClusterLabel {
+                cluster: cluster.to_owned(),
+            })
+            .set(1);
     }
 
     pub fn kind(kind: &str) -> KindLabel {

@@ -766,3 +766,277 @@ fn configuration_reference_covers_every_key() {
         }
     }
 }
+
+/// The chart rendered by Helm with `ci/<name>-values.yaml` (tests/fixtures/chart, kept
+/// in sync by scripts/check-manifests.sh), with those values merged over the chart's.
+fn rendered(name: &str) -> (Vec<Value>, Value) {
+    let rel = format!("tests/fixtures/chart/{name}.yaml");
+    let docs: Vec<Value> = serde_saphyr::from_multiple::<Value>(&read(&rel))
+        .unwrap_or_else(|e| panic!("{rel}: {e}"))
+        .into_iter()
+        .filter(|d| !d.is_null())
+        .collect();
+    let ci = yaml_file(&format!("{CHART}/ci/{name}-values.yaml"));
+    (docs, coalesce(&chart_values(), &ci))
+}
+
+/// Every ci/ values file has its render (and no render is left without one).
+#[test]
+fn every_ci_values_file_has_a_render() {
+    let names = |dir: &str, suffix: &str| -> BTreeSet<String> {
+        std::fs::read_dir(root().join(dir))
+            .unwrap_or_else(|e| panic!("{dir}: {e}"))
+            .filter_map(|e| {
+                let name = e.expect("entry").file_name().to_string_lossy().into_owned();
+                name.strip_suffix(suffix).map(str::to_owned)
+            })
+            .collect()
+    };
+    assert_eq!(
+        names(&format!("{CHART}/ci"), "-values.yaml"),
+        names("tests/fixtures/chart", ".yaml"),
+        "run scripts/check-manifests.sh --update"
+    );
+}
+
+fn container(deploy: &Value) -> &Value {
+    &deploy["spec"]["template"]["spec"]["containers"][0]
+}
+
+/// With no registry values the image is `repository:appVersion`, as before the split;
+/// `image.registry` prefixes the repository and `global.imageRegistry` (a mirror) wins.
+#[test]
+fn image_reference_from_registry_repository_and_mirror() {
+    let chart = yaml_file(&format!("{CHART}/Chart.yaml"));
+    let app = chart["appVersion"].as_str().expect("appVersion");
+    let (docs, values) = rendered("default");
+    assert_eq!(values["image"]["registry"], "");
+    assert_eq!(
+        container(object(&docs, "Deployment"))["image"],
+        format!("registry.example.com/trivy-digest:{app}")
+    );
+    let (docs, values) = rendered("conventions");
+    assert_eq!(values["image"]["registry"], "registry.example.com");
+    let mirror = values["global"]["imageRegistry"].as_str().expect("mirror");
+    let repo = values["image"]["repository"].as_str().expect("repository");
+    assert_eq!(
+        container(object(&docs, "Deployment"))["image"],
+        format!("{mirror}/{repo}:{app}")
+    );
+    let (docs, values) = rendered("full");
+    assert_eq!(
+        container(object(&docs, "Deployment"))["image"],
+        format!(
+            "registry.example.com/trivy-digest@{}",
+            values["image"]["digest"].as_str().expect("digest")
+        )
+    );
+}
+
+/// `namespaceOverride` reaches every namespaced object, the ServiceMonitor's target
+/// namespace and the RBAC subjects; cluster-scoped objects have no namespace.
+#[test]
+fn namespace_override_reaches_every_namespaced_object() {
+    let (docs, values) = rendered("conventions");
+    let ns = values["namespaceOverride"]
+        .as_str()
+        .expect("namespaceOverride");
+    assert_ne!(
+        ns, "trivy-digest",
+        "the override differs from the release namespace"
+    );
+    let cluster_scoped = ["ClusterRole", "ClusterRoleBinding"];
+    for d in &docs {
+        let kind = d["kind"].as_str().expect("kind");
+        let name = d["metadata"]["name"].as_str().expect("name");
+        if cluster_scoped.contains(&kind) {
+            assert!(d["metadata"]["namespace"].is_null(), "{kind} {name}");
+        } else {
+            assert_eq!(d["metadata"]["namespace"], ns, "{kind} {name}");
+        }
+        for s in d["subjects"].as_array().into_iter().flatten() {
+            assert_eq!(s["namespace"], ns, "{kind} {name}: subject");
+        }
+    }
+    let sm = object(&docs, "ServiceMonitor");
+    assert_eq!(sm["spec"]["namespaceSelector"]["matchNames"], json!([ns]));
+    // The default rule selector names the override too (here a custom one is set).
+    let (docs, _) = rendered("full");
+    let rule = object(&docs, "PrometheusRule");
+    let expr = rule["spec"]["groups"][0]["rules"][0]["expr"]
+        .as_str()
+        .expect("expr");
+    assert!(
+        expr.contains("namespace=\"trivy-digest\", job=\"trivy-digest\""),
+        "{expr}"
+    );
+}
+
+/// `configFrom.existingConfigMap`: the chart renders no config object of its own and
+/// mounts the named one's key as the file `--config` names.
+#[test]
+fn existing_config_map_replaces_the_charts_config() {
+    let (docs, values) = rendered("conventions");
+    let from = &values["configFrom"];
+    let name = from["existingConfigMap"]
+        .as_str()
+        .expect("existingConfigMap");
+    for d in &docs {
+        let holds_config = ["data", "stringData"]
+            .iter()
+            .any(|f| !d[*f][CONFIG_KEY].is_null());
+        assert!(
+            !holds_config,
+            "{} {} holds a config file",
+            d["kind"], d["metadata"]["name"]
+        );
+    }
+    let deploy = object(&docs, "Deployment");
+    let c = container(deploy);
+    let args: Vec<&str> = c["args"]
+        .as_array()
+        .expect("args")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    let config_path = args
+        .iter()
+        .position(|a| *a == "--config")
+        .map(|i| args[i + 1])
+        .expect("--config");
+    let mount = c["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .find(|m| m["name"] == "config")
+        .expect("config mount");
+    let volume = deploy["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "config")
+        .expect("config volume");
+    assert_eq!(volume["configMap"]["name"], name);
+    assert_eq!(volume["configMap"]["items"][0]["key"], from["key"]);
+    assert_eq!(
+        format!(
+            "{}/{}",
+            mount["mountPath"].as_str().expect("mountPath"),
+            volume["configMap"]["items"][0]["path"]
+                .as_str()
+                .expect("path")
+        ),
+        config_path
+    );
+    // No config object of the chart's to hash: the annotation is constant.
+    let (default_docs, _) = rendered("default");
+    assert!(
+        !objects(&default_docs, "ConfigMap").is_empty(),
+        "by default the chart renders its ConfigMap"
+    );
+}
+
+/// revisionHistoryLimit and serviceAccount.automount reach the Deployment; the
+/// ServiceAccount itself never mounts its token.
+#[test]
+fn deployment_knobs() {
+    for name in ["default", "full", "conventions"] {
+        let (docs, values) = rendered(name);
+        let deploy = object(&docs, "Deployment");
+        assert_eq!(
+            deploy["spec"]["revisionHistoryLimit"], values["revisionHistoryLimit"],
+            "{name}"
+        );
+        assert_eq!(
+            deploy["spec"]["template"]["spec"]["automountServiceAccountToken"],
+            values["serviceAccount"]["automount"],
+            "{name}"
+        );
+        assert_eq!(
+            object(&docs, "ServiceAccount")["automountServiceAccountToken"],
+            false
+        );
+    }
+    assert_eq!(chart_values()["revisionHistoryLimit"], 3, "as before");
+}
+
+/// The ServiceMonitor carries the extras the values set.
+#[test]
+fn service_monitor_extras() {
+    let (docs, values) = rendered("full");
+    let sm = object(&docs, "ServiceMonitor");
+    let want = &values["serviceMonitor"];
+    assert_eq!(sm["metadata"]["annotations"], want["annotations"]);
+    let ep = &sm["spec"]["endpoints"][0];
+    assert_eq!(ep["honorLabels"], true);
+    assert_eq!(ep["metricRelabelings"], want["metricRelabelings"]);
+    assert_eq!(ep["scheme"], "http");
+    let (docs, values) = rendered("conventions");
+    let ep = &object(&docs, "ServiceMonitor")["spec"]["endpoints"][0];
+    let want = &values["serviceMonitor"];
+    assert_eq!(ep["scheme"], "https");
+    assert_eq!(ep["tlsConfig"], want["tlsConfig"]);
+    assert_eq!(ep["relabelings"], want["relabelings"]);
+    assert!(
+        ep["honorLabels"].is_null(),
+        "honorLabels: false is left out"
+    );
+}
+
+/// The dashboard ConfigMap is the JSON file, labelled for Grafana's sidecar, where the
+/// values say; the PrometheusRule has the built-in alerts the values leave on, plus the
+/// extra rules. Both are off by default.
+#[test]
+fn dashboard_and_rules() {
+    let (docs, _) = rendered("default");
+    assert!(objects(&docs, "PrometheusRule").is_empty());
+    assert!(
+        !docs
+            .iter()
+            .any(|d| !d["metadata"]["labels"]["grafana_dashboard"].is_null())
+    );
+
+    let (docs, values) = rendered("full");
+    let g = &values["grafana"]["dashboards"];
+    let cms: Vec<&Value> = objects(&docs, "ConfigMap")
+        .into_iter()
+        .filter(|d| !d["data"]["trivy-digest.json"].is_null())
+        .collect();
+    assert_eq!(cms.len(), 1);
+    let cm = cms[0];
+    let label = g["label"].as_str().expect("label");
+    assert_eq!(cm["metadata"]["labels"][label], g["labelValue"]);
+    assert_eq!(cm["metadata"]["namespace"], g["namespace"]);
+    assert_eq!(cm["metadata"]["annotations"], g["annotations"]);
+    let shipped: Value =
+        serde_json::from_str(cm["data"]["trivy-digest.json"].as_str().expect("dashboard"))
+            .expect("the dashboard is JSON");
+    let file: Value = serde_json::from_str(&read(&format!("{CHART}/dashboards/trivy-digest.json")))
+        .expect("dashboard file");
+    assert_eq!(shipped, file);
+
+    let rule = object(&docs, "PrometheusRule");
+    let alerts: BTreeSet<String> = rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+        .iter()
+        .map(|r| r["alert"].as_str().expect("alert").to_owned())
+        .collect();
+    let defaults = chart_values()["prometheusRule"]["defaultRules"]
+        .as_object()
+        .expect("defaultRules")
+        .len();
+    // All built-in alerts but summaryFailing (off in full-values), plus one extra.
+    assert_eq!(alerts.len(), defaults - 1 + 1, "{alerts:?}");
+    assert!(!alerts.contains("TrivyDigestSummaryFailing"));
+    assert!(alerts.contains("TrivyDigestCriticalFindings"));
+    for r in rule["spec"]["groups"][0]["rules"]
+        .as_array()
+        .expect("rules")
+    {
+        if r["alert"] != "TrivyDigestCriticalFindings" {
+            assert_eq!(r["labels"]["team"], "platform", "{}", r["alert"]);
+            assert!(r["labels"]["severity"].is_string(), "{}", r["alert"]);
+        }
+    }
+}

@@ -38,6 +38,7 @@ pub async fn run_with(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<i32> {
     let metrics = Arc::new(Metrics::new());
+    metrics.set_cluster(&config.cluster);
     let health = Arc::new(Health::default());
     let listener = serve::bind(&config.run.listen).await?;
     tracing::info!(listen = %config.run.listen, "serving /healthz, /readyz, /metrics");

@@ -157,6 +157,12 @@ impl Store {
                 .conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| busy_or(&path, e))?;
+            // Another connection (a task of this process opening the same fresh store,
+            // another replica) may have applied it while this one waited for the lock.
+            let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+            if applied > i as i64 {
+                continue;
+            }
             // SQLite's message only: rusqlite's would repeat the whole migration's SQL.
             tx.execute_batch(sql).map_err(|e| {
                 anyhow::anyhow!("migration {} failed: {}", i + 1, sqlite_message(&e))
@@ -237,5 +243,41 @@ impl Store {
                 Ok(())
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod migrate_race {
+    use super::*;
+
+    /// Two connections opening one fresh store at once (the controller's and the alert
+    /// loop's, at start): the one that waited for the write lock must not apply the
+    /// migrations the other has just applied ("table already exists").
+    #[test]
+    fn a_store_migrated_while_waiting_for_the_lock_opens() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("store.db");
+        let mut other = Connection::open(&path).expect("open");
+        let mode: String = other
+            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
+            .expect("wal");
+        assert_eq!(mode, "wal");
+        // The other connection migrates, holding the write lock...
+        let tx = other
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .expect("lock");
+        for sql in schema::MIGRATIONS {
+            tx.execute_batch(sql).expect("migration");
+        }
+        tx.pragma_update(None, "user_version", schema::MIGRATIONS.len() as i64)
+            .expect("version");
+        // ...while this one reads version 0 and waits for the lock.
+        let opener = std::thread::spawn(move || Store::open(&path).map(|_| ()));
+        std::thread::sleep(Duration::from_millis(300));
+        tx.commit().expect("commit");
+        opener
+            .join()
+            .expect("thread")
+            .expect("the store opens once the other connection has migrated it");
     }
 }

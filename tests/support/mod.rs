@@ -6,6 +6,7 @@ pub mod cli;
 pub mod controller;
 pub mod dojo;
 pub mod http_thread;
+pub mod kube_http;
 pub mod kube_server;
 pub mod reports;
 pub mod slack;

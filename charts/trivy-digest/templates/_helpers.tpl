@@ -44,8 +44,24 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
+{{/*
+The namespace of every namespaced object: namespaceOverride, else the release's.
+*/}}
+{{- define "trivy-digest.namespace" -}}
+{{- .Values.namespaceOverride | default .Release.Namespace | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+[registry/]repository(@digest|:tag). The registry is global.imageRegistry (a mirror),
+else image.registry; empty when the repository names its registry itself.
+*/}}
 {{- define "trivy-digest.image" -}}
 {{- $repo := required "image.repository is required: build the image with the repository's Dockerfile and push it to a registry the cluster can pull from" .Values.image.repository }}
+{{- $global := .Values.global | default dict }}
+{{- $registry := $global.imageRegistry | default .Values.image.registry | default "" | trimSuffix "/" }}
+{{- if $registry }}
+{{- $repo = printf "%s/%s" $registry $repo }}
+{{- end }}
 {{- if .Values.image.digest }}
 {{- printf "%s@%s" $repo .Values.image.digest }}
 {{- else }}
@@ -76,12 +92,12 @@ the binary.
 
 {{/*
 The namespace of the leader Lease: config.run.leader_election.namespace, else the
-release namespace (the binary's POD_NAMESPACE).
+chart's namespace (the binary's POD_NAMESPACE).
 */}}
 {{- define "trivy-digest.leaseNamespace" -}}
 {{- $run := .Values.config.run | default dict }}
 {{- $le := $run.leader_election | default dict }}
-{{- $le.namespace | default .Release.Namespace }}
+{{- $le.namespace | default (include "trivy-digest.namespace" .) }}
 {{- end }}
 
 {{- define "trivy-digest.leaseName" -}}
@@ -144,6 +160,9 @@ Refuses values that would deploy something broken, with the reason.
 {{- if not (has $s.exposeAs (list "file" "env")) }}
 {{- fail (printf "secrets.%s.exposeAs %q: one of file, env" $name $s.exposeAs) }}
 {{- end }}
+{{- end }}
+{{- if and .Values.configFrom.existingConfigMap .Values.configFrom.existingSecret }}
+{{- fail "configFrom.existingConfigMap and configFrom.existingSecret are both set: the config file comes from one of them" }}
 {{- end }}
 {{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.egress.apiServer.cidrs) }}
 {{- fail "networkPolicy.enabled needs networkPolicy.egress.apiServer.cidrs: the API server's addresses (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes), or trivy-digest cannot watch anything" }}
