@@ -7,6 +7,7 @@ pub mod controller;
 pub mod dojo;
 pub mod http_thread;
 pub mod kube_server;
+pub mod proxy;
 pub mod reports;
 pub mod slack;
 pub mod smtp;
