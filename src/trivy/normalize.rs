@@ -347,10 +347,11 @@ fn workload_labels(meta: &Metadata) -> std::collections::BTreeMap<String, String
     meta.labels
         .iter()
         .filter(|(k, v)| {
-            !BOOKKEEPING_PREFIXES.iter().any(|p| k.starts_with(p))
-                && !BOOKKEEPING_KEYS.contains(&k.as_str())
+            let bookkeeping = BOOKKEEPING_PREFIXES.iter().any(|p| k.starts_with(p))
+                || BOOKKEEPING_KEYS.contains(&k.as_str())
                 // The operator marks its own objects; a workload's own value is kept.
-                && !(k.as_str() == "app.kubernetes.io/managed-by" && v.as_str() == "trivy-operator")
+                || (k.as_str() == "app.kubernetes.io/managed-by" && v.as_str() == "trivy-operator");
+            !bookkeeping
         })
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect()
