@@ -211,6 +211,7 @@ fn report(i: usize, w: usize, per_image: usize, v: usize, when: DateTime<Utc>) -
         },
         owner: None,
         container: "app".into(),
+        labels: Default::default(),
         image: Some(Image::new(
             "ghcr.io",
             &format!("team-{}/service-{i}", i % 17),

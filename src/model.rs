@@ -468,6 +468,10 @@ pub struct Report {
     /// controller reads its Pods to recover a missing digest.
     pub owner: Option<(String, String)>,
     pub container: String,
+    /// The report's own labels without the operator's bookkeeping (`trivy-operator.*`,
+    /// `starboard.*`, hashes): what `reportResourceLabels` copied from the workload.
+    /// Mapping templates read them as `workload_label:<key>`.
+    pub labels: std::collections::BTreeMap<String, String>,
     /// Set for vulnerability, secret and SBOM reports.
     #[serde(skip)]
     pub image: Option<Image>,

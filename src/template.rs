@@ -1,6 +1,7 @@
 //! Mapping templates: plain text with `{{ field }}` placeholders, each a list of
 //! alternatives where the first non-empty one wins: `{{ annotation:team | cluster }}`,
-//! `{{ label:app | "shared" }}`. No expressions, no evaluation: a template can only
+//! `{{ label:app | "shared" }}`, `{{ workload_label:app.kubernetes.io/part-of | cluster }}`.
+//! No expressions, no evaluation: a template can only
 //! read the fields listed in `Field`, and an unknown field is a configuration error.
 
 use std::collections::BTreeMap;
@@ -25,6 +26,9 @@ pub enum Field {
     Label(String),
     /// An annotation of the workload's namespace.
     Annotation(String),
+    /// A label of the workload that trivy-operator copied onto its report
+    /// (`reportResourceLabels`); the operator's own bookkeeping labels are not readable.
+    WorkloadLabel(String),
 }
 
 impl Field {
@@ -39,7 +43,9 @@ impl Field {
             "workload_kind" => Field::WorkloadKind,
             "workload_name" => Field::WorkloadName,
             _ => {
-                if let Some(k) = s.strip_prefix("label:") {
+                if let Some(k) = s.strip_prefix("workload_label:") {
+                    Field::WorkloadLabel(k.trim().to_owned())
+                } else if let Some(k) = s.strip_prefix("label:") {
                     Field::Label(k.trim().to_owned())
                 } else if let Some(k) = s.strip_prefix("annotation:") {
                     Field::Annotation(k.trim().to_owned())
@@ -64,6 +70,8 @@ pub struct Vars<'a> {
     pub workload_name: &'a str,
     pub labels: Option<&'a BTreeMap<String, String>>,
     pub annotations: Option<&'a BTreeMap<String, String>>,
+    /// The labels of the workload's report (see `Field::WorkloadLabel`).
+    pub workload_labels: Option<&'a BTreeMap<String, String>>,
 }
 
 impl Vars<'_> {
@@ -83,6 +91,10 @@ impl Vars<'_> {
                 .map_or("", String::as_str),
             Field::Annotation(k) => self
                 .annotations
+                .and_then(|m| m.get(k))
+                .map_or("", String::as_str),
+            Field::WorkloadLabel(k) => self
+                .workload_labels
                 .and_then(|m| m.get(k))
                 .map_or("", String::as_str),
         }
@@ -141,12 +153,17 @@ impl Template {
                 if let Some(lit) = alt.strip_prefix('"').and_then(|a| a.strip_suffix('"')) {
                     alts.push(Alt::Literal(lit.to_owned()));
                 } else if let Some(f) = Field::parse(alt) {
+                    if let Field::Label(k) | Field::Annotation(k) | Field::WorkloadLabel(k) = &f
+                        && k.is_empty()
+                    {
+                        return Err(err(format!("`{alt}` names no key")));
+                    }
                     alts.push(Alt::Field(f));
                 } else {
                     return Err(err(format!(
                         "unknown field `{alt}`; fields are cluster, subject, family, registry, \
                          repository, namespace, workload_kind, workload_name, label:<key>, \
-                         annotation:<key>, or a \"literal\""
+                         annotation:<key>, workload_label:<key>, or a \"literal\""
                     )));
                 }
             }
@@ -199,6 +216,7 @@ impl Template {
                             | Field::WorkloadName
                             | Field::Label(_)
                             | Field::Annotation(_)
+                            | Field::WorkloadLabel(_)
                     )
                 )
             }),
@@ -254,6 +272,48 @@ mod tests {
                 .expect("ok")
                 .uses_workload_fields()
         );
+    }
+
+    /// A VulnerabilityReport of a Deployment with `reportResourceLabels:
+    /// app.kubernetes.io/part-of` set: the product comes from the workload's label, and a
+    /// workload without it falls back; a namespace label of the same key is another field.
+    #[test]
+    fn workload_labels_are_their_own_source() {
+        let t = Template::parse("{{ workload_label:app.kubernetes.io/part-of | cluster }}")
+            .expect("ok");
+        assert!(t.uses_workload_fields());
+        let mut wl = BTreeMap::new();
+        wl.insert(
+            "app.kubernetes.io/part-of".to_owned(),
+            "checkout".to_owned(),
+        );
+        let mut ns = BTreeMap::new();
+        ns.insert(
+            "app.kubernetes.io/part-of".to_owned(),
+            "platform".to_owned(),
+        );
+        let mut v = Vars {
+            cluster: "prod",
+            labels: Some(&ns),
+            ..Default::default()
+        };
+        assert_eq!(
+            t.render(&v),
+            "prod",
+            "a namespace label is not a workload label"
+        );
+        v.workload_labels = Some(&wl);
+        assert_eq!(t.render(&v), "checkout");
+        let both = Template::parse(
+            "{{ label:app.kubernetes.io/part-of }}/{{ workload_label:app.kubernetes.io/part-of }}",
+        )
+        .expect("ok");
+        assert_eq!(both.render(&v), "platform/checkout");
+        // `label:` keeps reading the namespace.
+        let e = Template::parse("{{ workload_label: }}").expect_err("no key");
+        assert!(e.to_string().contains("names no key"), "{e}");
+        let e = Template::parse("{{ workload_labels:x }}").expect_err("typo");
+        assert!(e.to_string().contains("workload_label:<key>"), "{e}");
     }
 
     #[test]

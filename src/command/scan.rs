@@ -219,7 +219,7 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         summary.empty_inputs.push(file_inputs.join(", "));
     }
     if opts.inputs.iter().any(|i| matches!(i, Input::Cluster)) {
-        let client = kube::Client::try_default()
+        let client = cluster::connect::client()
             .await
             .context("--from cluster: no usable kubeconfig or in-cluster configuration")?;
         session.read_under(config.kube.label_selector.as_deref());

@@ -25,7 +25,7 @@ use crate::serve::{self, AppState, Health};
 
 /// Runs until SIGTERM or Ctrl-C.
 pub async fn run(config: Config) -> Result<i32> {
-    let client = kube::Client::try_default()
+    let client = crate::source::cluster::connect::client()
         .await
         .context("run: no usable kubeconfig or in-cluster configuration")?;
     run_with(config, client, shutdown_signal()).await

@@ -129,13 +129,13 @@ impl<'s> Session<'s> {
             .conn()
             .prepare_cached(
                 "INSERT INTO reports(kind, namespace, name, workload_id, container, target_id,
-                                     scanned_at, seen_scan, gone_since, selector)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9)
+                                     scanned_at, seen_scan, gone_since, selector, labels)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10)
                  ON CONFLICT(kind, namespace, name) DO UPDATE SET
                      workload_id = excluded.workload_id, container = excluded.container,
                      target_id = excluded.target_id, scanned_at = excluded.scanned_at,
                      seen_scan = excluded.seen_scan, gone_since = NULL,
-                     selector = excluded.selector",
+                     selector = excluded.selector, labels = excluded.labels",
             )?
             .execute(params![
                 r.id.kind.as_str(),
@@ -147,6 +147,7 @@ impl<'s> Session<'s> {
                 scanned_at,
                 self.scan_id,
                 self.selector,
+                serde_json::to_string(&r.labels)?,
             ])?;
         // Where the subject ran, kept after the report is gone (monthly summaries).
         self.store

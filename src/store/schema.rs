@@ -277,4 +277,49 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE reports ADD COLUMN selector TEXT NOT NULL DEFAULT '';
     "#,
+    // 5: the labels trivy-operator copied from the workload onto the report
+    // (`reportResourceLabels`), bookkeeping labels left out, as a JSON object: mapping
+    // templates read them (`workload_label:<key>`). Reports stored before read as none
+    // until their next scan.
+    r#"
+    ALTER TABLE reports ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
+    "#,
 ];
+
+#[cfg(test)]
+mod tests {
+    use rusqlite::Connection;
+
+    /// A store written before migration 5 keeps its reports; they read as having no
+    /// workload labels until their next scan.
+    #[test]
+    fn migration_5_gives_existing_reports_no_labels() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("old.db");
+        {
+            let c = Connection::open(&path).expect("open");
+            for sql in &super::MIGRATIONS[..4] {
+                c.execute_batch(sql).expect("migration");
+            }
+            c.execute_batch(
+                "PRAGMA user_version = 4;
+                 INSERT INTO workloads(id, namespace, kind, name, first_seen) VALUES(1, 'shop', 'Deployment', 'api', 0);
+                 INSERT INTO subjects(id, family, key, first_seen) VALUES(1, 'vulnerability', 'ghcr.io/org/api', 0);
+                 INSERT INTO targets(id, subject_id, key, set_hash, created_at) VALUES(1, 1, 'k', x'00', 0);
+                 INSERT INTO reports(kind, namespace, name, workload_id, container, target_id, seen_scan)
+                     VALUES('VulnerabilityReport', 'shop', 'r', 1, 'app', 1, 1);",
+            )
+            .expect("seed");
+        }
+        let store = crate::store::Store::open(&path).expect("migrate");
+        assert_eq!(
+            store.schema_version().expect("version"),
+            super::MIGRATIONS.len()
+        );
+        let labels: String = store
+            .conn()
+            .query_row("SELECT labels FROM reports", [], |r| r.get(0))
+            .expect("labels");
+        assert_eq!(labels, "{}");
+    }
+}

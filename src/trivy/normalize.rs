@@ -173,6 +173,7 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
         workload,
         owner,
         container,
+        labels: workload_labels(&meta),
         image: None,
         scanned_at: None,
         scanner_version: String::new(),
@@ -326,6 +327,34 @@ fn label<'m>(meta: &'m Metadata, suffix: &str) -> Option<&'m String> {
     ["trivy-operator.", "starboard."]
         .iter()
         .find_map(|p| meta.labels.get(&format!("{p}{suffix}")))
+}
+
+/// Labels trivy-operator (or starboard) writes on every report for its own bookkeeping;
+/// whatever else a report carries was copied from the workload (`reportResourceLabels`)
+/// or added by the user (`additionalReportLabels`).
+const BOOKKEEPING_PREFIXES: [&str; 2] = ["trivy-operator.", "starboard."];
+const BOOKKEEPING_KEYS: [&str; 6] = [
+    "resource-spec-hash",
+    "plugin-config-hash",
+    "resource-image-id",
+    "reused-report",
+    "vulnerabilityReport.scanner",
+    "node-info.collector",
+];
+
+/// The report's labels a mapping template may read (`workload_label:<key>`).
+fn workload_labels(meta: &Metadata) -> std::collections::BTreeMap<String, String> {
+    meta.labels
+        .iter()
+        .filter(|(k, v)| {
+            let bookkeeping = BOOKKEEPING_PREFIXES.iter().any(|p| k.starts_with(p))
+                || BOOKKEEPING_KEYS.contains(&k.as_str())
+                // The operator marks its own objects; a workload's own value is kept.
+                || (k.as_str() == "app.kubernetes.io/managed-by" && v.as_str() == "trivy-operator");
+            !bookkeeping
+        })
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// The scanned resource's kind and name from the labels. Long names move from the label
@@ -917,6 +946,38 @@ mod tests {
         );
         let r = report(&both);
         assert_eq!(r.findings.len(), 1);
+    }
+
+    /// `reportResourceLabels` copies workload labels onto the report beside the
+    /// operator's own; only the copied ones (and user-added ones) are kept.
+    #[test]
+    fn workload_labels_are_kept_without_the_operators_bookkeeping() {
+        let json = r#"{"kind":"VulnerabilityReport","metadata":{"name":"replicaset-api-7cc565547-app","namespace":"shop",
+          "labels":{"app.kubernetes.io/managed-by":"trivy-operator","app.kubernetes.io/part-of":"checkout",
+                    "team":"payments","plugin-config-hash":"659b7b9c46","resource-spec-hash":"6d4cf56db6",
+                    "trivy-operator.container.name":"app","trivy-operator.resource.kind":"ReplicaSet",
+                    "trivy-operator.resource.name":"api-7cc565547","trivy-operator.resource.namespace":"shop",
+                    "starboard.resource.kind":"ReplicaSet"}},
+          "report":{"artifact":{"repository":"library/nginx","tag":"1.25"},"vulnerabilities":[]}}"#;
+        let r = report(json);
+        let got: Vec<(&str, &str)> = r
+            .labels
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("app.kubernetes.io/part-of", "checkout"),
+                ("team", "payments")
+            ]
+        );
+        // A workload's own managed-by (copied) is its label.
+        let helm = json.replace(
+            r#""app.kubernetes.io/managed-by":"trivy-operator""#,
+            r#""app.kubernetes.io/managed-by":"Helm""#,
+        );
+        assert_eq!(report(&helm).labels["app.kubernetes.io/managed-by"], "Helm");
     }
 
     #[test]

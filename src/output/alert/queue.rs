@@ -454,6 +454,7 @@ mod tests {
             },
             owner: None,
             container: "app".into(),
+            labels: Default::default(),
             image: Some(Image::new(
                 "ghcr.io",
                 "org/api",

@@ -85,6 +85,8 @@ struct WorkloadUse {
     kind: String,
     name: String,
     container: String,
+    /// The report's workload labels (`reportResourceLabels`), for `workload_label:`.
+    labels: BTreeMap<String, String>,
 }
 
 impl WorkloadUse {
@@ -388,7 +390,8 @@ fn load_namespaces(conn: &Connection) -> Result<Namespaces> {
 fn load_targets(conn: &Connection, subject_id: i64) -> Result<BTreeMap<i64, TargetInfo>> {
     let mut targets: BTreeMap<i64, TargetInfo> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
-        "SELECT t.id, i.registry, i.repository, i.key, i.tag, w.namespace, w.kind, w.name, r.container
+        "SELECT t.id, i.registry, i.repository, i.key, i.tag, w.namespace, w.kind, w.name, r.container,
+                r.labels
          FROM targets t
          LEFT JOIN images i ON i.id = t.image_id
          JOIN reports r ON r.target_id = t.id
@@ -423,13 +426,18 @@ fn load_targets(conn: &Connection, subject_id: i64) -> Result<BTreeMap<i64, Targ
             kind: r.get(6)?,
             name: r.get(7)?,
             container: r.get(8)?,
+            // Written by this program from a map of strings; anything else reads as none.
+            labels: serde_json::from_str(&r.get::<_, String>(9)?).unwrap_or_default(),
         };
-        // Several reports of one workload (one per ReplicaSet) list it once.
+        // Several reports of one workload (one per ReplicaSet) list it once. Reports of it
+        // that disagree on its labels (an old ReplicaSet still in its grace period) are
+        // mapped each on its own, as workloads of one image that disagree are.
         if !t.workloads.iter().any(|x| {
             x.namespace == w.namespace
                 && x.kind == w.kind
                 && x.name == w.name
                 && x.container == w.container
+                && x.labels == w.labels
         }) {
             t.workloads.push(w);
         }
@@ -507,6 +515,7 @@ fn group_targets(
                 workload_name: &w.name,
                 labels: ns.map(|n| &n.0),
                 annotations: ns.map(|n| &n.1),
+                workload_labels: Some(&w.labels),
             };
             let context = Context {
                 product_type: render_or(&cfg.product_type, &vars, "Kubernetes"),

@@ -2,6 +2,7 @@
 //! kind (`scan --from cluster`), and watch streams (`run`). Objects are turned into the
 //! same `RawObject` as files, so one parser serves both; nothing is cached here.
 
+pub mod connect;
 pub mod list;
 pub mod pods;
 pub mod watch;
