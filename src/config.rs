@@ -5,23 +5,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 
-use crate::secret::Secret;
+pub use crate::mail::{SmtpConfig, SmtpTls};
+pub use crate::retry::RetryConfig;
+use crate::secret::{Secret, read_secret_file};
+pub use crate::settings::{ConfigError, HumanDuration};
 use crate::template::Template;
 
 pub const DEFAULT_CONFIG_FILE: &str = "trivy-digest.yaml";
 pub const DEFAULT_STORE_FILE: &str = "trivy-digest.db";
-
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("config file {path}: {message}")]
-    File { path: String, message: String },
-    #[error("environment variable {name}: {message}")]
-    Env { name: String, message: String },
-    #[error("config: {0}")]
-    Invalid(String),
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -66,68 +59,6 @@ impl Default for Config {
     }
 }
 
-/// How mail leaves: STARTTLS on the submission port, TLS from the first byte, or plain
-/// (a relay on localhost or inside the cluster).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum SmtpTls {
-    #[default]
-    Starttls,
-    Tls,
-    None,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SmtpConfig {
-    pub host: String,
-    /// Default: 587 for starttls, 465 for tls, 25 for none.
-    pub port: Option<u16>,
-    pub tls: SmtpTls,
-    pub username: Option<String>,
-    /// File holding the password (env `SMTP_PASSWORD` or `SMTP_PASSWORD_FILE` win).
-    pub password_file: Option<PathBuf>,
-    #[serde(skip_deserializing)]
-    pub password: Option<Secret>,
-    /// Sender, e.g. `trivy-digest <trivy-digest@example.com>`.
-    pub from: String,
-    /// Per connection and per command.
-    pub timeout: HumanDuration,
-    pub retry: RetryConfig,
-    /// PEM bundle of extra CA certificates.
-    pub ca_bundle: Option<PathBuf>,
-    /// Turns off TLS verification; logs a warning on every start.
-    pub insecure_skip_tls_verify: bool,
-}
-
-impl Default for SmtpConfig {
-    fn default() -> Self {
-        SmtpConfig {
-            host: String::new(),
-            port: None,
-            tls: SmtpTls::Starttls,
-            username: None,
-            password_file: None,
-            password: None,
-            from: String::new(),
-            timeout: HumanDuration(Duration::from_secs(30)),
-            retry: RetryConfig::default(),
-            ca_bundle: None,
-            insecure_skip_tls_verify: false,
-        }
-    }
-}
-
-impl SmtpConfig {
-    pub fn effective_port(&self) -> u16 {
-        self.port.unwrap_or(match self.tls {
-            SmtpTls::Starttls => 587,
-            SmtpTls::Tls => 465,
-            SmtpTls::None => 25,
-        })
-    }
-}
-
 /// Namespaces route themselves to a team by annotation; the team's destinations are
 /// defined here, never in the annotation (a namespace owner cannot send data elsewhere).
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -161,6 +92,24 @@ pub struct TeamRoute {
     pub webhook: Option<crate::output::alert::config::WebhookConfig>,
     #[serde(flatten, skip_serializing)]
     pub unknown: crate::secret::DenyUnknown<TeamRoute>,
+}
+
+impl TeamsConfig {
+    /// Some team route has email recipients.
+    pub fn any_email(&self) -> bool {
+        self.routes.values().any(|r| !r.email.is_empty())
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (name, route) in &self.routes {
+            let field = format!("teams.routes.{name}");
+            route.slack_webhook.check_url(&field)?;
+            if let Some(w) = &route.webhook {
+                w.validate(&field)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl crate::secret::KnownKeys for TeamRoute {
@@ -367,52 +316,6 @@ impl Default for DojoConfig {
             ca_bundle: None,
             insecure_skip_tls_verify: false,
         }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RetryConfig {
-    /// Attempts per push within one run (then it waits in the outbox for the next run).
-    pub max_attempts: u32,
-    pub initial_backoff: HumanDuration,
-    pub max_backoff: HumanDuration,
-}
-
-impl Default for RetryConfig {
-    fn default() -> Self {
-        RetryConfig {
-            max_attempts: 6,
-            initial_backoff: HumanDuration(Duration::from_secs(1)),
-            max_backoff: HumanDuration(Duration::from_secs(60)),
-        }
-    }
-}
-
-/// A duration written as `24h`, `90s`, `1h 30m`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct HumanDuration(pub Duration);
-
-impl Serialize for HumanDuration {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(self.0).to_string())
-    }
-}
-
-impl<'de> Deserialize<'de> for HumanDuration {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        humantime::parse_duration(&s)
-            .map(HumanDuration)
-            .map_err(|e| serde::de::Error::custom(format!("invalid duration {s:?}: {e}")))
-    }
-}
-
-impl HumanDuration {
-    /// Whole seconds as i64, saturating: a duration past i64::MAX seconds must not wrap
-    /// to a negative (immediately expired) grace period.
-    pub fn as_secs_i64(self) -> i64 {
-        i64::try_from(self.0.as_secs()).unwrap_or(i64::MAX)
     }
 }
 
@@ -704,40 +607,6 @@ fn env_or_alias(name: &str, alias: &str) -> Result<Option<String>, ConfigError> 
     }
 }
 
-/// A secret named in the config by file or by environment variable (never inline);
-/// `field` names the config entry in errors.
-pub(crate) fn read_secret_ref(
-    field: &str,
-    file: Option<&Path>,
-    env: Option<&str>,
-) -> Result<Option<Secret>, ConfigError> {
-    match (file, env) {
-        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
-            "{field}: set a file or an environment variable, not both"
-        ))),
-        (Some(f), None) => read_secret_file(f)
-            .map(|v| Some(Secret::new(v)))
-            .map_err(|m| ConfigError::Invalid(format!("{field}: {m}"))),
-        (None, Some(name)) => match std::env::var(name) {
-            Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
-            _ => Err(ConfigError::Invalid(format!(
-                "{field}: environment variable {name} is not set"
-            ))),
-        },
-        (None, None) => Ok(None),
-    }
-}
-
-fn read_secret_file(path: &Path) -> Result<String, String> {
-    let v = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    let v = v.trim();
-    if v.is_empty() {
-        return Err(format!("{} is empty", path.display()));
-    }
-    Ok(v.to_owned())
-}
-
 impl Config {
     /// Loads `path`, or `trivy-digest.yaml` in the working directory if present, or the
     /// defaults; then applies the environment.
@@ -952,8 +821,10 @@ impl Config {
                 )));
             }
         }
-        self.alerts.validate(self)?;
-        self.summary.validate(self)?;
+        let smtp = self.smtp.is_some();
+        self.alerts.validate(smtp)?;
+        self.summary.validate(smtp)?;
+        self.teams.validate()?;
         Ok(())
     }
 

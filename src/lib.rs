@@ -23,6 +23,7 @@ pub mod run;
 pub mod scope;
 pub mod secret;
 pub mod serve;
+pub mod settings;
 pub mod source;
 pub mod store;
 pub mod synth;

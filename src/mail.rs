@@ -10,8 +10,76 @@ use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
 
-use crate::config::{SmtpConfig, SmtpTls};
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
 use crate::retry::Backoff;
+use crate::retry::RetryConfig;
+use crate::secret::Secret;
+use crate::settings::HumanDuration;
+
+/// How mail leaves: STARTTLS on the submission port, TLS from the first byte, or plain
+/// (a relay on localhost or inside the cluster).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    #[default]
+    Starttls,
+    Tls,
+    None,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SmtpConfig {
+    pub host: String,
+    /// Default: 587 for starttls, 465 for tls, 25 for none.
+    pub port: Option<u16>,
+    pub tls: SmtpTls,
+    pub username: Option<String>,
+    /// File holding the password (env `SMTP_PASSWORD` or `SMTP_PASSWORD_FILE` win).
+    pub password_file: Option<PathBuf>,
+    #[serde(skip_deserializing)]
+    pub password: Option<Secret>,
+    /// Sender, e.g. `trivy-digest <trivy-digest@example.com>`.
+    pub from: String,
+    /// Per connection and per command.
+    pub timeout: HumanDuration,
+    pub retry: RetryConfig,
+    /// PEM bundle of extra CA certificates.
+    pub ca_bundle: Option<PathBuf>,
+    /// Turns off TLS verification; logs a warning on every start.
+    pub insecure_skip_tls_verify: bool,
+}
+
+impl Default for SmtpConfig {
+    fn default() -> Self {
+        SmtpConfig {
+            host: String::new(),
+            port: None,
+            tls: SmtpTls::Starttls,
+            username: None,
+            password_file: None,
+            password: None,
+            from: String::new(),
+            timeout: HumanDuration(Duration::from_secs(30)),
+            retry: RetryConfig::default(),
+            ca_bundle: None,
+            insecure_skip_tls_verify: false,
+        }
+    }
+}
+
+impl SmtpConfig {
+    pub fn effective_port(&self) -> u16 {
+        self.port.unwrap_or(match self.tls {
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+            SmtpTls::None => 25,
+        })
+    }
+}
 
 /// One email: every recipient gets the same message.
 #[derive(Debug, Clone)]

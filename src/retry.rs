@@ -3,7 +3,28 @@
 
 use std::time::Duration;
 
-use crate::config::RetryConfig;
+use serde::{Deserialize, Serialize};
+
+use crate::settings::HumanDuration;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetryConfig {
+    /// Attempts per push within one run (then it waits in the outbox for the next run).
+    pub max_attempts: u32,
+    pub initial_backoff: HumanDuration,
+    pub max_backoff: HumanDuration,
+}
+
+impl Default for RetryConfig {
+    fn default() -> Self {
+        RetryConfig {
+            max_attempts: 6,
+            initial_backoff: HumanDuration(Duration::from_secs(1)),
+            max_backoff: HumanDuration(Duration::from_secs(60)),
+        }
+    }
+}
 
 /// A `Retry-After` up to this long is always waited for, even when `max_backoff` is
 /// shorter: a server asking for a few seconds knows better than our own backoff.

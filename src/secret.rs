@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::ConfigError;
+use std::path::Path;
+
+use crate::settings::ConfigError;
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -123,8 +125,7 @@ impl<K: RefKeys> SecretRef<K> {
 
     /// Reads the file or the variable; `field` names the entry in errors.
     pub(crate) fn resolve(&mut self, field: &str) -> Result<(), ConfigError> {
-        self.value =
-            crate::config::read_secret_ref(field, self.file.as_deref(), self.env.as_deref())?;
+        self.value = read_secret_ref(field, self.file.as_deref(), self.env.as_deref())?;
         Ok(())
     }
 
@@ -253,6 +254,40 @@ impl<'de> Deserialize<'de> for Scalar {
         }
         d.deserialize_any(V)
     }
+}
+
+/// A secret named in the config by file or by environment variable (never inline);
+/// `field` names the config entry in errors.
+pub(crate) fn read_secret_ref(
+    field: &str,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<Secret>, ConfigError> {
+    match (file, env) {
+        (Some(_), Some(_)) => Err(ConfigError::Invalid(format!(
+            "{field}: set a file or an environment variable, not both"
+        ))),
+        (Some(f), None) => read_secret_file(f)
+            .map(|v| Some(Secret::new(v)))
+            .map_err(|m| ConfigError::Invalid(format!("{field}: {m}"))),
+        (None, Some(name)) => match std::env::var(name) {
+            Ok(v) if !v.trim().is_empty() => Ok(Some(Secret::new(v.trim()))),
+            _ => Err(ConfigError::Invalid(format!(
+                "{field}: environment variable {name} is not set"
+            ))),
+        },
+        (None, None) => Ok(None),
+    }
+}
+
+pub(crate) fn read_secret_file(path: &Path) -> Result<String, String> {
+    let v = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v = v.trim();
+    if v.is_empty() {
+        return Err(format!("{} is empty", path.display()));
+    }
+    Ok(v.to_owned())
 }
 
 #[cfg(test)]

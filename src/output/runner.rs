@@ -123,7 +123,7 @@ impl Runner {
             } else if wake.idle.is_some_and(|i| now >= last_step + i) {
                 due.get_or_insert(now);
             }
-            if !due.is_some_and(|d| now >= d) {
+            if due.is_none_or(|d| now < d) {
                 continue;
             }
             due = None;
@@ -259,6 +259,119 @@ pub async fn once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::output::Wake;
+    use crate::output::alert::AlertSummary;
+    use futures_util::future::BoxFuture;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    /// An output whose steps never finish (a push to a server that hangs).
+    struct Hangs {
+        started: Arc<AtomicU32>,
+    }
+
+    impl Output for Hangs {
+        fn kind(&self) -> Kind {
+            Kind::Alerts
+        }
+        fn wake(&self) -> Wake {
+            Wake {
+                debounce: None,
+                idle: None,
+                first: Duration::ZERO,
+                retry: Duration::from_secs(1),
+            }
+        }
+        fn step<'a>(&'a self, _ctx: Context<'a>) -> BoxFuture<'a, Result<Step>> {
+            self.started.fetch_add(1, Ordering::SeqCst);
+            Box::pin(async {
+                std::future::pending::<()>().await;
+                Ok(Step {
+                    report: Report::Alerts(AlertSummary::default()),
+                    next: None,
+                })
+            })
+        }
+    }
+
+    fn runner(dir: &std::path::Path, grace: Duration) -> Runner {
+        Runner {
+            store: dir.join("store.db"),
+            shutdown_grace: grace,
+            metrics: None,
+            events: None,
+            clock: crate::output::system_clock(),
+        }
+    }
+
+    fn signals(stop: &watch::Sender<bool>, lead: &watch::Sender<bool>) -> Signals {
+        Signals {
+            stop: stop.subscribe(),
+            leading: lead.subscribe(),
+            listed: Arc::new(|| true),
+            changes: None,
+        }
+    }
+
+    async fn started(n: &AtomicU32) {
+        while n.load(Ordering::SeqCst) == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn leadership_loss_cuts_the_step_in_flight_at_once() {
+        let dir = tempfile::tempdir().expect("dir");
+        let started_n = Arc::new(AtomicU32::new(0));
+        let (stop, lead) = (watch::channel(false).0, watch::channel(true).0);
+        // A long shutdown grace: on leadership loss it must not be waited for.
+        let r = runner(dir.path(), Duration::from_secs(3600));
+        let out: Arc<dyn Output> = Arc::new(Hangs {
+            started: started_n.clone(),
+        });
+        let task = tokio::spawn({
+            let sig = signals(&stop, &lead);
+            async move { r.drive(out, sig).await }
+        });
+        started(&started_n).await;
+        let lost_at = Instant::now();
+        lead.send_replace(false);
+        task.await.expect("join").expect("drive");
+        // Paused time: only the loop's own polling may pass, never the grace.
+        assert!(
+            lost_at.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            lost_at.elapsed()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn stop_gives_the_step_in_flight_the_shutdown_grace() {
+        let dir = tempfile::tempdir().expect("dir");
+        let started_n = Arc::new(AtomicU32::new(0));
+        let (stop, lead) = (watch::channel(false).0, watch::channel(true).0);
+        let r = runner(dir.path(), Duration::from_secs(30));
+        let out: Arc<dyn Output> = Arc::new(Hangs {
+            started: started_n.clone(),
+        });
+        let task = tokio::spawn({
+            let sig = signals(&stop, &lead);
+            async move { r.drive(out, sig).await }
+        });
+        started(&started_n).await;
+        let stopped_at = Instant::now();
+        stop.send_replace(true);
+        task.await.expect("join").expect("drive");
+        let waited = stopped_at.elapsed();
+        assert!(
+            waited >= Duration::from_secs(30) && waited < Duration::from_secs(31),
+            "{waited:?}"
+        );
+        assert_eq!(
+            started_n.load(Ordering::SeqCst),
+            1,
+            "no new step after stop"
+        );
+    }
 
     #[test]
     fn pacing_doubles_up_to_the_cap_and_never_below_retry() {

@@ -9,9 +9,81 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{Config, ConfigError, HumanDuration, RetryConfig, read_secret_ref};
 use crate::model::{Family, Severity};
+use crate::retry::RetryConfig;
+use crate::secret::read_secret_ref;
 use crate::secret::{DenyUnknown, KnownKeys, RefKeys, SecretRef};
+use crate::settings::{ConfigError, HumanDuration};
+
+// A generic JSON webhook's settings (the channel itself is `channel::webhook`).
+pub struct UrlKeys;
+
+impl RefKeys for UrlKeys {
+    const FILE: &'static str = "url_file";
+    const ENV: &'static str = "url_env";
+    const VALUE: &'static str = "url";
+    const WHAT: &'static str = "the webhook URL";
+}
+
+pub struct AuthorizationKeys;
+
+impl RefKeys for AuthorizationKeys {
+    const FILE: &'static str = "authorization_file";
+    const ENV: &'static str = "authorization_env";
+    const VALUE: &'static str = "authorization";
+    const WHAT: &'static str = "the Authorization header";
+}
+
+/// `webhook:` under an alert channel or a team route.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WebhookConfig {
+    /// The receiver's URL, from `url_file` or `url_env`.
+    #[serde(flatten)]
+    pub url: SecretRef<UrlKeys>,
+    /// The whole `Authorization` header value (`Bearer …`), from `authorization_file`
+    /// or `authorization_env`; none sent without.
+    #[serde(flatten)]
+    pub authorization: SecretRef<AuthorizationKeys>,
+    #[serde(flatten, skip_serializing)]
+    pub unknown: DenyUnknown<WebhookConfig>,
+}
+
+impl KnownKeys for WebhookConfig {
+    const KEYS: &'static [&'static str] = &[
+        "url_file",
+        "url_env",
+        "authorization_file",
+        "authorization_env",
+    ];
+}
+
+impl WebhookConfig {
+    /// `field` is the channel or route (`alerts.channels.siem`).
+    pub(crate) fn resolve(&mut self, field: &str) -> Result<(), ConfigError> {
+        self.url.resolve(&format!("{field}.webhook"))?;
+        self.authorization
+            .resolve(&format!("{field}.webhook.authorization"))
+    }
+
+    pub(crate) fn validate(&self, field: &str) -> Result<(), ConfigError> {
+        let field = format!("{field}.webhook");
+        if !self.url.is_some() {
+            return Err(ConfigError::Invalid(format!(
+                "{field}: set url_file or url_env"
+            )));
+        }
+        self.url.check_url(&field)?;
+        if let Some(a) = self.authorization.get()
+            && reqwest::header::HeaderValue::from_str(a.expose()).is_err()
+        {
+            return Err(ConfigError::Invalid(format!(
+                "{field}.authorization: not a valid header value (one line of visible ASCII)"
+            )));
+        }
+        Ok(())
+    }
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -125,8 +197,6 @@ impl RefKeys for SlackKeys {
 }
 
 pub type SlackWebhook = SecretRef<SlackKeys>;
-
-pub use super::channel::webhook::WebhookConfig;
 
 /// A finding not to alert on. Every field given must match; at least one of `id`,
 /// `image`, `namespace` is required, and a reason always.
@@ -291,7 +361,8 @@ impl AlertsConfig {
         Ok(())
     }
 
-    pub(crate) fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+    /// `smtp_configured`: whether an `smtp` section exists to send email with.
+    pub(crate) fn validate(&self, smtp_configured: bool) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
         if self.max_per_hour == 0 {
             return bad("alerts.max_per_hour: must be at least 1".into());
@@ -327,7 +398,7 @@ impl AlertsConfig {
                     ConfigError::Invalid(format!("alerts.channels.{name}.email {addr:?}: {e}"))
                 })?;
             }
-            if !ch.email.is_empty() && config.smtp.is_none() {
+            if !ch.email.is_empty() && !smtp_configured {
                 return bad(format!(
                     "alerts.channels.{name}.email: no smtp section to send with"
                 ));
@@ -339,13 +410,6 @@ impl AlertsConfig {
                 return bad(format!(
                     "alerts.channels.{name}.max_per_hour: must be at least 1"
                 ));
-            }
-        }
-        for (name, route) in &config.teams.routes {
-            let field = format!("teams.routes.{name}");
-            route.slack_webhook.check_url(&field)?;
-            if let Some(w) = &route.webhook {
-                w.validate(&field)?;
             }
         }
         for (i, e) in self.ignore.iter().enumerate() {
@@ -382,6 +446,7 @@ fn check_families(field: &str, families: &[Family]) -> Result<(), ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Config;
 
     #[test]
     fn defaults_and_parsing() {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::config::{Config, ConfigError, HumanDuration};
+use crate::settings::{ConfigError, HumanDuration};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -45,12 +45,13 @@ impl Default for SummaryConfig {
 }
 
 impl SummaryConfig {
-    pub(crate) fn validate(&self, config: &Config) -> Result<(), ConfigError> {
+    /// `smtp_configured`: whether an `smtp` section exists to send with.
+    pub(crate) fn validate(&self, smtp_configured: bool) -> Result<(), ConfigError> {
         for addr in &self.to {
             crate::mail::parse_mailbox(addr)
                 .map_err(|e| ConfigError::Invalid(format!("summary.to {addr:?}: {e}")))?;
         }
-        if !self.to.is_empty() && config.smtp.is_none() {
+        if !self.to.is_empty() && !smtp_configured {
             return Err(ConfigError::Invalid(
                 "summary.to: no smtp section to send with".into(),
             ));
@@ -65,9 +66,9 @@ impl SummaryConfig {
     }
 
     /// True when `run` has anyone to mail.
-    pub fn has_recipients(&self, config: &Config) -> bool {
-        !self.to.is_empty()
-            || (self.teams && config.teams.routes.values().any(|r| !r.email.is_empty()))
+    /// `team_email`: some team route has email recipients.
+    pub fn has_recipients(&self, team_email: bool) -> bool {
+        !self.to.is_empty() || (self.teams && team_email)
     }
 }
 
@@ -149,7 +150,7 @@ impl<'de> Deserialize<'de> for TimeZone {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use crate::config::Config;
 
     #[test]
     fn defaults_and_errors_name_the_field() {
@@ -171,10 +172,13 @@ mod tests {
         let e = Config::from_yaml("summary:\n  timezone: Mars/Olympus\n").expect_err("bad tz");
         assert!(e.contains("Mars/Olympus"), "{e}");
         let mut c = Config::from_yaml("summary:\n  to: [lead@example.com]\n").expect("parses");
-        let e = c.summary.validate(&c).expect_err("no smtp");
+        let e = c.summary.validate(c.smtp.is_some()).expect_err("no smtp");
         assert!(e.to_string().contains("summary.to"), "{e}");
         c.summary.to = vec!["not an address".into()];
-        let e = c.summary.validate(&c).expect_err("bad address");
+        let e = c
+            .summary
+            .validate(c.smtp.is_some())
+            .expect_err("bad address");
         assert!(e.to_string().contains("not an address"), "{e}");
     }
 }

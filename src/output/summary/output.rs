@@ -33,7 +33,7 @@ impl SummaryOutput {
             tracing::debug!("monthly summary: no smtp section; not scheduled");
             return Ok(None);
         };
-        if !config.summary.has_recipients(config) {
+        if !config.summary.has_recipients(config.teams.any_email()) {
             tracing::debug!("monthly summary: no recipients; not scheduled");
             return Ok(None);
         }

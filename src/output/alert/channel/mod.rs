@@ -61,7 +61,7 @@ pub struct Spec<'a> {
     pub key_prefix: &'a str,
     pub slack: &'a SlackWebhook,
     pub email: &'a [String],
-    pub webhook: Option<&'a webhook::WebhookConfig>,
+    pub webhook: Option<&'a crate::output::alert::config::WebhookConfig>,
 }
 
 /// The factory: every channel `spec` configures, in a stable order (the order of

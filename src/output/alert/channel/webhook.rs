@@ -7,15 +7,13 @@
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::http::post_json;
 use super::{Channel, Shared, Spec};
-use crate::config::ConfigError;
 use crate::output::alert::SendError;
 use crate::output::alert::compose::{Group, Message};
-use crate::secret::{DenyUnknown, KnownKeys, RefKeys, Secret, SecretRef};
+use crate::secret::Secret;
 
 /// The body's `version`: bumped only when a field changes meaning or goes away.
 pub const BODY_VERSION: u32 = 1;
@@ -23,75 +21,6 @@ pub const BODY_VERSION: u32 = 1;
 const MAX_WORKLOADS: usize = 50;
 /// Images listed in a digest message; more are counted in `more`.
 const DIGEST_TOP: usize = 10;
-
-pub struct UrlKeys;
-
-impl RefKeys for UrlKeys {
-    const FILE: &'static str = "url_file";
-    const ENV: &'static str = "url_env";
-    const VALUE: &'static str = "url";
-    const WHAT: &'static str = "the webhook URL";
-}
-
-pub struct AuthorizationKeys;
-
-impl RefKeys for AuthorizationKeys {
-    const FILE: &'static str = "authorization_file";
-    const ENV: &'static str = "authorization_env";
-    const VALUE: &'static str = "authorization";
-    const WHAT: &'static str = "the Authorization header";
-}
-
-/// `webhook:` under an alert channel or a team route.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
-pub struct WebhookConfig {
-    /// The receiver's URL, from `url_file` or `url_env`.
-    #[serde(flatten)]
-    pub url: SecretRef<UrlKeys>,
-    /// The whole `Authorization` header value (`Bearer …`), from `authorization_file`
-    /// or `authorization_env`; none sent without.
-    #[serde(flatten)]
-    pub authorization: SecretRef<AuthorizationKeys>,
-    #[serde(flatten, skip_serializing)]
-    pub unknown: DenyUnknown<WebhookConfig>,
-}
-
-impl KnownKeys for WebhookConfig {
-    const KEYS: &'static [&'static str] = &[
-        "url_file",
-        "url_env",
-        "authorization_file",
-        "authorization_env",
-    ];
-}
-
-impl WebhookConfig {
-    /// `field` is the channel or route (`alerts.channels.siem`).
-    pub(crate) fn resolve(&mut self, field: &str) -> Result<(), ConfigError> {
-        self.url.resolve(&format!("{field}.webhook"))?;
-        self.authorization
-            .resolve(&format!("{field}.webhook.authorization"))
-    }
-
-    pub(crate) fn validate(&self, field: &str) -> Result<(), ConfigError> {
-        let field = format!("{field}.webhook");
-        if !self.url.is_some() {
-            return Err(ConfigError::Invalid(format!(
-                "{field}: set url_file or url_env"
-            )));
-        }
-        self.url.check_url(&field)?;
-        if let Some(a) = self.authorization.get()
-            && reqwest::header::HeaderValue::from_str(a.expose()).is_err()
-        {
-            return Err(ConfigError::Invalid(format!(
-                "{field}.authorization: not a valid header value (one line of visible ASCII)"
-            )));
-        }
-        Ok(())
-    }
-}
 
 pub struct Webhook {
     url: Secret,
