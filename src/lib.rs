@@ -1,8 +1,11 @@
 //! trivy-digest: Trivy Operator reports, deduplicated by image digest, with history,
-//! exported to DefectDojo.
+//! exported to DefectDojo, alerted on and summarized.
 //!
-//! Data flows one way: `source` (files, stdin) → `trivy` (parse, normalize into `model`)
-//! → `store` (SQLite: dedupe, history, outbox) → outputs (`dojo`). `scan` wires one sweep.
+//! Data flows one way: `source` (files, stdin, the cluster) → `trivy` (parse, normalize
+//! into `model`) → `ingest` → `store` (SQLite: dedupe, history, outbox, triage) →
+//! `output` (DefectDojo, alerts, summaries, behind one trait, driven by `output::runner`).
+//! `command` holds what each command prints; `run` is the controller. ARCHITECTURE.md
+//! draws it.
 
 pub mod command;
 pub mod config;
