@@ -87,6 +87,10 @@ pub struct TeamRoute {
     /// `slack_webhook_env`.
     #[serde(flatten)]
     pub slack_webhook: crate::output::alert::config::SlackWebhook,
+    /// Microsoft Teams incoming webhook or Workflows URL, from `msteams_webhook_file` or
+    /// `msteams_webhook_env`.
+    #[serde(flatten)]
+    pub msteams_webhook: crate::output::alert::config::MsTeamsWebhook,
     /// A generic JSON webhook.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub webhook: Option<crate::output::alert::config::WebhookConfig>,
@@ -104,6 +108,7 @@ impl TeamsConfig {
         for (name, route) in &self.routes {
             let field = format!("teams.routes.{name}");
             route.slack_webhook.check_url(&field)?;
+            crate::output::alert::config::check_msteams_url(&route.msteams_webhook, &field)?;
             if let Some(w) = &route.webhook {
                 w.validate(&field)?;
             }
@@ -117,6 +122,8 @@ impl crate::secret::KnownKeys for TeamRoute {
         "email",
         "slack_webhook_file",
         "slack_webhook_env",
+        "msteams_webhook_file",
+        "msteams_webhook_env",
         "webhook",
     ];
 }
@@ -686,6 +693,7 @@ impl Config {
         for (name, route) in &mut self.teams.routes {
             let field = format!("teams.routes.{name}");
             route.slack_webhook.resolve(&field)?;
+            route.msteams_webhook.resolve(&field)?;
             if let Some(w) = &mut route.webhook {
                 w.resolve(&field)?;
             }

@@ -149,6 +149,10 @@ pub struct ChannelConfig {
     /// `slack_webhook_env`.
     #[serde(flatten)]
     pub slack_webhook: SlackWebhook,
+    /// Microsoft Teams incoming webhook or Workflows URL, read from
+    /// `msteams_webhook_file` or `msteams_webhook_env`.
+    #[serde(flatten)]
+    pub msteams_webhook: MsTeamsWebhook,
     /// Recipients (sent through the `smtp` section).
     pub email: Vec<String>,
     /// A generic JSON webhook (`webhook.url_file`, ...).
@@ -175,6 +179,8 @@ impl KnownKeys for ChannelConfig {
         "name",
         "slack_webhook_file",
         "slack_webhook_env",
+        "msteams_webhook_file",
+        "msteams_webhook_env",
         "email",
         "webhook",
         "min_severity",
@@ -197,6 +203,53 @@ impl RefKeys for SlackKeys {
 }
 
 pub type SlackWebhook = SecretRef<SlackKeys>;
+
+/// The Microsoft Teams webhook's keys. `msteams_`, not `teams_`: `teams:` is the team
+/// routes section, and a route has a Teams webhook too (`teams.routes.x.msteams_webhook_file`).
+pub struct MsTeamsKeys;
+
+impl RefKeys for MsTeamsKeys {
+    const FILE: &'static str = "msteams_webhook_file";
+    const ENV: &'static str = "msteams_webhook_env";
+    const VALUE: &'static str = "msteams_webhook";
+    const WHAT: &'static str = "the Microsoft Teams webhook";
+}
+
+pub type MsTeamsWebhook = SecretRef<MsTeamsKeys>;
+
+/// A Teams webhook URL: https (the URL is the credential), no user or password in it.
+/// Plain http only to a loopback address (a relay beside the process, or a test).
+/// The error never repeats the URL.
+pub(crate) fn check_msteams_url(hook: &MsTeamsWebhook, field: &str) -> Result<(), ConfigError> {
+    let Some(url) = hook.get() else {
+        return Ok(());
+    };
+    let bad = |why: &str| {
+        Err(ConfigError::Invalid(format!(
+            "{field}: {} {why}",
+            MsTeamsKeys::WHAT
+        )))
+    };
+    let Ok(u) = reqwest::Url::parse(url.expose()) else {
+        return bad("is not a URL");
+    };
+    let Some(host) = u.host_str().filter(|h| !h.is_empty()) else {
+        return bad("has no host");
+    };
+    let loopback = host.eq_ignore_ascii_case("localhost")
+        || host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|a| a.is_loopback());
+    if !(u.scheme() == "https" || (u.scheme() == "http" && loopback)) {
+        return bad("must be an https URL");
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return bad("must not carry a user name or password");
+    }
+    Ok(())
+}
 
 /// A finding not to alert on. Every field given must match; at least one of `id`,
 /// `image`, `namespace` is required, and a reason always.
@@ -329,6 +382,7 @@ impl AlertsConfig {
                 format!("alerts.channels.{}", ch.name)
             };
             ch.slack_webhook.resolve(&field)?;
+            ch.msteams_webhook.resolve(&field)?;
             if let Some(w) = &mut ch.webhook {
                 w.resolve(&field)?;
             }
@@ -383,13 +437,18 @@ impl AlertsConfig {
             if !names.insert(name) {
                 return bad(format!("alerts.channels.{name}: the name is used twice"));
             }
-            if !ch.slack_webhook.is_some() && ch.email.is_empty() && ch.webhook.is_none() {
+            if !ch.slack_webhook.is_some()
+                && !ch.msteams_webhook.is_some()
+                && ch.email.is_empty()
+                && ch.webhook.is_none()
+            {
                 return bad(format!(
-                    "alerts.channels.{name}: set slack_webhook_file, slack_webhook_env, email or webhook"
+                    "alerts.channels.{name}: set slack_webhook_file, slack_webhook_env, msteams_webhook_file, msteams_webhook_env, email or webhook"
                 ));
             }
             let field = format!("alerts.channels.{name}");
             ch.slack_webhook.check_url(&field)?;
+            check_msteams_url(&ch.msteams_webhook, &field)?;
             if let Some(w) = &ch.webhook {
                 w.validate(&field)?;
             }
@@ -513,5 +572,51 @@ mod tests {
             .expect_err("no reason")
             .to_string();
         assert!(e.contains("reason"), "{e}");
+    }
+
+    #[test]
+    fn a_teams_webhook_is_https_without_credentials_and_never_printed() {
+        let dir = tempfile::tempdir().expect("dir");
+        let hook = dir.path().join("hook");
+        let path = dir.path().join("c.yaml");
+        let yaml = format!(
+            "teams:\n  routes:\n    pay:\n      msteams_webhook_file: {h}\nalerts:\n  channels:\n    - name: sec\n      msteams_webhook_file: {h}\n",
+            h = hook.display()
+        );
+        std::fs::write(&path, yaml).expect("write");
+        for (url, why) in [
+            (
+                "http://example.webhook.office.com/webhookb2/secret-part-123",
+                "https",
+            ),
+            (
+                "https://u:secret-part-123@example.webhook.office.com/x",
+                "user name",
+            ),
+            ("not a url secret-part-123", "not a URL"),
+        ] {
+            std::fs::write(&hook, url).expect("write");
+            let e = Config::load(Some(&path)).expect_err(url).to_string();
+            assert!(e.contains("msteams") || e.contains("Teams"), "{e}");
+            assert!(e.contains(why), "{url}: {e}");
+            assert!(!e.contains("secret-part-123"), "{e}");
+        }
+        for ok in [
+            "https://prod-01.westeurope.logic.azure.com/workflows/x/triggers/manual/paths/invoke?sig=secret-part-123",
+            "http://127.0.0.1:8080/relay/secret-part-123",
+        ] {
+            std::fs::write(&hook, ok).expect("write");
+            let c = Config::load(Some(&path)).expect(ok);
+            assert!(c.alerts.channels[0].msteams_webhook.is_some());
+            assert!(c.teams.routes["pay"].msteams_webhook.is_some());
+            assert!(!format!("{c:?}").contains("secret-part-123"));
+            assert!(!c.to_redacted_yaml().contains("secret-part-123"));
+        }
+        // Inline, it is refused like every secret.
+        let e = Config::from_yaml(
+            "alerts:\n  channels:\n    - name: a\n      msteams_webhook: https://x.example/y\n",
+        )
+        .expect_err("inline");
+        assert!(e.contains("msteams_webhook"), "{e}");
     }
 }

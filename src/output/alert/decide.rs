@@ -93,6 +93,7 @@ pub fn destinations(config: &Config, shared: &Arc<Shared>) -> Vec<Destination> {
         let spec = Spec {
             key_prefix: &prefix,
             slack: &ch.slack_webhook,
+            msteams: &ch.msteams_webhook,
             email: &ch.email,
             webhook: ch.webhook.as_ref(),
         };
@@ -113,6 +114,7 @@ pub fn destinations(config: &Config, shared: &Arc<Shared>) -> Vec<Destination> {
         let spec = Spec {
             key_prefix: &prefix,
             slack: &route.slack_webhook,
+            msteams: &route.msteams_webhook,
             email: &route.email,
             webhook: route.webhook.as_ref(),
         };

@@ -23,6 +23,30 @@ pub async fn post_json(
     backoff: &Backoff,
     service: &str,
 ) -> Result<(), SendError> {
+    post_json_judged(http, url, authorization, body, backoff, service, |_, _| {
+        Success::Accepted
+    })
+    .await
+}
+
+/// What a 2xx answer means, for a server whose 2xx is not always an acceptance.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Success {
+    Accepted,
+    /// Failed, worth retrying (the reason, from the server's answer).
+    Retry(String),
+}
+
+/// [`post_json`], with `judge(status, body)` deciding what a 2xx answer means.
+pub async fn post_json_judged(
+    http: &reqwest::Client,
+    url: &Secret,
+    authorization: Option<&Secret>,
+    body: &Value,
+    backoff: &Backoff,
+    service: &str,
+    judge: fn(u16, &str) -> Success,
+) -> Result<(), SendError> {
     let mut attempt = 0u32;
     loop {
         attempt += 1;
@@ -40,14 +64,16 @@ pub async fn post_json(
                 let retry_after = retry_after(&resp);
                 let text = resp.text().await.unwrap_or_default();
                 let answer = truncate(text.trim(), 200);
+                let code = status.as_u16();
                 if status.is_success() {
-                    return Ok(());
-                }
-                let msg = format!("HTTP {}: {}", status.as_u16(), answer);
-                if status.as_u16() == 429 || status.is_server_error() {
-                    (msg, retry_after)
+                    match judge(code, &answer) {
+                        Success::Accepted => return Ok(()),
+                        Success::Retry(why) => (format!("HTTP {code}: {why}"), retry_after),
+                    }
+                } else if code == 429 || status.is_server_error() {
+                    (format!("HTTP {code}: {answer}"), retry_after)
                 } else {
-                    return Err(SendError::Permanent(msg));
+                    return Err(SendError::Permanent(format!("HTTP {code}: {answer}")));
                 }
             }
             Err(e) => (describe(e), None),

@@ -8,6 +8,7 @@
 
 pub mod email;
 mod http;
+pub mod msteams;
 pub mod slack;
 pub mod webhook;
 
@@ -18,15 +19,15 @@ use futures_util::future::BoxFuture;
 
 use super::SendError;
 use super::compose::Message;
-use super::config::SlackWebhook;
+use super::config::{MsTeamsWebhook, SlackWebhook};
 use crate::mail::Mailer;
 use crate::retry::Backoff;
 
 pub use http::client;
 
-/// One configured delivery: a Slack webhook, an email route, a JSON webhook.
+/// One configured delivery: a Slack webhook, a Teams webhook, an email route, a JSON webhook.
 pub trait Channel: Send + Sync {
-    /// `slack`, `email`, `webhook`: the medium in the destination's store key
+    /// `slack`, `msteams`, `email`, `webhook`: the medium in the destination's store key
     /// (`channel:<name>:<kind>`), its label (`security (slack)`) and logs.
     fn kind(&self) -> &'static str;
 
@@ -60,6 +61,7 @@ pub struct Spec<'a> {
     /// `channel:<name>` or `team:<name>`: the destination key is `<prefix>:<kind>`.
     pub key_prefix: &'a str,
     pub slack: &'a SlackWebhook,
+    pub msteams: &'a MsTeamsWebhook,
     pub email: &'a [String],
     pub webhook: Option<&'a crate::output::alert::config::WebhookConfig>,
 }
@@ -69,6 +71,7 @@ pub struct Spec<'a> {
 pub fn build(spec: &Spec<'_>, shared: &Arc<Shared>) -> Vec<Arc<dyn Channel>> {
     let mut out: Vec<Arc<dyn Channel>> = Vec::new();
     out.extend(slack::build(spec, shared));
+    out.extend(msteams::build(spec, shared));
     out.extend(email::build(spec, shared));
     out.extend(webhook::build(spec, shared));
     out
