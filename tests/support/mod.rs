@@ -12,4 +12,5 @@ pub mod proxy;
 pub mod reports;
 pub mod slack;
 pub mod smtp;
+pub mod teams;
 pub mod webhook;
