@@ -199,7 +199,7 @@ mod tests {
     #[derive(Serialize)]
     struct Ctx {
         title: &'static str,
-        link: Option<&'static str>,
+        url: Option<&'static str>,
     }
 
     fn t(src: &str, escape: Escape) -> CustomTemplate {
@@ -208,12 +208,12 @@ mod tests {
 
     const CTX: Ctx = Ctx {
         title: "<!channel> & <b>",
-        link: None,
+        url: None,
     };
 
     #[test]
     fn escaping_per_kind() {
-        let src = "<b>{{ title }}</b>{{ link }}";
+        let src = "<b>{{ title }}</b>{{ url }}";
         assert_eq!(
             t(src, Escape::Html).render(&CTX).expect("r"),
             "<b>&lt;!channel&gt; &amp; &lt;b&gt;</b>"

@@ -597,4 +597,43 @@ mod tests {
             "{p}"
         );
     }
+
+    /// An override's body is cut into sections within Slack's limits, around the
+    /// built-in header and footer; a body with no text is an error, not an empty block.
+    #[test]
+    fn custom_body_stays_valid_block_kit() {
+        use crate::output::custom_template::{CustomTemplate, Escape};
+        let t = |src: &str| {
+            CustomTemplate::compile(
+                "alerts.templates.slack",
+                std::path::Path::new("s.j2"),
+                src.into(),
+                Escape::Slack,
+            )
+            .expect("compiles")
+        };
+        let long = t(
+            "{% for i in range(400) %}{{ groups[0].findings[0].title }} {{ i }}\n{% endfor %}{{ 'x' * 5000 }}",
+        );
+        let p = custom_payload(&Message::Image(group(3, 1)), "prod", 10, &long).expect("payload");
+        check_limits(&p);
+        let blocks = p["blocks"].as_array().expect("blocks");
+        assert!(
+            blocks.len() > 4,
+            "split into several sections: {}",
+            blocks.len()
+        );
+        assert_eq!(blocks[0]["type"], "header");
+        assert_eq!(blocks[blocks.len() - 1]["type"], "context");
+        let json = p.to_string();
+        assert!(!json.contains("<!channel>"), "variables are escaped");
+        let e = custom_payload(
+            &Message::Image(group(1, 1)),
+            "prod",
+            10,
+            &t("  \n{% if false %}x{% endif %}\n"),
+        )
+        .expect_err("blank");
+        assert!(e.to_string().contains("rendered no text"), "{e}");
+    }
 }
