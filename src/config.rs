@@ -626,8 +626,16 @@ impl Config {
             None => Config::default(),
         };
         config.apply_env()?;
+        config.load_templates()?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// Reads and compiles the message template overrides (`alerts.templates`,
+    /// `summary.templates`): a missing file or a syntax error stops the start.
+    pub fn load_templates(&mut self) -> Result<(), ConfigError> {
+        self.alerts.templates.load()?;
+        self.summary.templates.load()
     }
 
     pub fn from_file(path: &Path) -> Result<Config, ConfigError> {

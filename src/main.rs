@@ -197,6 +197,21 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             command: ConfigCommand::Check,
         } => {
             stdout(&config.to_redacted_yaml())?;
+            // Message template overrides, rendered against sample data.
+            let errors = trivy_digest::output::sample::check_templates(
+                &config.alerts.templates,
+                &config.summary.templates,
+            );
+            if !errors.is_empty() {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!(
+                    "configuration is invalid: {} template error(s)",
+                    errors.len()
+                );
+                return Ok(exit::FATAL);
+            }
             eprintln!("configuration is valid");
             Ok(exit::OK)
         }

@@ -685,3 +685,140 @@ fn two_processes_on_one_store_send_an_alert_once() {
     settle();
     assert_eq!(slack.posted().len(), 1, "{:?}", slack.requests());
 }
+
+/// `alerts.templates`: the Slack body and both email parts come from the user's files;
+/// report text is escaped for each medium (Slack-escaped, HTML-escaped, plain) while the
+/// template's own markup is kept, and Slack still gets valid Block Kit (the fake checks).
+#[test]
+fn message_templates_override_slack_and_email() {
+    let slack = SlackFake::start();
+    let sink = SmtpSink::start();
+    let templates =
+        "  templates:\n    slack: slack.j2\n    email_html: mail.html\n    email_text: mail.txt\n";
+    let ws = workspace(&slack, Some(&sink), templates, "");
+    ws.write(
+        "slack.j2",
+        ":rotating_light: *Custom alert* in {{ cluster }} ({{ kind }})\n\
+         {% for g in groups %}{% for f in g.findings %}• {{ link(f.link, f.id) }} {{ f.severity }} in `{{ g.repo }}`: {{ f.title }}\n\
+         {% endfor %}{% endfor %}",
+    );
+    ws.write(
+        "mail.html",
+        "<h1>Custom: {{ title }}</h1>\n{% for g in groups %}{% for f in g.findings %}<p class=\"f\">{{ f.id }}: {{ f.title }}</p>{% endfor %}{% endfor %}\n",
+    );
+    ws.write(
+        "mail.txt",
+        "Custom text for {{ cluster }}\n{% for g in groups %}{% for f in g.findings %}{{ f.id }} {{ f.versions }}: {{ f.title }}\n{% endfor %}{% endfor %}",
+    );
+    let check = ws.run(&["config", "check"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+
+    scan(
+        &ws,
+        T0,
+        vec![report("shop", "api", "org/api", 0, &base_vulns())],
+    );
+    let s = scan(
+        &ws,
+        T1,
+        vec![report("shop", "api", "org/api", 1, &upgraded_vulns())],
+    );
+    assert_eq!(s["alerts"]["new_findings"], 1, "{:#}", s["alerts"]);
+    let posted = slack.wait_for(1, Duration::from_secs(5));
+    let mails = sink.wait_for(1, Duration::from_secs(5));
+
+    let m = &posted[0];
+    assert_eq!(m.text(), "[prod] 1 new CRITICAL in ghcr.io/org/api");
+    assert!(m.mentions.is_empty(), "{:?}", m.mentions);
+    assert_eq!(
+        m.links,
+        ["https://avd.aquasec.com/nvd/cve-2026-0100"],
+        "only the template's link() renders a link"
+    );
+    let blocks = m.body.as_ref().expect("body")["blocks"].clone();
+    assert_eq!(blocks[0]["type"], "header");
+    assert_eq!(
+        blocks[0]["text"]["text"],
+        "1 new CRITICAL in ghcr.io/org/api"
+    );
+    let body = blocks[1]["text"]["text"]
+        .as_str()
+        .expect("section")
+        .to_owned();
+    assert!(
+        body.starts_with(":rotating_light: *Custom alert* in prod (image)\n• <https://avd.aquasec.com/nvd/cve-2026-0100|CVE-2026-0100> CRITICAL in `ghcr.io/org/api`: "),
+        "{body}"
+    );
+    assert!(
+        body.contains("&lt;!channel&gt; &lt;script&gt;alert(1)&lt;/script&gt; &lt;http://evil.example|click&gt; &amp; co"),
+        "{body}"
+    );
+    assert!(
+        !body.contains("<!channel>") && !body.contains("<script"),
+        "{body}"
+    );
+
+    let e = &mails[0];
+    assert_eq!(e.subject, "[prod] 1 new CRITICAL in ghcr.io/org/api");
+    let html = e.html.as_deref().expect("html part");
+    let text = e.text.as_deref().expect("text part");
+    assert!(
+        html.contains("<h1>Custom: 1 new CRITICAL in ghcr.io&#x2f;org&#x2f;api</h1>"),
+        "{html}"
+    );
+    assert!(
+        html.contains("<p class=\"f\">CVE-2026-0100: &lt;!channel&gt; &lt;script&gt;"),
+        "{html}"
+    );
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(text.starts_with("Custom text for prod\n"), "{text}");
+    assert!(
+        text.contains(&format!("CVE-2026-0100 libxml2 1.0.0 → 2.12.7: {HOSTILE}")),
+        "the text part is plain: {text}"
+    );
+}
+
+/// A template that passes `config check` but fails on real data at send time: the alert
+/// is not lost; it stays queued with an error naming the file and line, and goes out once
+/// the template is fixed.
+#[test]
+fn a_template_failing_at_send_time_keeps_the_alert_queued() {
+    let slack = SlackFake::start();
+    let ws = workspace(&slack, None, "  templates:\n    slack: slack.j2\n", "");
+    // The sample data's image is not ghcr.io/org/api: only the real message trips it.
+    ws.write(
+        "slack.j2",
+        "{% if groups and groups[0].repo == \"ghcr.io/org/api\" %}\n{{ no_such_variable }}\n{% endif %}sent: {{ title }}\n",
+    );
+    let check = ws.run(&["config", "check"]);
+    assert_eq!(check.code, 0, "{}", check.stderr);
+
+    scan(
+        &ws,
+        T0,
+        vec![report("shop", "api", "org/api", 0, &base_vulns())],
+    );
+    let v2 = report("shop", "api", "org/api", 1, &upgraded_vulns());
+    let s = scan(&ws, T1, vec![v2.clone()]);
+    settle();
+    assert!(slack.requests().is_empty(), "nothing sent");
+    assert_eq!(s["alerts"]["pending"], 1, "{:#}", s["alerts"]);
+    let err = s["alerts"]["messages"][0]["error"].as_str().unwrap_or("");
+    assert!(
+        err.contains("alerts.templates.slack")
+            && err.contains("slack.j2:2")
+            && err.contains("no_such_variable"),
+        "{:#}",
+        s["alerts"]
+    );
+
+    ws.write("slack.j2", "sent: {{ title }}\n");
+    let s = scan(&ws, T2, vec![v2]);
+    assert_eq!(s["alerts"]["pending"], 0, "{:#}", s["alerts"]);
+    let posted = slack.wait_for(1, Duration::from_secs(5));
+    let body = posted[0].body.as_ref().expect("body").to_string();
+    assert!(
+        body.contains("sent: 1 new CRITICAL in ghcr.io/org/api"),
+        "{body}"
+    );
+}

@@ -290,3 +290,96 @@ fn no_ansi_colours_when_stderr_is_not_a_terminal() {
         assert!(!run.stderr.contains('\u{1b}'), "{:?}", run.stderr);
     }
 }
+
+/// `config check` renders every message template override against sample data: a
+/// syntax error, an unknown variable (in each template) and a missing file each fail it
+/// with the key, the file and the line; good overrides pass.
+#[test]
+fn message_templates_are_checked_with_file_and_line() {
+    let ws = Workspace::new();
+    ws.write(
+        "ok.slack",
+        "*{{ title }}*\n{% for g in groups %}{{ g.repo }}{% endfor %}\n",
+    );
+    ws.write("ok.html", "<p>{{ title }}</p>\n");
+    ws.write("ok.txt", "{{ title }}\n");
+    ws.write("ok-summary.html", "<h1>{{ month_name }}: {{ open.critical }}</h1>\n{% for i in top_images.items %}{{ i.repository }}{% endfor %}\n");
+    ws.write(
+        "ok-summary.txt",
+        "{{ cluster }} {{ month }} {{ total_delta }}\n",
+    );
+    ws.write(
+        "syntax.j2",
+        "line one\n{% for g in groups %}\n{{ g.repo }}\n",
+    );
+    ws.write(
+        "unknown.j2",
+        "{{ title }}\n{% for g in groups %}{{ g.repository }}{% endfor %}\n",
+    );
+    ws.write("unknown-summary.j2", "{{ month }}\n\n{{ open.severe }}\n");
+    let good = "alerts:\n  templates:\n    slack: ok.slack\n    email_html: ok.html\n    email_text: ok.txt\nsummary:\n  templates:\n    html: ok-summary.html\n    text: ok-summary.txt\n";
+    ws.config(good);
+    let run = ws.run(&["config", "check"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("slack: ok.slack"), "{}", run.stdout);
+
+    // Each bad file in each key: the key, the file and the line are named.
+    for (key, file, line, what) in [
+        ("alerts.templates.slack", "syntax.j2", 3, "syntax error"),
+        ("alerts.templates.email_html", "unknown.j2", 2, "undefined"),
+        ("alerts.templates.email_text", "unknown.j2", 2, "undefined"),
+        (
+            "summary.templates.html",
+            "unknown-summary.j2",
+            3,
+            "undefined",
+        ),
+        ("summary.templates.text", "syntax.j2", 3, "syntax error"),
+    ] {
+        let (section, name) = key.rsplit_once('.').expect("key");
+        let yaml = good.replace(
+            &format!(
+                "{name}: {}",
+                match key {
+                    "alerts.templates.slack" => "ok.slack",
+                    "alerts.templates.email_html" => "ok.html",
+                    "alerts.templates.email_text" => "ok.txt",
+                    "summary.templates.html" => "ok-summary.html",
+                    _ => "ok-summary.txt",
+                }
+            ),
+            &format!("{name}: {file}"),
+        );
+        assert_ne!(yaml, good, "{section}");
+        ws.config(&yaml);
+        let run = ws.run(&["config", "check"]);
+        assert_eq!(run.code, 1, "{key}: {}", run.stderr);
+        assert!(
+            run.stderr.contains(key) && run.stderr.contains(&format!("{file}:{line}")),
+            "{key}: {}",
+            run.stderr
+        );
+        assert!(run.stderr.contains(what), "{key}: {}", run.stderr);
+        assert!(
+            !run.stderr.contains("configuration is valid"),
+            "{}",
+            run.stderr
+        );
+    }
+
+    // A file that is not there, named with its key, before anything runs.
+    ws.config(&good.replace("text: ok-summary.txt", "text: missing.txt"));
+    let run = ws.run(&["config", "check"]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(
+        run.stderr.contains("summary.templates.text") && run.stderr.contains("missing.txt"),
+        "{}",
+        run.stderr
+    );
+    // The same check stops `scan`: a broken template is not found at the first alert.
+    ws.config(&good.replace("slack: ok.slack", "slack: syntax.j2"));
+    let input = ws.write("empty.json", &list(vec![]));
+    let run = ws.scan_at(T0, &[&input]);
+    assert_eq!(run.code, 1, "{}", run.stderr);
+    assert!(run.stderr.contains("syntax.j2:3"), "{}", run.stderr);
+}

@@ -1479,3 +1479,86 @@ fn renders_without_horizontal_overflow_in_chromium() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// Message template overrides (`summary.templates`).
+// ---------------------------------------------------------------------------------------
+
+/// The mail's two parts come from the user's files, with the documented variables; HTML
+/// variables are autoescaped, text ones are not.
+#[test]
+fn summary_templates_override_both_parts() {
+    let ws = scenario();
+    let html = ws.write(
+        "summary.html",
+        "<h1 class=\"x\">{{ month_name }} for {{ scope_label }}</h1>\n<p>{{ open.critical }} critical, {{ open.total }} open ({{ total_delta }})</p>\n{% for i in top_images.items %}<li>{{ i.repository }}</li>{% endfor %}\n",
+    );
+    let text = ws.write(
+        "summary.txt",
+        "Custom summary {{ month }} of {{ cluster }}: {{ open.critical }} critical, {{ subject }}\n\n\n\n{% for t in trend %}{{ t.label }}={{ t.open.total }} {% endfor %}\n",
+    );
+    let sink = SmtpSink::start();
+    let extra = format!(
+        "  templates:\n    html: {}\n    text: {}\n",
+        html.display(),
+        text.display()
+    );
+    let mut mail = MailSetup::new(&ws, &sink, &extra).only(Scope::Cluster);
+    mail.config.load_templates().expect("templates load");
+    let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
+    let rt = runtime();
+    let out = mail.send_october(&rt, &mut store, utc(NOW), None);
+    assert_eq!(out[0].1, Outcome::Sent, "{out:?}");
+    let m = &sink.wait_for(1, Duration::from_secs(10))[0];
+    let html = m.html.as_deref().expect("html");
+    let text = m.text.as_deref().expect("text");
+    assert!(
+        html.starts_with(
+            "<h1 class=\"x\">October 2026 for whole cluster</h1>\n<p>2 critical, 3 open (-2)</p>"
+        ),
+        "{html}"
+    );
+    assert!(html.contains("<li>ghcr.io&#x2f;"), "autoescaped: {html}");
+    assert!(
+        text.starts_with("Custom summary 2026-10 of prod: 2 critical, [prod] Vulnerability summary October 2026: 2 critical, 1 high open (-2 vs September 2026)\n\nMay 2026="),
+        "blank runs collapsed as for the built-in text: {text}"
+    );
+    assert_eq!(
+        m.subject,
+        "[prod] Vulnerability summary October 2026: 2 critical, 1 high open (-2 vs September 2026)"
+    );
+
+    // Hostile report text through the same override: escaped in HTML, as is in text.
+    let hostile = hostile_store();
+    let s = compute(&hostile, "2026-10", Scope::Cluster, NOW, "");
+    let t = mail.config.summary.templates.clone();
+    let page = render::html_with(&s, &t).expect("html");
+    assert!(!page.contains("<script"), "{page}");
+    assert!(
+        page.contains("org&#x2f;&lt;script&gt;alert(0)&lt;&#x2f;script&gt;"),
+        "{page}"
+    );
+}
+
+/// A template that fails on the month's data is a failed summary (retried later), not a
+/// panic or a stuck claim, and the error names the file and line.
+#[test]
+fn a_summary_template_failing_at_send_time_is_a_failure() {
+    let ws = scenario();
+    let bad = ws.write("bad.txt", "{{ month }}\n{{ no_such_number }}\n");
+    let sink = SmtpSink::start();
+    let extra = format!("  templates:\n    text: {}\n", bad.display());
+    let mut mail = MailSetup::new(&ws, &sink, &extra).only(Scope::Cluster);
+    mail.config.load_templates().expect("templates load");
+    let mut store = trivy_digest::store::Store::open(&ws.store()).expect("store");
+    let rt = runtime();
+    let out = mail.send_october(&rt, &mut store, utc(NOW), None);
+    match &out[0].1 {
+        Outcome::Failed(e) => assert!(
+            e.contains("summary.templates.text") && e.contains("bad.txt:2"),
+            "{e}"
+        ),
+        o => panic!("expected a failure, got {o:?}"),
+    }
+    assert!(sink.messages().is_empty());
+}

@@ -67,9 +67,9 @@ pub async fn summary(config: &Config, args: CliArgs) -> Result<i32> {
                 .as_ref()
                 .is_some_and(|p| p.extension().is_some_and(|e| e == "txt"));
         let body = if as_text {
-            render::text(&summary)?
+            render::text_with(&summary, &config.summary.templates)?
         } else {
-            render::html(&summary)?
+            render::html_with(&summary, &config.summary.templates)?
         };
         match &args.out {
             Some(p) => std::fs::write(p, body.as_bytes())

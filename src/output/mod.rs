@@ -9,9 +9,11 @@
 //! `retry`, `secret`), never `run`, `command` or each other.
 
 pub mod alert;
+pub mod custom_template;
 pub mod dojo;
 pub mod factory;
 pub mod runner;
+pub mod sample;
 pub mod summary;
 
 use std::sync::Arc;

@@ -113,6 +113,9 @@ pub struct AlertsConfig {
     /// Per Slack request.
     pub timeout: HumanDuration,
     pub retry: RetryConfig,
+    /// Override files for the messages (README, "Message templates").
+    #[serde(skip_serializing_if = "super::template::AlertTemplates::is_empty")]
+    pub templates: super::template::AlertTemplates,
 }
 
 impl Default for AlertsConfig {
@@ -135,6 +138,7 @@ impl Default for AlertsConfig {
                 initial_backoff: HumanDuration(Duration::from_secs(1)),
                 max_backoff: HumanDuration(Duration::from_secs(30)),
             },
+            templates: Default::default(),
         }
     }
 }

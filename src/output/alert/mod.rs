@@ -10,11 +10,12 @@
 //! and rollouts create no `opened` event, so they never alert again.
 
 pub mod channel;
-mod compose;
+pub(crate) mod compose;
 pub mod config;
 mod decide;
 mod output;
 mod queue;
+pub mod template;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -172,6 +173,7 @@ impl Alerter {
             http: channel::client(config.alerts.timeout.0)?,
             backoff: Backoff::from_config(&config.alerts.retry),
             mailer,
+            templates: config.alerts.templates.clone(),
         });
         let dests = destinations(config, &shared);
         if dests.is_empty() {

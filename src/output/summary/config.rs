@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::output::custom_template::{Escape, TemplateFile};
 use crate::settings::{ConfigError, HumanDuration};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +29,44 @@ pub struct SummaryConfig {
     pub top: usize,
     /// How often a summary that could not be sent is tried again.
     pub retry_interval: HumanDuration,
+    /// Override files for the summary (README, "Message templates").
+    #[serde(skip_serializing_if = "SummaryTemplates::is_empty")]
+    pub templates: SummaryTemplates,
+}
+
+/// `summary.templates`: override files, each optional (the built-in template otherwise).
+/// They render the mail, the `summary` command's output and the `/summary/` pages alike.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SummaryTemplates {
+    /// The HTML part (autoescaped).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub html: Option<TemplateFile>,
+    /// The plain text part.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<TemplateFile>,
+}
+
+impl SummaryTemplates {
+    pub fn is_empty(&self) -> bool {
+        self.html.is_none() && self.text.is_none()
+    }
+
+    /// Reads and compiles every configured file (at config load).
+    pub(crate) fn load(&mut self) -> Result<(), ConfigError> {
+        if let Some(f) = &mut self.html {
+            f.load("summary.templates.html", Escape::Html)?;
+        }
+        if let Some(f) = &mut self.text {
+            f.load("summary.templates.text", Escape::Text)?;
+        }
+        Ok(())
+    }
+
+    /// Every configured template, for `config check`.
+    pub fn files(&self) -> impl Iterator<Item = &TemplateFile> {
+        [&self.html, &self.text].into_iter().flatten()
+    }
 }
 
 impl Default for SummaryConfig {
@@ -40,6 +79,7 @@ impl Default for SummaryConfig {
             serve: false,
             top: 10,
             retry_interval: HumanDuration(Duration::from_secs(15 * 60)),
+            templates: SummaryTemplates::default(),
         }
     }
 }

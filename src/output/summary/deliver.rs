@@ -324,8 +324,8 @@ pub async fn send_month(
             Ok(Mail {
                 to: aud.to.clone(),
                 subject: summary.subject(),
-                text: render::text(&summary)?,
-                html: render::html(&summary)?,
+                text: render::text_with(&summary, &config.summary.templates)?,
+                html: render::html_with(&summary, &config.summary.templates)?,
                 message_id: Some(message_id),
             })
         })();

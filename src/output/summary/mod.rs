@@ -6,6 +6,7 @@
 //! serves it read-only at `/summary/`.
 
 pub mod config;
+pub mod context;
 pub mod cron;
 pub mod deliver;
 pub mod history;

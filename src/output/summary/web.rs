@@ -172,9 +172,9 @@ async fn month(
         let store = Store::open(&w.config.store)?;
         let s = report::build(&store, &deliver::options(&w.config, m, scope, now))?;
         if text {
-            render::text(&s)
+            render::text_with(&s, &w.config.summary.templates)
         } else {
-            render::html(&s)
+            render::html_with(&s, &w.config.summary.templates)
         }
     })
     .await;

@@ -10,6 +10,8 @@ use super::{Channel, Shared, Spec};
 use crate::mail::{Mail, MailError, Mailer};
 use crate::output::alert::SendError;
 use crate::output::alert::compose::{Group, Message, counts_text, join_limited};
+use crate::output::alert::template::{AlertContext, AlertTemplates};
+use crate::output::custom_template::TemplateFile;
 
 /// Workloads listed per image; more are counted.
 const MAX_WORKLOADS: usize = 50;
@@ -158,13 +160,33 @@ fn digest_rows(groups: &[Group]) -> Vec<DigestRow> {
         .collect()
 }
 
-/// The email for `msg`: subject `[cluster] 3 new CRITICAL in registry/repo`.
+/// The email for `msg` with the built-in templates.
 pub fn render(
     msg: &Message,
     cluster: &str,
     to: &[String],
     destination_key: &str,
     max_findings: usize,
+) -> Result<Mail, SendError> {
+    render_with(
+        msg,
+        cluster,
+        to,
+        destination_key,
+        max_findings,
+        &AlertTemplates::default(),
+    )
+}
+
+/// The email for `msg`: subject `[cluster] 3 new CRITICAL in registry/repo`; each part
+/// from its override in `templates` when configured (the subject stays built-in).
+pub fn render_with(
+    msg: &Message,
+    cluster: &str,
+    to: &[String],
+    destination_key: &str,
+    max_findings: usize,
+    templates: &AlertTemplates,
 ) -> Result<Mail, SendError> {
     let r = |e: askama::Error| SendError::Permanent(format!("rendering the alert email: {e}"));
     let title = msg.title();
@@ -205,6 +227,20 @@ pub fn render(
             .render()
             .map_err(r)?,
         ),
+    };
+    let custom = |f: &TemplateFile, part: &str| -> Result<String, SendError> {
+        let ctx = AlertContext::new(msg, cluster, max_findings);
+        f.get()
+            .and_then(|t| t.render(&ctx))
+            .map_err(|e| SendError::Permanent(format!("rendering the alert email's {part}: {e}")))
+    };
+    let text = match &templates.email_text {
+        Some(f) => custom(f, "text part")?,
+        None => text,
+    };
+    let html = match &templates.email_html {
+        Some(f) => custom(f, "HTML part")?,
+        None => html,
     };
     // Subjects are one line whatever the report data holds.
     let subject: String = subject
@@ -263,7 +299,14 @@ impl Channel for Email {
             let Some(mailer) = &s.mailer else {
                 return Err(SendError::Permanent("no smtp section to send with".into()));
             };
-            let mail = render(msg, &s.cluster, &self.to, &self.key, s.max_findings)?;
+            let mail = render_with(
+                msg,
+                &s.cluster,
+                &self.to,
+                &self.key,
+                s.max_findings,
+                &s.templates,
+            )?;
             send(mailer, &mail).await
         })
     }

@@ -53,6 +53,8 @@ pub struct Shared {
     pub backoff: Backoff,
     /// Present when an `smtp` section is configured and some destination has recipients.
     pub mailer: Option<Mailer>,
+    /// `alerts.templates`: the user's overrides, compiled at config load.
+    pub templates: super::template::AlertTemplates,
 }
 
 /// The delivery settings of one alert channel or team route.

@@ -11,6 +11,8 @@ use super::http::post_json;
 use super::{Channel, Shared, Spec};
 use crate::output::alert::SendError;
 use crate::output::alert::compose::{Group, Message, join_limited};
+use crate::output::alert::template::AlertContext;
+use crate::output::custom_template::CustomTemplate;
 use crate::secret::Secret;
 
 /// Slack's documented limits (Block Kit reference).
@@ -269,11 +271,82 @@ pub fn payload(msg: &Message, cluster: &str, max_findings: usize) -> Value {
         escape(&truncate(cluster, 200))
     )]));
     blocks.truncate(MAX_BLOCKS);
+    json!({"text": fallback(msg, cluster), "blocks": blocks})
+}
+
+/// The `text` fallback shown in notifications.
+fn fallback(msg: &Message, cluster: &str) -> Value {
     let text = match msg {
         Message::Test { .. } => format!("[{}] trivy-digest test alert", cluster),
-        _ => format!("[{}] {}", cluster, title),
+        _ => format!("[{}] {}", cluster, msg.title()),
     };
-    json!({"text": escape(&truncate(&text, 3000)), "blocks": blocks})
+    Value::String(escape(&truncate(&text, 3000)))
+}
+
+/// Splits mrkdwn into sections of at most `MAX_SECTION_TEXT` characters at line breaks
+/// (a longer line is cut), at most `max` of them; blank sections (which Slack refuses)
+/// are left out.
+fn sections_of(text: &str, max: usize) -> Vec<Value> {
+    let mut chunks: Vec<String> = Vec::new();
+    let mut cur = String::new();
+    let mut len = 0;
+    for line in text.lines() {
+        let line = truncate(line, MAX_SECTION_TEXT);
+        let n = line.chars().count();
+        if len > 0 && len + 1 + n > MAX_SECTION_TEXT {
+            chunks.push(std::mem::take(&mut cur));
+            len = 0;
+        }
+        if len > 0 {
+            cur.push('\n');
+            len += 1;
+        }
+        cur.push_str(&line);
+        len += n;
+    }
+    chunks.push(cur);
+    chunks
+        .into_iter()
+        .filter(|c| !c.trim().is_empty())
+        .take(max)
+        .map(section)
+        .collect()
+}
+
+/// With `alerts.templates.slack`: the template renders the body (mrkdwn); the header,
+/// the footer and the notification text stay built-in, and the body is cut into
+/// sections within Slack's limits, so the payload is valid Block Kit whatever the
+/// template prints.
+pub fn custom_payload(
+    msg: &Message,
+    cluster: &str,
+    max_findings: usize,
+    template: &CustomTemplate,
+) -> Result<Value, SendError> {
+    let ctx = AlertContext::new(msg, cluster, max_findings);
+    let body = template
+        .render(&ctx)
+        .map_err(|e| SendError::Permanent(format!("rendering the Slack message: {e}")))?;
+    let head = match msg {
+        Message::Test { .. } => "trivy-digest test alert".to_owned(),
+        _ => msg.title(),
+    };
+    let mut blocks = vec![header(&head)];
+    // Room for the header and the footer.
+    let sections = sections_of(&body, MAX_BLOCKS - 2);
+    if sections.is_empty() {
+        return Err(SendError::Permanent(format!(
+            "rendering the Slack message: {} ({}) rendered no text",
+            template.key(),
+            template.path().display()
+        )));
+    }
+    blocks.extend(sections);
+    blocks.push(context(vec![format!(
+        "trivy-digest · cluster {}",
+        escape(&truncate(cluster, 200))
+    )]));
+    Ok(json!({"text": fallback(msg, cluster), "blocks": blocks}))
 }
 
 /// A channel's or team route's Slack incoming webhook.
@@ -300,7 +373,13 @@ impl Channel for Slack {
     fn send<'a>(&'a self, msg: &'a Message) -> BoxFuture<'a, Result<(), SendError>> {
         Box::pin(async move {
             let s = &self.shared;
-            let body = payload(msg, &s.cluster, s.max_findings);
+            let body = match &s.templates.slack {
+                Some(f) => {
+                    let t = f.get().map_err(|e| SendError::Permanent(e.to_string()))?;
+                    custom_payload(msg, &s.cluster, s.max_findings, t)?
+                }
+                None => payload(msg, &s.cluster, s.max_findings),
+            };
             post_json(&s.http, &self.url, None, &body, &s.backoff, "Slack webhook").await
         })
     }
@@ -517,5 +596,44 @@ mod tests {
             p.contains("<https://avd.aquasec.com/nvd/cve-2026-0000|CVE-2026-0000>"),
             "{p}"
         );
+    }
+
+    /// An override's body is cut into sections within Slack's limits, around the
+    /// built-in header and footer; a body with no text is an error, not an empty block.
+    #[test]
+    fn custom_body_stays_valid_block_kit() {
+        use crate::output::custom_template::{CustomTemplate, Escape};
+        let t = |src: &str| {
+            CustomTemplate::compile(
+                "alerts.templates.slack",
+                std::path::Path::new("s.j2"),
+                src.into(),
+                Escape::Slack,
+            )
+            .expect("compiles")
+        };
+        let long = t(
+            "{% for i in range(400) %}{{ groups[0].findings[0].title }} {{ i }}\n{% endfor %}{{ 'x' * 5000 }}",
+        );
+        let p = custom_payload(&Message::Image(group(3, 1)), "prod", 10, &long).expect("payload");
+        check_limits(&p);
+        let blocks = p["blocks"].as_array().expect("blocks");
+        assert!(
+            blocks.len() > 4,
+            "split into several sections: {}",
+            blocks.len()
+        );
+        assert_eq!(blocks[0]["type"], "header");
+        assert_eq!(blocks[blocks.len() - 1]["type"], "context");
+        let json = p.to_string();
+        assert!(!json.contains("<!channel>"), "variables are escaped");
+        let e = custom_payload(
+            &Message::Image(group(1, 1)),
+            "prod",
+            10,
+            &t("  \n{% if false %}x{% endif %}\n"),
+        )
+        .expect_err("blank");
+        assert!(e.to_string().contains("rendered no text"), "{e}");
     }
 }
