@@ -78,8 +78,8 @@ impl CustomTemplate {
             }
             if *state.auto_escape() == SLACK && !value.is_safe() {
                 let text = match value.as_str() {
-                    Some(s) => crate::output::alert::channel::slack::escape(s),
-                    None => crate::output::alert::channel::slack::escape(&value.to_string()),
+                    Some(s) => crate::output::alert::channel::mrkdwn::escape(s),
+                    None => crate::output::alert::channel::mrkdwn::escape(&value.to_string()),
                 };
                 return out.write_str(&text).map_err(|e| {
                     minijinja::Error::new(minijinja::ErrorKind::WriteFailure, e.to_string())
@@ -92,8 +92,8 @@ impl CustomTemplate {
             // escaped; anything else prints the escaped label.
             env.add_function("link", |url: Option<String>, label: String| {
                 Value::from_safe_string(match url {
-                    Some(u) => crate::output::alert::channel::slack::link(&u, &label),
-                    None => crate::output::alert::channel::slack::escape(&label),
+                    Some(u) => crate::output::alert::channel::mrkdwn::link(&u, &label),
+                    None => crate::output::alert::channel::mrkdwn::escape(&label),
                 })
             });
         }

@@ -12,7 +12,7 @@ use crate::output::summary::report::{
 
 use crate::output::alert::SendError;
 use crate::output::alert::channel::{email, slack};
-use crate::output::alert::template::AlertTemplates;
+use crate::output::alert::config::AlertTemplates;
 use crate::output::summary::config::SummaryTemplates;
 use crate::output::summary::render;
 

@@ -2,63 +2,9 @@
 //! channel and every message kind, documented in the README ("Message templates").
 //! Built from the composed message; its fields are the stable interface, so rename none.
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use super::compose::{AlertFinding, Group, Message, counts_text};
-use crate::output::custom_template::TemplateFile;
-
-/// `alerts.templates`: override files, each optional (the built-in template otherwise).
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AlertTemplates {
-    /// The mrkdwn text of a Slack message's body; the channel adds the header and footer
-    /// and splits it into sections within Slack's limits.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub slack: Option<TemplateFile>,
-    /// The HTML part of alert emails (autoescaped).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email_html: Option<TemplateFile>,
-    /// The plain text part of alert emails.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub email_text: Option<TemplateFile>,
-}
-
-impl AlertTemplates {
-    pub fn is_empty(&self) -> bool {
-        self.slack.is_none() && self.email_html.is_none() && self.email_text.is_none()
-    }
-
-    /// Reads and compiles every configured file (at config load).
-    pub(crate) fn load(&mut self) -> Result<(), crate::settings::ConfigError> {
-        use crate::output::custom_template::Escape;
-        let files = [
-            (&mut self.slack, "alerts.templates.slack", Escape::Slack),
-            (
-                &mut self.email_html,
-                "alerts.templates.email_html",
-                Escape::Html,
-            ),
-            (
-                &mut self.email_text,
-                "alerts.templates.email_text",
-                Escape::Text,
-            ),
-        ];
-        for (file, key, escape) in files {
-            if let Some(f) = file {
-                f.load(key, escape)?;
-            }
-        }
-        Ok(())
-    }
-
-    /// Every configured template, for `config check`.
-    pub fn files(&self) -> impl Iterator<Item = &TemplateFile> {
-        [&self.slack, &self.email_html, &self.email_text]
-            .into_iter()
-            .flatten()
-    }
-}
 
 /// The context of every alert template.
 #[derive(Debug, Clone, Serialize)]

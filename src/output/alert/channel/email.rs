@@ -10,7 +10,8 @@ use super::{Channel, Shared, Spec};
 use crate::mail::{Mail, MailError, Mailer};
 use crate::output::alert::SendError;
 use crate::output::alert::compose::{Group, Message, counts_text, join_limited};
-use crate::output::alert::template::{AlertContext, AlertTemplates};
+use crate::output::alert::config::AlertTemplates;
+use crate::output::alert::template::AlertContext;
 use crate::output::custom_template::TemplateFile;
 
 /// Workloads listed per image; more are counted.

@@ -8,6 +8,7 @@
 
 pub mod email;
 mod http;
+pub mod mrkdwn;
 pub mod msteams;
 pub mod slack;
 pub mod webhook;
@@ -54,7 +55,7 @@ pub struct Shared {
     /// Present when an `smtp` section is configured and some destination has recipients.
     pub mailer: Option<Mailer>,
     /// `alerts.templates`: the user's overrides, compiled at config load.
-    pub templates: super::template::AlertTemplates,
+    pub templates: super::config::AlertTemplates,
 }
 
 /// The delivery settings of one alert channel or team route.

@@ -15,6 +15,8 @@ use crate::output::alert::template::AlertContext;
 use crate::output::custom_template::CustomTemplate;
 use crate::secret::Secret;
 
+pub use super::mrkdwn::{escape, link};
+
 /// Slack's documented limits (Block Kit reference).
 pub const MAX_BLOCKS: usize = 50;
 pub const MAX_SECTION_TEXT: usize = 3000;
@@ -26,20 +28,6 @@ pub const MAX_CONTEXT_ELEMENTS: usize = 10;
 const MAX_FINDING_SECTIONS: usize = 20;
 /// Images listed in a digest message.
 const DIGEST_TOP: usize = 10;
-
-/// Escapes the three characters Slack's mrkdwn treats as control characters.
-pub fn escape(s: &str) -> String {
-    let mut o = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => o.push_str("&amp;"),
-            '<' => o.push_str("&lt;"),
-            '>' => o.push_str("&gt;"),
-            c => o.push(c),
-        }
-    }
-    o
-}
 
 /// At most `max` characters, with `…` when cut.
 pub fn truncate(s: &str, max: usize) -> String {
@@ -59,28 +47,6 @@ fn plain(s: &str, max: usize) -> String {
         .filter(|c| !c.is_control() && *c != '<' && *c != '>')
         .collect();
     truncate(cleaned.trim(), max)
-}
-
-/// `<url|label>` for an http(s) URL; characters that would end the link are encoded.
-pub fn link(url: &str, label: &str) -> String {
-    let label = escape(&label.replace('|', "/"));
-    if !(url.starts_with("https://") || url.starts_with("http://")) {
-        return label;
-    }
-    let mut u = String::with_capacity(url.len());
-    for c in url.chars() {
-        match c {
-            '<' => u.push_str("%3C"),
-            '>' => u.push_str("%3E"),
-            '|' => u.push_str("%7C"),
-            ' ' => u.push_str("%20"),
-            '"' => u.push_str("%22"),
-            '&' => u.push_str("&amp;"),
-            c if c.is_control() => {}
-            c => u.push(c),
-        }
-    }
-    format!("<{u}|{label}>")
 }
 
 /// Joins escaped lines up to `max` characters; the rest is counted as "and N more".
