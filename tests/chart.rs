@@ -1040,3 +1040,50 @@ fn dashboard_and_rules() {
         }
     }
 }
+
+/// The Teams webhook Secret is mounted beside Slack's, and the NetworkPolicy lets the Pod
+/// reach Teams only where the values say.
+#[test]
+fn teams_webhook_secret_and_egress() {
+    let (docs, values) = rendered("full");
+    let deploy = object(&docs, "Deployment");
+    let pod = &deploy["spec"]["template"]["spec"];
+    let volume = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == "msteams")
+        .expect("an msteams volume");
+    assert_eq!(volume["secret"]["secretName"], "trivy-digest-msteams");
+    let mounted = pod["containers"][0]["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .any(|m| {
+            m["name"] == "msteams"
+                && m["mountPath"] == "/var/run/secrets/trivy-digest/msteams"
+                && m["readOnly"] == true
+        });
+    assert!(mounted, "{:?}", pod["containers"][0]["volumeMounts"]);
+    let np = object(&docs, "NetworkPolicy");
+    let want = &values["networkPolicy"]["egress"]["msteams"]["cidrs"][0];
+    let allowed = np["spec"]["egress"]
+        .as_array()
+        .expect("egress")
+        .iter()
+        .any(|r| {
+            r["to"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|t| t["ipBlock"]["cidr"] == *want))
+                && r["ports"][0]["port"] == 443
+        });
+    assert!(allowed, "{:?}", np["spec"]["egress"]);
+    // Off by default: no volume, no rule.
+    let (docs, _) = rendered("default");
+    let pod = &object(&docs, "Deployment")["spec"]["template"]["spec"];
+    assert!(
+        !pod["volumes"]
+            .as_array()
+            .is_some_and(|v| v.iter().any(|v| v["name"] == "msteams"))
+    );
+}
