@@ -312,27 +312,43 @@ mod tests {
         }
     }
 
-    async fn started(n: &AtomicU32) {
-        while n.load(Ordering::SeqCst) == 0 {
+    /// A runner driving `Hangs` with this grace, once its first step has started.
+    struct Hanging {
+        _dir: tempfile::TempDir,
+        started: Arc<AtomicU32>,
+        stop: watch::Sender<bool>,
+        lead: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<Result<()>>,
+    }
+
+    async fn hanging(grace: Duration) -> Hanging {
+        let dir = tempfile::tempdir().expect("dir");
+        let started = Arc::new(AtomicU32::new(0));
+        let (stop, lead) = (watch::channel(false).0, watch::channel(true).0);
+        let r = runner(dir.path(), grace);
+        let out: Arc<dyn Output> = Arc::new(Hangs {
+            started: started.clone(),
+        });
+        let sig = signals(&stop, &lead);
+        let task = tokio::spawn(async move { r.drive(out, sig).await });
+        while started.load(Ordering::SeqCst) == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Hanging {
+            _dir: dir,
+            started,
+            stop,
+            lead,
+            task,
         }
     }
 
     #[tokio::test(start_paused = true)]
     async fn leadership_loss_cuts_the_step_in_flight_at_once() {
-        let dir = tempfile::tempdir().expect("dir");
-        let started_n = Arc::new(AtomicU32::new(0));
-        let (stop, lead) = (watch::channel(false).0, watch::channel(true).0);
         // A long shutdown grace: on leadership loss it must not be waited for.
-        let r = runner(dir.path(), Duration::from_secs(3600));
-        let out: Arc<dyn Output> = Arc::new(Hangs {
-            started: started_n.clone(),
-        });
-        let task = tokio::spawn({
-            let sig = signals(&stop, &lead);
-            async move { r.drive(out, sig).await }
-        });
-        started(&started_n).await;
+        // Every field is kept: a dropped sender reads as stop or leadership lost.
+        let h = hanging(Duration::from_secs(3600)).await;
+        let (lead, task) = (&h.lead, h.task);
         let lost_at = Instant::now();
         lead.send_replace(false);
         task.await.expect("join").expect("drive");
@@ -346,18 +362,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn stop_gives_the_step_in_flight_the_shutdown_grace() {
-        let dir = tempfile::tempdir().expect("dir");
-        let started_n = Arc::new(AtomicU32::new(0));
-        let (stop, lead) = (watch::channel(false).0, watch::channel(true).0);
-        let r = runner(dir.path(), Duration::from_secs(30));
-        let out: Arc<dyn Output> = Arc::new(Hangs {
-            started: started_n.clone(),
-        });
-        let task = tokio::spawn({
-            let sig = signals(&stop, &lead);
-            async move { r.drive(out, sig).await }
-        });
-        started(&started_n).await;
+        let h = hanging(Duration::from_secs(30)).await;
+        let (started_n, stop, task) = (&h.started, &h.stop, h.task);
         let stopped_at = Instant::now();
         stop.send_replace(true);
         task.await.expect("join").expect("drive");
