@@ -614,7 +614,50 @@ fn env_or_alias(name: &str, alias: &str) -> Result<Option<String>, ConfigError> 
     }
 }
 
+impl DojoConfig {
+    /// Why two clusters exporting with this mapping into one DefectDojo would push into
+    /// the same tests, if they would: no template of the mapping always includes the
+    /// cluster name. DefectDojo then treats each cluster's push as the whole test and
+    /// closes the other cluster's findings (and their risk acceptances).
+    pub fn cluster_collision(&self, cluster: &str) -> Option<String> {
+        let keys = [
+            ("product_type", &self.product_type),
+            ("product", &self.product),
+            ("engagement", &self.engagement),
+            ("test", &self.test),
+        ];
+        if keys.iter().any(|(_, t)| t.always_includes_cluster()) {
+            return None;
+        }
+        Some(format!(
+            "the DefectDojo mapping gives cluster {cluster:?} the same product, engagement and test \
+             as any other cluster (none of defectdojo.product_type, product, engagement or test \
+             always contains {{{{ cluster }}}}; {}). If a second cluster exports into the same \
+             DefectDojo with it, each push closes the other cluster's findings and removes their \
+             risk acceptances. Put {{{{ cluster }}}} first in product or engagement, e.g. \
+             product: \"{{{{ cluster }}}}\" or engagement: \"{{{{ cluster }}}}\", or export from one \
+             cluster only",
+            keys.iter()
+                .map(|(k, t)| format!("{k}: {:?}", t.source()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    }
+}
+
 impl Config {
+    /// Warnings about a configuration that is valid but risky; `config check` prints
+    /// them and `run` and `scan` log them at start.
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.defectdojo
+            && let Some(w) = d.cluster_collision(&self.cluster)
+        {
+            out.push(w);
+        }
+        out
+    }
+
     /// Loads `path`, or `trivy-digest.yaml` in the working directory if present, or the
     /// defaults; then applies the environment.
     pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {

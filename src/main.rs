@@ -146,6 +146,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
     if let Some(c) = cli.cluster {
         config.cluster = c;
     }
+    if matches!(cli.command, Command::Scan { .. } | Command::Run) {
+        for w in config.warnings() {
+            tracing::warn!("{w}");
+        }
+    }
     match cli.command {
         Command::Scan {
             from,
@@ -211,6 +216,9 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
                     errors.len()
                 );
                 return Ok(exit::FATAL);
+            }
+            for w in config.warnings() {
+                eprintln!("warning: {w}");
             }
             eprintln!("configuration is valid");
             Ok(exit::OK)

@@ -224,6 +224,15 @@ impl Template {
         })
     }
 
+    /// True when every rendering contains the cluster name: some placeholder reads
+    /// `cluster` first. As a later alternative (`{{ annotation:team | cluster }}`) it is
+    /// only a fallback, and workloads with the annotation render the same in every cluster.
+    pub fn always_includes_cluster(&self) -> bool {
+        self.parts.iter().any(|p| {
+            matches!(p, Part::Placeholder(alts) if matches!(alts.first(), Some(Alt::Field(Field::Cluster))))
+        })
+    }
+
     pub fn source(&self) -> &str {
         &self.source
     }
@@ -314,6 +323,16 @@ mod tests {
         assert!(e.to_string().contains("names no key"), "{e}");
         let e = Template::parse("{{ workload_labels:x }}").expect_err("typo");
         assert!(e.to_string().contains("workload_label:<key>"), "{e}");
+    }
+
+    #[test]
+    fn cluster_only_as_a_fallback_does_not_count() {
+        let t = |s: &str| Template::parse(s).expect("parses");
+        assert!(t("{{ cluster }}").always_includes_cluster());
+        assert!(t("team-{{ cluster | \"x\" }}").always_includes_cluster());
+        assert!(!t("{{ annotation:trivy-digest.io/product | cluster }}").always_includes_cluster());
+        assert!(!t("Kubernetes").always_includes_cluster());
+        assert!(!t("{{ subject }}").always_includes_cluster());
     }
 
     #[test]

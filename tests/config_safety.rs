@@ -383,3 +383,46 @@ fn message_templates_are_checked_with_file_and_line() {
     assert_eq!(run.code, 1, "{}", run.stderr);
     assert!(run.stderr.contains("syntax.j2:3"), "{}", run.stderr);
 }
+
+/// A mapping that gives every cluster the same tests is valid but warned about, naming
+/// the keys and the fix; the default mapping (product per cluster) is not.
+#[test]
+fn a_mapping_shared_by_every_cluster_is_warned_about() {
+    let dojo = "defectdojo:\n  url: https://dojo.example.com\n";
+    let run = check_dojo(&format!(
+        "cluster: prod-eu\n{dojo}  product: '{{{{ annotation:trivy-digest.io/product | cluster }}}}'\n"
+    ));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stderr
+            .contains("warning: the DefectDojo mapping gives cluster \"prod-eu\" the same product")
+            && run.stderr.contains("closes the other cluster's findings")
+            && run
+                .stderr
+                .contains("product: \"{{ annotation:trivy-digest.io/product | cluster }}\"")
+            && run.stderr.contains("configuration is valid"),
+        "{}",
+        run.stderr
+    );
+
+    let run = check_dojo(&format!("cluster: prod-eu\n{dojo}"));
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stderr.contains("warning:"), "{}", run.stderr);
+
+    let run = check_dojo(&format!(
+        "cluster: prod-eu\n{dojo}  product: shared\n  engagement: '{{{{ cluster }}}}'\n"
+    ));
+    assert!(!run.stderr.contains("warning:"), "{}", run.stderr);
+
+    // No DefectDojo, nothing to collide.
+    let run = check_dojo("cluster: prod-eu\n");
+    assert!(!run.stderr.contains("warning:"), "{}", run.stderr);
+}
+
+fn check_dojo(yaml: &str) -> Run {
+    let mut ws = Workspace::new();
+    ws.env
+        .push(("DEFECTDOJO_TOKEN".into(), "t0ken-for-the-check".into()));
+    ws.config(yaml);
+    ws.run(&["config", "check"])
+}
