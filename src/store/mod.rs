@@ -217,6 +217,37 @@ impl Store {
         }
     }
 
+    /// This store's identity: a random id made on first use and kept in the store, so
+    /// the DefectDojo tests it pushes to can say which store they belong to (two stores
+    /// may well be given the same cluster name).
+    pub fn identity(&self) -> Result<String> {
+        let read = |conn: &Connection| -> rusqlite::Result<Option<String>> {
+            conn.query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
+                r.get(0)
+            })
+            .optional()
+        };
+        if let Some(id) = read(&self.conn).map_err(|e| busy_or(&self.path, e))? {
+            return Ok(id);
+        }
+        let id = format!("{:016x}", fastrand::u64(..));
+        // Another process may have made one meanwhile: theirs is kept, and read back.
+        self.conn
+            .execute(
+                "INSERT INTO meta(key, value) VALUES('store_id', ?1) ON CONFLICT DO NOTHING",
+                params![id],
+            )
+            .map_err(|e| busy_or(&self.path, e))?;
+        read(&self.conn)
+            .map_err(|e| busy_or(&self.path, e))?
+            .ok_or_else(|| {
+                anyhow::anyhow!(
+                    "store {}: no store_id after writing one",
+                    self.path.display()
+                )
+            })
+    }
+
     /// A store belongs to one cluster: mixing two would let one cluster's sweep mark the
     /// other's workloads as gone.
     pub fn claim_cluster(&self, cluster: &str) -> Result<()> {

@@ -196,6 +196,22 @@ pub struct DojoFinding {
     pub out_of_scope: bool,
 }
 
+/// A test as listed by `GET /api/v2/tests/`: what ownership needs.
+#[derive(Debug, Clone, Deserialize)]
+pub struct DojoTest {
+    pub id: i64,
+    #[serde(default)]
+    pub title: Option<String>,
+    #[serde(default)]
+    pub build_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct Named {
+    id: i64,
+    name: String,
+}
+
 #[derive(Deserialize)]
 struct Page<T> {
     #[serde(default)]
@@ -290,21 +306,93 @@ impl DojoClient {
 
     /// Every finding of a test, paged.
     pub async fn test_findings(&self, dd_test_id: i64) -> Result<Vec<DojoFinding>, DojoError> {
-        let mut url = self.url("api/v2/findings/")?;
-        url.query_pairs_mut()
-            .append_pair("test", &dd_test_id.to_string())
-            .append_pair("limit", &PAGE_SIZE.to_string())
-            .append_pair("offset", "0");
+        self.list_all(
+            "list findings",
+            "api/v2/findings/",
+            &[("test", &dd_test_id.to_string())],
+        )
+        .await
+    }
+
+    /// The product DefectDojo's reimport would use for `name` (`Product.name` is unique;
+    /// `name_exact` is a case-insensitive filter, so the exact name is picked here).
+    pub async fn product_id(&self, name: &str) -> Result<Option<i64>, DojoError> {
+        let found: Vec<Named> = self
+            .list_all("find product", "api/v2/products/", &[("name_exact", name)])
+            .await?;
+        Ok(found.into_iter().find(|p| p.name == name).map(|p| p.id))
+    }
+
+    /// The engagement a reimport would use: the last one of that name in the product
+    /// (engagement names are not unique; DefectDojo takes the highest id).
+    pub async fn engagement_id(&self, product: i64, name: &str) -> Result<Option<i64>, DojoError> {
+        let found: Vec<Named> = self
+            .list_all(
+                "find engagement",
+                "api/v2/engagements/",
+                &[("product", &product.to_string()), ("name", name)],
+            )
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter(|e| e.name == name)
+            .map(|e| e.id)
+            .max())
+    }
+
+    /// The test a reimport with this title and scan type would update: the last one in
+    /// the engagement.
+    pub async fn latest_test(
+        &self,
+        engagement: i64,
+        title: &str,
+        scan_type: &str,
+    ) -> Result<Option<DojoTest>, DojoError> {
+        let found: Vec<DojoTest> = self
+            .list_all(
+                "find test",
+                "api/v2/tests/",
+                &[
+                    ("engagement", &engagement.to_string()),
+                    ("title", title),
+                    ("scan_type", scan_type),
+                ],
+            )
+            .await?;
+        Ok(found
+            .into_iter()
+            .filter(|t| t.title.as_deref() == Some(title))
+            .max_by_key(|t| t.id))
+    }
+
+    /// Every item of a paged list.
+    async fn list_all<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        path: &str,
+        filters: &[(&str, &str)],
+    ) -> Result<Vec<T>, DojoError> {
+        let mut url = self.url(path)?;
+        {
+            let mut q = url.query_pairs_mut();
+            for (k, v) in filters {
+                q.append_pair(k, v);
+            }
+            q.append_pair("limit", &PAGE_SIZE.to_string())
+                .append_pair("offset", "0");
+        }
         let mut out = Vec::new();
         let mut next = Some(url);
         let mut pages = 0;
         while let Some(u) = next.take() {
             pages += 1;
             if pages > 100_000 {
-                return Err(DojoError::Protocol("findings list does not end".into()));
+                return Err(DojoError::Protocol(format!(
+                    "{what}: the list does not end"
+                )));
             }
-            let page: Page<DojoFinding> = self
-                .with_retry("list findings", || Ok(self.request(Method::GET, u.clone())))
+            let page: Page<T> = self
+                .with_retry(what, || Ok(self.request(Method::GET, u.clone())))
                 .await?;
             out.extend(page.results);
             if let Some(n) = page.next {
