@@ -279,6 +279,10 @@ pub struct DojoConfig {
     pub active: bool,
     pub verified: bool,
     pub do_not_reactivate: bool,
+    /// Take over existing tests that carry no owner mark (made before owner marks, by
+    /// another tool, or by an earlier store of this cluster whose data was lost). Off:
+    /// only tests this store pushed to before are adopted; the rest are refused.
+    pub adopt_tests: bool,
     /// `sync` makes the answer's statistics final; null leaves the server's default.
     pub deduplication_execution_mode: Option<String>,
     /// Parallel pushes; the first push into a new engagement is always alone.
@@ -316,6 +320,7 @@ impl Default for DojoConfig {
             active: true,
             verified: false,
             do_not_reactivate: false,
+            adopt_tests: false,
             deduplication_execution_mode: None,
             concurrency: 2,
             timeout: HumanDuration(Duration::from_secs(120)),

@@ -65,7 +65,8 @@ pub struct Metrics {
     pub images: Family<PinnedLabel, Gauge>,
     /// Open findings (deduplicated) by severity.
     pub findings_open: Family<SeverityLabel, Gauge>,
-    /// DefectDojo pushes by outcome: done, refused, pending.
+    /// DefectDojo pushes by outcome: done, refused, not_ours (another store owns the test),
+    /// pending.
     pub exports: Family<OutcomeLabel, Counter>,
     pub outbox_depth: Gauge,
     pub outbox_oldest_pending_seconds: Gauge,
@@ -152,7 +153,7 @@ impl Metrics {
         );
         registry.register(
             "exports",
-            "DefectDojo pushes by outcome (done, refused, pending)",
+            "DefectDojo pushes by outcome (done, refused, not_ours: the test belongs to another store, pending)",
             m.exports.clone(),
         );
         registry.register(

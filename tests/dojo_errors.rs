@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use support::cli::{Run, Workspace};
-use support::dojo::{DojoFake, Fault};
+use support::dojo::{DojoFake, Fault, results};
 use support::reports::{Vuln, digest, list, spread, vuln, vulnerability_report};
 
 const T0: &str = "2026-11-01T10:00:00Z";
@@ -17,14 +17,6 @@ const REIMPORT: &str = "/api/v2/reimport-scan/";
 
 /// retry.max_backoff is 40 ms: a run never waits long on its own account.
 const FAST_RETRY: &str = "cluster: prod\ndefectdojo:\n  timeout: 5s\n  retry:\n    max_attempts: 6\n    initial_backoff: 10ms\n    max_backoff: 40ms\n";
-
-fn fake() -> DojoFake {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(DojoFake::start())
-}
 
 fn workspace_at(url: &str) -> Workspace {
     let mut ws = Workspace::new();
@@ -55,22 +47,6 @@ fn vulns() -> Vec<Vuln> {
 /// 10 workloads running 5 images (5 DefectDojo tests of 3 findings).
 fn cluster() -> String {
     spread(10, 5, |_| vulns())
-}
-
-fn reimports(dojo: &DojoFake) -> Vec<support::dojo::LoggedRequest> {
-    dojo.log()
-        .into_iter()
-        .filter(|r| r.path == REIMPORT)
-        .collect()
-}
-
-fn results(s: &Value) -> Vec<String> {
-    s["defectdojo"]["tests"]
-        .as_array()
-        .expect("tests")
-        .iter()
-        .map(|t| t["result"].as_str().unwrap_or("?").to_owned())
-        .collect()
 }
 
 fn stopped(s: &Value) -> String {
@@ -122,7 +98,7 @@ fn scan_guarded(ws: &Workspace, now: &str, input: &str, guard: Duration) -> Run 
 
 #[test]
 fn a_retry_after_longer_than_the_cap_leaves_the_push_queued_instead_of_stalling() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     dojo.push_fault_for(
         REIMPORT,
@@ -148,7 +124,7 @@ fn a_retry_after_longer_than_the_cap_leaves_the_push_queued_instead_of_stalling(
         "{}",
         run.stderr
     );
-    assert_eq!(reimports(&dojo).len(), 1, "no retry within the run");
+    assert_eq!(dojo.reimports().len(), 1, "no retry within the run");
 
     // The next run delivers everything once.
     let run = ws.scan_at("2026-11-01T10:05:00Z", &[&ws.path("c.json")]);
@@ -217,7 +193,7 @@ fn a_long_slack_retry_after_leaves_the_alert_queued_instead_of_stalling() {
 #[test]
 fn a_redirect_stops_the_export_naming_the_address_and_never_turns_the_post_into_a_get() {
     for status in [301u16, 302, 307, 308] {
-        let dojo = fake();
+        let dojo = DojoFake::start_blocking();
         let ws = workspace(&dojo);
         let moved = format!("{}/defectdojo{REIMPORT}", dojo.url());
         dojo.push_fault_for(
@@ -246,9 +222,16 @@ fn a_redirect_stops_the_export_naming_the_address_and_never_turns_the_post_into_
         assert_eq!(s["defectdojo"]["refused"], 0, "{status}: {s:#}");
         assert_eq!(s["defectdojo"]["pending"], 5, "{status}: {s:#}");
         assert_eq!(results(&s), vec!["pending"], "{status}");
+        // One POST, answered with the redirect, and nothing sent to where it points. (The
+        // owner check's look-ups come before it.)
         let log = dojo.log();
-        assert_eq!(log.len(), 1, "{status}: not followed: {log:?}");
-        assert_eq!(log[0].method, "POST");
+        let posts: Vec<_> = log.iter().filter(|r| r.path == REIMPORT).collect();
+        assert_eq!(posts.len(), 1, "{status}: stops at the redirect: {log:?}");
+        assert_eq!(posts[0].method, "POST");
+        assert!(
+            log.iter().all(|r| !r.path.starts_with("/defectdojo")),
+            "{status}: not followed: {log:?}"
+        );
 
         // Not sticky: once the address answers, everything is delivered.
         let run = ws.scan_at("2026-11-01T10:05:00Z", &[&input]);
@@ -260,7 +243,7 @@ fn a_redirect_stops_the_export_naming_the_address_and_never_turns_the_post_into_
 
 #[test]
 fn a_404_from_the_api_is_a_wrong_url_not_a_refusal() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     // A path prefix DefectDojo is not served under.
     let wrong = format!("{}/dojo", dojo.url());
     let mut ws = workspace_at(&wrong);
@@ -270,9 +253,10 @@ fn a_404_from_the_api_is_a_wrong_url_not_a_refusal() {
     let s = run.json();
     let why = stopped(&s);
     assert!(
+        // The first call is the owner check's product look-up.
         why.starts_with(&format!(
-            "DefectDojo answered 404 to POST {wrong}/api/v2/reimport-scan/ (Not found.)"
-        )),
+            "DefectDojo answered 404 to GET {wrong}/api/v2/products/?name_exact=prod&"
+        )) && why.contains("(Not found.)"),
         "{why}"
     );
     assert!(why.contains("check defectdojo.url"), "{why}");
@@ -288,7 +272,7 @@ fn a_404_from_the_api_is_a_wrong_url_not_a_refusal() {
 
 #[test]
 fn a_405_stops_the_export_naming_the_url() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     dojo.push_fault_for(REIMPORT, Fault::Status(405));
     let input = ws.write("c.json", &cluster());
@@ -312,7 +296,7 @@ fn a_405_stops_the_export_naming_the_url() {
 
 #[test]
 fn a_408_is_retried_like_a_server_error() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     dojo.push_fault_for(REIMPORT, Fault::Status(408));
     dojo.push_fault_for(REIMPORT, Fault::Status(408));
@@ -323,12 +307,12 @@ fn a_408_is_retried_like_a_server_error() {
     assert_eq!(results(&s), vec!["done"; 5]);
     assert_eq!(dojo.tests().len(), 5);
     assert_eq!(dojo.findings().len(), 15);
-    assert_eq!(reimports(&dojo).len(), 7, "two 408, then five applied");
+    assert_eq!(dojo.reimports().len(), 7, "two 408, then five applied");
 }
 
 #[test]
 fn a_413_says_how_to_split_the_test_and_is_sent_again_later() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     dojo.push_fault_for(REIMPORT, Fault::Status(413));
     let input = ws.write("c.json", &cluster());
@@ -406,7 +390,7 @@ fn refused_setup(dojo: &DojoFake) -> (Workspace, std::path::PathBuf) {
 
 #[test]
 fn a_refusal_is_sent_again_after_a_wait_and_clears_when_the_server_takes_it() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let (ws, one) = refused_setup(&dojo);
     let run = ws.scan_at("2026-11-01T11:00:00Z", &[&one]);
     assert_eq!(run.code, 4);
@@ -425,13 +409,13 @@ fn a_refusal_is_sent_again_after_a_wait_and_clears_when_the_server_takes_it() {
     assert_eq!(results(&s), vec!["done"], "{s:#}");
     assert_eq!(s["defectdojo"]["refused"], 0);
     assert_eq!(s["defectdojo"]["still_refused"], json!([]));
-    assert_eq!(reimports(&dojo).len(), 1);
+    assert_eq!(dojo.reimports().len(), 1);
     assert_eq!(ws.count("SELECT COUNT(*) FROM outbox"), 0);
 }
 
 #[test]
 fn the_same_refusal_again_doubles_the_wait() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let (ws, one) = refused_setup(&dojo);
     assert_eq!(ws.scan_at("2026-11-01T11:00:00Z", &[&one]).code, 4);
     dojo.clear_log();
@@ -439,7 +423,7 @@ fn the_same_refusal_again_doubles_the_wait() {
     let run = ws.scan_at("2026-11-01T17:00:00Z", &[&one]);
     assert_eq!(run.code, 4);
     assert_eq!(results(&run.json()), vec!["refused"]);
-    assert_eq!(reimports(&dojo).len(), 1);
+    assert_eq!(dojo.reimports().len(), 1);
     // Now 12 h: not at 23:00, at 05:00 the next day.
     dojo.clear_log();
     let run = ws.scan_at("2026-11-01T23:00:00Z", &[&one]);
@@ -455,12 +439,12 @@ fn the_same_refusal_again_doubles_the_wait() {
     );
     let run = ws.scan_at("2026-11-02T05:00:00Z", &[&one]);
     assert_eq!(run.code, 4);
-    assert_eq!(reimports(&dojo).len(), 1);
+    assert_eq!(dojo.reimports().len(), 1);
 }
 
 #[test]
 fn a_finding_deleted_in_defectdojo_is_not_a_wrong_url() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster());
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
@@ -511,7 +495,7 @@ fn a_finding_deleted_in_defectdojo_is_not_a_wrong_url() {
     dojo.clear_log();
     let run = ws.scan_at("2026-11-01T13:00:00Z", &[&input]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(reimports(&dojo).len(), 1, "{:?}", dojo.log());
+    assert_eq!(dojo.reimports().len(), 1, "{:?}", dojo.log());
     let back = dojo
         .findings_of_test(zlib.test)
         .into_iter()

@@ -631,6 +631,9 @@ pub fn render_text(s: &ScanSummary) -> String {
                             }
                         }
                         dojo::Outcome::Refused { error } => format!("REFUSED: {error}"),
+                        dojo::Outcome::NotOurs { error, .. } => {
+                            format!("NOT SENT, another cluster's test: {error}")
+                        }
                         dojo::Outcome::Pending { error } => format!("queued: {error}"),
                     };
                     let _ = writeln!(

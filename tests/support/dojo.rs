@@ -213,6 +213,24 @@ impl DojoFake {
         }
     }
 
+    /// Starts the fake from a test that is not async: the fake runs on its own thread,
+    /// so the runtime that started it may go away.
+    pub fn start_blocking() -> DojoFake {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime")
+            .block_on(DojoFake::start())
+    }
+
+    /// The environment that points the binary at this fake as its admin.
+    pub fn env(&self) -> [(String, String); 2] {
+        [
+            ("DEFECTDOJO_URL".into(), self.url()),
+            ("DEFECTDOJO_TOKEN".into(), DojoFake::TOKEN.into()),
+        ]
+    }
+
     /// `http://127.0.0.1:PORT`, without a trailing slash.
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
@@ -246,6 +264,14 @@ impl DojoFake {
         lock(&self.shared.log)
             .iter()
             .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    /// The reimport requests received, in arrival order.
+    pub fn reimports(&self) -> Vec<LoggedRequest> {
+        self.log()
+            .into_iter()
+            .filter(|r| r.path == "/api/v2/reimport-scan/")
             .collect()
     }
 
@@ -311,6 +337,14 @@ impl DojoFake {
         };
         if let Some(p) = state.products.iter_mut().find(|p| p.name == product) {
             p.prod_type = type_id;
+        }
+    }
+
+    /// What editing a test's build id in the UI does (`None` clears it).
+    pub fn set_build_id(&self, test_id: u64, build_id: Option<&str>) {
+        let mut state = lock(&self.shared.state);
+        if let Some(t) = state.tests.iter_mut().find(|t| t.id == test_id) {
+            t.meta.build_id = build_id.map(str::to_owned);
         }
     }
 
@@ -631,4 +665,14 @@ async fn process(shared: &Arc<Shared>, req: Request) -> (Reply, Captured) {
         json: json_body,
     };
     (api::handle(shared, route, ctx), captured)
+}
+
+/// The `result` of every DefectDojo test in a `scan --format json` summary, in order.
+pub fn results(summary: &Value) -> Vec<String> {
+    summary["defectdojo"]["tests"]
+        .as_array()
+        .expect("the summary lists DefectDojo tests")
+        .iter()
+        .map(|t| t["result"].as_str().unwrap_or("?").to_owned())
+        .collect()
 }

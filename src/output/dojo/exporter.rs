@@ -1,6 +1,10 @@
 //! Delivers the outbox to DefectDojo: reimport (membership), then PATCH every matched
 //! finding whose volatile fields changed, since a reimport never refreshes them.
 //!
+//! Before a reimport the exporter looks the test up as DefectDojo's reimport would, and
+//! refuses to push into one that another store owns (`owner`): that push would close the
+//! other cluster's findings.
+//!
 //! Pushes run with a concurrency limit, except the first push into a product/engagement
 //! not yet known to exist: those run one at a time, because parallel auto-creation makes
 //! duplicate engagements (DefectDojo #10607).
@@ -13,9 +17,10 @@ use anyhow::{Context as _, Result};
 use futures_util::stream::{self, StreamExt};
 use serde::Serialize;
 
-use super::client::{DojoClient, DojoError, DojoFinding};
-use super::format::{GenericFile, GenericFinding, Volatile};
+use super::client::{DojoClient, DojoError, DojoFinding, DojoTest};
+use super::format::{self, GenericFile, GenericFinding, Volatile};
 use super::outbox::{self, Pending};
+use super::owner::{self, Owner, OwnerView, Verdict};
 use super::plan::{Action, Context};
 use crate::model::Family;
 use crate::store::Store;
@@ -53,6 +58,14 @@ pub enum Outcome {
     /// sent again after a backoff (`outbox::refused_retry_wait`), when its content
     /// changes, or with `--resync`.
     Refused { error: String },
+    /// The test belongs to another store (or carries no owner mark and was not adopted):
+    /// nothing was sent, since the push would close that cluster's findings. Kept in the
+    /// outbox like a refusal.
+    NotOurs {
+        dd_test_id: i64,
+        owner: Option<OwnerView>,
+        error: String,
+    },
     /// Not delivered (server down, token refused, wrong URL, or a patch failed): stays
     /// queued.
     Pending { error: String },
@@ -73,10 +86,27 @@ impl ExportReport {
     }
 }
 
+/// Who pushes, and whether tests without an owner mark may be taken over.
+#[derive(Debug, Clone)]
+pub struct Ownership {
+    pub owner: Owner,
+    pub adopt_tests: bool,
+}
+
+/// DefectDojo ids found during one delivery. Only found ones are kept: a product missing
+/// now may be created by the next push.
+#[derive(Default)]
+struct Ids {
+    products: HashMap<String, i64>,
+    engagements: HashMap<(i64, String), i64>,
+}
+
 struct Shared<'a, 's> {
     client: &'a DojoClient,
     store: &'a Mutex<&'s mut Store>,
     now: i64,
+    ownership: &'a Ownership,
+    ids: Mutex<Ids>,
     stop: AtomicBool,
     stop_reason: Mutex<Option<String>>,
 }
@@ -104,6 +134,7 @@ impl Shared<'_, '_> {
 pub async fn deliver(
     store: &mut Store,
     client: &DojoClient,
+    ownership: &Ownership,
     concurrency: usize,
     now: i64,
     stopping: &(dyn Fn() -> bool + Sync),
@@ -115,6 +146,8 @@ pub async fn deliver(
         client,
         store: &lock,
         now,
+        ownership,
+        ids: Mutex::new(Ids::default()),
         stop: AtomicBool::new(false),
         stop_reason: Mutex::new(None),
     };
@@ -205,8 +238,19 @@ async fn push(s: &Shared<'_, '_>, p: Pending) -> Result<TestOutcome> {
     let mut stats = Stats::default();
     let dd_test_id = match (p.action, p.dd_test_id) {
         (Action::Sync, Some(id)) => id,
-        _ => match s.client.reimport(&p.form, &p.file).await {
-            Ok(answer) => {
+        _ => match reimport(s, &p).await {
+            Ok(Err(refusal)) => {
+                tracing::error!(test = %p.title, dd_test = refusal.dd_test_id, error = %refusal.error,
+                    "DefectDojo test belongs to another store; nothing sent");
+                s.db(|c| outbox::refuse(c, p.id, &refusal.error))?;
+                outcome.result = Outcome::NotOurs {
+                    dd_test_id: refusal.dd_test_id,
+                    owner: refusal.owner,
+                    error: refusal.error,
+                };
+                return Ok(outcome);
+            }
+            Ok(Ok(answer)) => {
                 let Some(id) = answer.test_id() else {
                     let e = "the reimport answer has no test id".to_owned();
                     s.db(|c| outbox::note_error(c, p.id, &e))?;
@@ -248,6 +292,82 @@ async fn push(s: &Shared<'_, '_>, p: Pending) -> Result<TestOutcome> {
         patched,
     };
     Ok(outcome)
+}
+
+/// Checks who owns the test, then reimports with our owner mark. The mark is added here,
+/// not in the queued form, so that it takes no part in the content hash.
+async fn reimport(
+    s: &Shared<'_, '_>,
+    p: &Pending,
+) -> Result<Result<super::client::ReimportAnswer, owner::Refusal>, DojoError> {
+    let scan_type = p
+        .form
+        .iter()
+        .find(|(k, _)| k == "scan_type")
+        .map_or(format::SCAN_TYPE, |(_, v)| v.as_str());
+    let found = find_test(s, &p.context, &p.title, scan_type)
+        .await?
+        .map(|t| owner::Found {
+            id: t.id,
+            build_id: t.build_id,
+        });
+    let me = &s.ownership.owner;
+    match owner::decide(
+        me,
+        found.as_ref(),
+        p.dd_test_id,
+        s.ownership.adopt_tests,
+        &p.title,
+    ) {
+        Verdict::Create | Verdict::Ours => {}
+        Verdict::Adopt { why } => {
+            tracing::info!(test = %p.title, dd_test = found.as_ref().map(|f| f.id), why,
+                "taking over a DefectDojo test that carries no owner mark of this store");
+        }
+        Verdict::Refuse(r) => return Ok(Err(r)),
+    }
+    let mut form = p.form.clone();
+    form.retain(|(k, _)| k != "build_id");
+    form.push(("build_id".into(), me.mark()));
+    s.client.reimport(&form, &p.file).await.map(Ok)
+}
+
+/// The test DefectDojo's reimport would update, found the way `auto_create_context`
+/// finds it: product by name, the last engagement of that name, the last test of that
+/// title and scan type.
+async fn find_test(
+    s: &Shared<'_, '_>,
+    c: &Context,
+    title: &str,
+    scan_type: &str,
+) -> Result<Option<DojoTest>, DojoError> {
+    let cached = |f: &dyn Fn(&Ids) -> Option<i64>| s.ids.lock().ok().and_then(|ids| f(&ids));
+    let product = match cached(&|ids| ids.products.get(&c.product).copied()) {
+        Some(id) => id,
+        None => match s.client.product_id(&c.product).await? {
+            Some(id) => {
+                if let Ok(mut ids) = s.ids.lock() {
+                    ids.products.insert(c.product.clone(), id);
+                }
+                id
+            }
+            None => return Ok(None),
+        },
+    };
+    let key = (product, c.engagement.clone());
+    let engagement = match cached(&|ids| ids.engagements.get(&key).copied()) {
+        Some(id) => id,
+        None => match s.client.engagement_id(product, &c.engagement).await? {
+            Some(id) => {
+                if let Ok(mut ids) = s.ids.lock() {
+                    ids.engagements.insert(key.clone(), id);
+                }
+                id
+            }
+            None => return Ok(None),
+        },
+    };
+    s.client.latest_test(engagement, title, scan_type).await
 }
 
 fn failed(

@@ -9,7 +9,8 @@ use anyhow::Result;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
 
-use super::{DojoClient, ExportReport, Outcome, PlanStats, outbox};
+use super::owner::Owner;
+use super::{DojoClient, ExportReport, Outcome, Ownership, PlanStats, outbox};
 use crate::config::{Config, DojoConfig};
 use crate::metrics::{Metrics, OutcomeLabel};
 use crate::output::{Context, Kind, Output, Problem, Report, Step, Wake};
@@ -44,6 +45,10 @@ impl DojoRun {
                 Outcome::Refused { error } => Some(Problem {
                     reason: "ExportRefused",
                     message: format!("{}: {error}", t.test),
+                }),
+                Outcome::NotOurs { error, .. } => Some(Problem {
+                    reason: "TestOwnedElsewhere",
+                    message: error.clone(),
                 }),
                 _ => None,
             })
@@ -108,9 +113,17 @@ impl DojoOutput {
         for l in &plan.left_alone {
             tracing::warn!(test = %l, "DefectDojo test no longer produced by the mapping; left as it is");
         }
+        let ownership = Ownership {
+            owner: Owner {
+                store: ctx.store.identity()?,
+                cluster: self.cluster.clone(),
+            },
+            adopt_tests: self.cfg.adopt_tests,
+        };
         let export = super::deliver(
             &mut *ctx.store,
             &self.client,
+            &ownership,
             self.cfg.concurrency,
             now,
             ctx.stopping,
@@ -128,6 +141,7 @@ impl DojoOutput {
                         "done"
                     }
                     Outcome::Refused { .. } => "refused",
+                    Outcome::NotOurs { .. } => "not_ours",
                     Outcome::Pending { .. } => "pending",
                 };
                 m.exports
@@ -171,5 +185,57 @@ impl Output for DojoOutput {
 
     fn step<'a>(&'a self, ctx: Context<'a>) -> BoxFuture<'a, Result<Step>> {
         Box::pin(self.export(ctx))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Family;
+    use crate::output::dojo::{Action, TestOutcome};
+
+    #[test]
+    fn a_test_owned_by_another_store_is_a_problem_of_its_own() {
+        let outcome = |result| TestOutcome {
+            product_type: "Kubernetes".into(),
+            product: "platform".into(),
+            engagement: "trivy-digest".into(),
+            test: "ghcr.io/org/api".into(),
+            family: Family::Vulnerability,
+            action: Action::Reimport,
+            findings: 3,
+            result,
+        };
+        let run = DojoRun {
+            export: ExportReport {
+                tests: vec![
+                    outcome(Outcome::NotOurs {
+                        dd_test_id: 4,
+                        owner: None,
+                        error: "DefectDojo test 4 belongs to cluster \"a\"".into(),
+                    }),
+                    outcome(Outcome::Refused {
+                        error: "HTTP 400".into(),
+                    }),
+                ],
+                ..ExportReport::default()
+            },
+            ..DojoRun::default()
+        };
+        let problems: Vec<(&str, String)> = run
+            .problems()
+            .into_iter()
+            .map(|p| (p.reason, p.message))
+            .collect();
+        assert_eq!(
+            problems,
+            vec![
+                (
+                    "TestOwnedElsewhere",
+                    "DefectDojo test 4 belongs to cluster \"a\"".to_owned()
+                ),
+                ("ExportRefused", "ghcr.io/org/api: HTTP 400".to_owned()),
+            ]
+        );
     }
 }

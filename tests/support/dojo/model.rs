@@ -75,6 +75,17 @@ pub struct Test {
     pub test_type: u64,
     pub test_type_name: String,
     pub scan_type: String,
+    /// `version`, `branch_tag`, `build_id`, `commit_hash`: written on import and on
+    /// every reimport (`update_test_meta`: `""` when the request has none).
+    pub meta: TestMeta,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct TestMeta {
+    pub version: Option<String>,
+    pub branch_tag: Option<String>,
+    pub build_id: Option<String>,
+    pub commit_hash: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -432,10 +443,10 @@ impl State {
             "deduplication_algorithm": "hash_code",
             "percent_complete": 100,
             "tags": [],
-            "version": null,
-            "branch_tag": null,
-            "build_id": null,
-            "commit_hash": null,
+            "version": t.meta.version,
+            "branch_tag": t.meta.branch_tag,
+            "build_id": t.meta.build_id,
+            "commit_hash": t.meta.commit_hash,
             "description": null,
             "environment": 1,
             "lead": ADMIN_ID,

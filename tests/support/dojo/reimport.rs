@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 
 use super::api::form_bool;
 use super::model::{
-    ADMIN_ID, Finding, SEVERITIES, State, Test, TestImport, now_ts, severity_rank, today,
+    ADMIN_ID, Finding, SEVERITIES, State, Test, TestImport, TestMeta, now_ts, severity_rank, today,
 };
 use super::parse::{
     GENERIC, ParseError, ParsedFinding, TRIVY_OPERATOR, hash_code, parse_generic,
@@ -82,6 +82,33 @@ struct Options {
 }
 
 impl Options {
+    /// The serializer has no length limits on these; the columns do (`Test.version` is
+    /// varchar(100), the others varchar(150)), so a longer value is a database error: a
+    /// 500 with the generic body.
+    fn meta_fits(&self) -> bool {
+        let fits =
+            |v: &Option<String>, max: usize| v.as_ref().is_none_or(|s| s.chars().count() <= max);
+        fits(&self.version, 100)
+            && fits(&self.branch_tag, 150)
+            && fits(&self.build_id, 150)
+            && fits(&self.commit_hash, 150)
+    }
+
+    /// `update_test_meta`: each value, `""` when the request had none (the importer's
+    /// default), unless it is whitespace.
+    fn apply_meta(&self, meta: &mut TestMeta) {
+        let set = |field: &mut Option<String>, v: &Option<String>| {
+            let v = v.clone().unwrap_or_default();
+            if v.is_empty() || !v.chars().all(char::is_whitespace) {
+                *field = Some(v);
+            }
+        };
+        set(&mut meta.version, &self.version);
+        set(&mut meta.branch_tag, &self.branch_tag);
+        set(&mut meta.build_id, &self.build_id);
+        set(&mut meta.commit_hash, &self.commit_hash);
+    }
+
     fn flag(&self, name: &str) -> bool {
         self.booleans
             .iter()
@@ -186,6 +213,9 @@ async fn reimport(shared: &Arc<Shared>, form: &Form) -> Reply {
     };
     let file = form.file.as_deref().unwrap_or_default();
     if let Some(test_id) = resolved_test {
+        if !opts.meta_fits() {
+            return Reply::internal();
+        }
         let mut state = lock(&shared.state);
         return reimport_into_test(&mut state, test_id, &opts, file);
     }
@@ -198,6 +228,10 @@ async fn reimport(shared: &Arc<Shared>, form: &Form) -> Reply {
         Ok(e) => e,
         Err(reply) => return reply,
     };
+    if !opts.meta_fits() {
+        // Test.objects.create fails in the database; the engagement stays.
+        return Reply::internal();
+    }
     let mut state = lock(&shared.state);
     import_into_new_test(&mut state, engagement, &opts, file)
 }
@@ -744,6 +778,11 @@ fn import_into_new_test(state: &mut State, engagement: u64, opts: &Options, file
         test_type,
         test_type_name,
         scan_type: opts.scan_type.clone(),
+        meta: {
+            let mut m = TestMeta::default();
+            opts.apply_meta(&mut m);
+            m
+        },
     });
     let parsed = match parsed {
         Some(p) => p,
@@ -809,6 +848,9 @@ fn reimport_into_test(state: &mut State, test_id: u64, opts: &Options, file: &[u
         Err(reply) => return reply,
     };
     let hashes = prepare(&mut findings, opts);
+    if let Some(t) = state.tests.iter_mut().find(|t| t.id == test_id) {
+        opts.apply_meta(&mut t.meta);
+    }
 
     // Only findings of the request's service (or without service when none was sent)
     // are candidates for closing — PR #12782; defectdojo-real.md step 3 vs step 4.
