@@ -319,20 +319,14 @@ fn a_team_never_sees_the_digests_running_only_in_other_teams_namespaces() {
 #[test]
 fn a_finding_accepted_in_defectdojo_before_its_alert_went_out_is_not_alerted() {
     let slack = SlackFake::start();
-    let dojo = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(DojoFake::start());
+    let dojo = DojoFake::start_blocking();
     let mut ws = workspace(
         &slack,
         None,
         "",
         "defectdojo:\n  timeout: 5s\n  retry:\n    max_attempts: 3\n    initial_backoff: 10ms\n    max_backoff: 40ms\n",
     );
-    ws.env.push(("DEFECTDOJO_URL".into(), dojo.url()));
-    ws.env
-        .push(("DEFECTDOJO_TOKEN".into(), DojoFake::TOKEN.into()));
+    ws.env.extend(dojo.env());
     let a1 = report("shop", "api", "org/api", 0, &base_vulns());
     let b1 = report("shop", "worker", "org/worker", 0, &base_vulns());
     scan(&ws, T0, vec![a1, b1]);

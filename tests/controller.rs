@@ -521,9 +521,7 @@ async fn sigterm_lets_the_push_in_flight_finish_and_exits_zero() {
         "KUBECONFIG".into(),
         server.kubeconfig_path().display().to_string(),
     ));
-    ws.env.push(("DEFECTDOJO_URL".into(), dojo.url()));
-    ws.env
-        .push(("DEFECTDOJO_TOKEN".into(), DojoFake::TOKEN.into()));
+    ws.env.extend(dojo.env());
     ws.config(&format!(
         "cluster: test\nrun:\n  listen: 127.0.0.1:{port}\n  export_interval: 200ms\n  batch_window: 100ms\n  shutdown_grace: 10s\n  leader_election:\n    enabled: false\n"
     ));

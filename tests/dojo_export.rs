@@ -11,22 +11,12 @@ use support::reports::{Vuln, digest, list, spread, vuln, vulnerability_report};
 
 const T0: &str = "2026-11-01T10:00:00Z";
 
-fn fake() -> DojoFake {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(DojoFake::start())
-}
-
 const FAST_RETRY: &str = "cluster: prod\ndefectdojo:\n  timeout: 5s\n  retry:\n    max_attempts: 6\n    initial_backoff: 10ms\n    max_backoff: 40ms\n";
 
 fn workspace(dojo: &DojoFake) -> Workspace {
     let mut ws = Workspace::new();
     ws.config(FAST_RETRY);
-    ws.env.push(("DEFECTDOJO_URL".into(), dojo.url()));
-    ws.env
-        .push(("DEFECTDOJO_TOKEN".into(), DojoFake::TOKEN.into()));
+    ws.env.extend(dojo.env());
     ws
 }
 
@@ -41,13 +31,6 @@ fn vulns() -> Vec<Vuln> {
 /// 50 workloads running 5 images; image `i` has `per_image(i)` as its vulnerabilities.
 fn cluster(per_image: impl Fn(u32) -> Vec<Vuln>) -> String {
     spread(50, 5, per_image)
-}
-
-fn reimports(dojo: &DojoFake) -> Vec<support::dojo::LoggedRequest> {
-    dojo.log()
-        .into_iter()
-        .filter(|r| r.path == "/api/v2/reimport-scan/")
-        .collect()
 }
 
 fn tests_by_title(dojo: &DojoFake) -> Vec<(String, u64)> {
@@ -86,7 +69,7 @@ fn outcome<'a>(summary: &'a Value, title: &str) -> &'a Value {
 
 #[test]
 fn first_scan_creates_then_an_identical_scan_costs_no_call() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     let run = ws.scan_at(T0, &[&input]);
@@ -112,7 +95,7 @@ fn first_scan_creates_then_an_identical_scan_costs_no_call() {
     assert_eq!(o["patched"], 0, "a new finding holds what we sent");
 
     // Every reimport carried test_title and service, equal, and the constant type.
-    for r in reimports(&dojo) {
+    for r in dojo.reimports() {
         assert_eq!(r.form.get("test_title"), r.form.get("service"));
         assert_eq!(
             r.form.get("scan_type").map(String::as_str),
@@ -146,7 +129,7 @@ fn first_scan_creates_then_an_identical_scan_costs_no_call() {
 
 #[test]
 fn one_fixed_vulnerability_closes_exactly_one_finding() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
@@ -162,7 +145,7 @@ fn one_fixed_vulnerability_closes_exactly_one_finding() {
     let run = ws.scan_at("2026-11-02T10:00:00Z", &[&input]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     let s = run.json();
-    assert_eq!(reimports(&dojo).len(), 1, "only the changed test is pushed");
+    assert_eq!(dojo.reimports().len(), 1, "only the changed test is pushed");
     let o = outcome(&s, "ghcr.io/org/img-1");
     assert_eq!(
         (
@@ -190,7 +173,7 @@ fn one_fixed_vulnerability_closes_exactly_one_finding() {
 
 #[test]
 fn a_partly_rescanned_image_keeps_a_finding_until_no_report_lists_it() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
@@ -203,13 +186,13 @@ fn a_partly_rescanned_image_keeps_a_finding_until_no_report_lists_it() {
     let input = ws.write("c.json", &serde_json::to_string(&v).expect("json"));
     dojo.clear_log();
     assert_eq!(ws.scan_at("2026-11-02T10:00:00Z", &[&input]).code, 0);
-    assert_eq!(reimports(&dojo).len(), 0);
+    assert_eq!(dojo.reimports().len(), 0);
     assert_eq!(dojo.findings().iter().filter(|f| f.is_mitigated).count(), 0);
 }
 
 #[test]
 fn re_rated_severity_and_published_fix_are_patched_into_defectdojo() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
@@ -229,7 +212,7 @@ fn re_rated_severity_and_published_fix_are_patched_into_defectdojo() {
     let run = ws.scan_at("2026-11-02T10:00:00Z", &[&input]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     // The hash fields did not move: no reimport, one PATCH.
-    assert_eq!(reimports(&dojo).len(), 0, "{:?}", dojo.log());
+    assert_eq!(dojo.reimports().len(), 0, "{:?}", dojo.log());
     let patches: Vec<_> = dojo
         .log()
         .into_iter()
@@ -254,7 +237,7 @@ fn re_rated_severity_and_published_fix_are_patched_into_defectdojo() {
 #[test]
 fn a_new_finding_after_a_reimport_of_matched_ones_gets_current_values() {
     // A reimport never refreshes matched findings; the exporter patches them afterwards.
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
@@ -295,7 +278,7 @@ fn a_new_finding_after_a_reimport_of_matched_ones_gets_current_values() {
 
 #[test]
 fn a_report_that_fails_to_parse_closes_nothing() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
@@ -317,7 +300,7 @@ fn a_report_that_fails_to_parse_closes_nothing() {
 
 #[test]
 fn an_image_leaves_defectdojo_only_after_the_grace_period() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     assert_eq!(ws.scan_complete_at(T0, &[&input]).code, 0);
@@ -330,16 +313,16 @@ fn an_image_leaves_defectdojo_only_after_the_grace_period() {
     dojo.clear_log();
     ws.scan_complete_at("2026-11-01T20:00:00Z", &[&input]);
     assert!(
-        reimports(&dojo).is_empty(),
+        dojo.reimports().is_empty(),
         "within the grace period nothing changes"
     );
     // Gone since 20:00 (when a sweep first missed it); the 24h grace ends at 20:00 next day.
     ws.scan_complete_at("2026-11-02T19:30:00Z", &[&input]);
-    assert!(reimports(&dojo).is_empty());
+    assert!(dojo.reimports().is_empty());
     let s = ws
         .scan_complete_at("2026-11-02T20:30:00Z", &[&input])
         .json();
-    assert_eq!(reimports(&dojo).len(), 1);
+    assert_eq!(dojo.reimports().len(), 1);
     assert_eq!(s["defectdojo"]["plan"]["emptied"], 1);
     let o = outcome(&s, "ghcr.io/org/img-2");
     assert_eq!(o["closed"], 3);
@@ -351,7 +334,7 @@ fn an_image_leaves_defectdojo_only_after_the_grace_period() {
 
 #[test]
 fn an_upgrade_closes_what_it_fixed_once_the_old_digest_is_gone() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let old = vulnerability_report("shop", "api", "org/api", Some(&digest(1)), &vulns());
     let input = ws.write("c.json", &list(vec![old.clone()]));
@@ -369,7 +352,7 @@ fn an_upgrade_closes_what_it_fixed_once_the_old_digest_is_gone() {
     assert_eq!(s["workloads"], 1);
     // The old digest is within its grace period: the union still holds zlib, but the
     // impact text (images) changed, so only a patch may go out.
-    assert!(reimports(&dojo).is_empty());
+    assert!(dojo.reimports().is_empty());
     let s = ws
         .scan_complete_at("2026-11-02T12:00:00Z", &[&input])
         .json();
@@ -382,7 +365,7 @@ fn an_upgrade_closes_what_it_fixed_once_the_old_digest_is_gone() {
 
 #[test]
 fn defectdojo_down_at_first_then_everything_arrives_exactly_once() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     dojo.push_fault_for("/api/v2/reimport-scan/", Fault::Status(503));
     dojo.push_fault_for("/api/v2/reimport-scan/", Fault::Status(502));
@@ -403,7 +386,8 @@ fn defectdojo_down_at_first_then_everything_arrives_exactly_once() {
     );
     assert_eq!(dojo.tests().len(), 5);
     assert_eq!(dojo.findings().len(), 15, "no finding twice");
-    let applied = reimports(&dojo)
+    let applied = dojo
+        .reimports()
         .into_iter()
         .filter(|r| r.status == 201)
         .count();
@@ -412,7 +396,7 @@ fn defectdojo_down_at_first_then_everything_arrives_exactly_once() {
 
 #[test]
 fn an_unreachable_defectdojo_leaves_the_work_queued_for_the_next_run() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let mut ws = workspace(&dojo);
     // A port nothing listens on.
     let closed = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
@@ -438,12 +422,12 @@ fn an_unreachable_defectdojo_leaves_the_work_queued_for_the_next_run() {
     let run = ws.scan_at("2026-11-01T11:00:00Z", &[&input]);
     assert_eq!(run.code, 0, "{}", run.stderr);
     assert_eq!(dojo.findings().len(), 15);
-    assert_eq!(reimports(&dojo).len(), 5);
+    assert_eq!(dojo.reimports().len(), 5);
 }
 
 #[test]
 fn a_process_killed_between_sending_and_acknowledging_repeats_only_that_push() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     dojo.push_fault_for("/api/v2/reimport-scan/", Fault::HangAfterProcessing);
@@ -454,7 +438,7 @@ fn a_process_killed_between_sending_and_acknowledging_repeats_only_that_push() {
         .spawn()
         .expect("spawn");
     let deadline = Instant::now() + Duration::from_secs(20);
-    while reimports(&dojo).is_empty() || reimports(&dojo)[0].form.is_empty() {
+    while dojo.reimports().is_empty() || dojo.reimports()[0].form.is_empty() {
         assert!(Instant::now() < deadline, "the first push never arrived");
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -462,12 +446,13 @@ fn a_process_killed_between_sending_and_acknowledging_repeats_only_that_push() {
     std::thread::sleep(Duration::from_millis(200));
     child.kill().expect("kill");
     child.wait().expect("wait");
-    let hung_title = reimports(&dojo)[0].form["test_title"].clone();
-    assert_eq!(reimports(&dojo).len(), 1, "nothing else was in flight");
+    let hung_title = dojo.reimports()[0].form["test_title"].clone();
+    assert_eq!(dojo.reimports().len(), 1, "nothing else was in flight");
 
     let run = ws.scan_at("2026-11-01T10:05:00Z", &[&input]);
     assert_eq!(run.code, 0, "{}", run.stderr);
-    let sent: Vec<String> = reimports(&dojo)
+    let sent: Vec<String> = dojo
+        .reimports()
         .iter()
         .map(|r| r.form["test_title"].clone())
         .collect();
@@ -487,7 +472,7 @@ fn a_process_killed_between_sending_and_acknowledging_repeats_only_that_push() {
 
 #[test]
 fn a_refused_token_is_not_retried_and_is_reported() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let mut ws = workspace(&dojo);
     ws.env.retain(|(k, _)| k != "DEFECTDOJO_TOKEN");
     ws.env.push((
@@ -518,7 +503,7 @@ fn a_refused_token_is_not_retried_and_is_reported() {
 
 #[test]
 fn a_refused_payload_is_kept_with_the_server_message_and_not_resent() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     // The product exists under another product type: DefectDojo answers 400.
     ws.config(&format!("{FAST_RETRY}  product_type: Other\n"));
@@ -547,7 +532,7 @@ fn a_refused_payload_is_kept_with_the_server_message_and_not_resent() {
             .contains("conflict with the supplied product type"),
         "{o:#}"
     );
-    assert_eq!(reimports(&dojo).len(), 1, "a 400 is not retried");
+    assert_eq!(dojo.reimports().len(), 1, "a 400 is not retried");
 
     dojo.clear_log();
     let run = ws.scan_at("2026-11-01T12:00:00Z", &[&one]);
@@ -575,12 +560,12 @@ fn a_refused_payload_is_kept_with_the_server_message_and_not_resent() {
         "one.json",
     ]);
     assert_eq!(run.code, 4);
-    assert_eq!(reimports(&dojo).len(), 1);
+    assert_eq!(dojo.reimports().len(), 1);
 }
 
 #[test]
 fn first_pushes_into_a_new_engagement_do_not_race() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     ws.config(&FAST_RETRY.replace("defectdojo:\n", "defectdojo:\n  concurrency: 5\n"));
     dojo.set_create_latency(Duration::from_millis(300));
@@ -593,7 +578,7 @@ fn first_pushes_into_a_new_engagement_do_not_race() {
 
 #[test]
 fn dry_run_writes_the_requests_and_sends_nothing() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     let out = ws.path("dry");
@@ -635,12 +620,12 @@ fn dry_run_writes_the_requests_and_sends_nothing() {
     // Nothing was recorded: a real run afterwards still pushes everything.
     assert_eq!(ws.count("SELECT COUNT(*) FROM findings"), 0);
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
-    assert_eq!(reimports(&dojo).len(), 5);
+    assert_eq!(dojo.reimports().len(), 5);
 }
 
 #[test]
 fn risk_acceptance_is_read_back_and_survives_reimports() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     let input = ws.write("c.json", &cluster(|_| vulns()));
     assert_eq!(ws.scan_at(T0, &[&input]).code, 0);
@@ -680,7 +665,7 @@ fn risk_acceptance_is_read_back_and_survives_reimports() {
 
 #[test]
 fn namespace_annotations_route_images_to_team_products() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let ws = workspace(&dojo);
     ws.config(&format!(
         "{FAST_RETRY}  product: '{{{{ annotation:trivy-digest.io/product | cluster }}}}'\n"
@@ -705,7 +690,7 @@ fn namespace_annotations_route_images_to_team_products() {
 /// they are, with a notice.
 #[test]
 fn peer_importers_variable_names_are_accepted_with_a_notice() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let mut ws = Workspace::new();
     ws.config(FAST_RETRY);
     ws.env.push(("DEFECT_DOJO_URL".into(), dojo.url()));

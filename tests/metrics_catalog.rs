@@ -508,11 +508,7 @@ fn report(ns: &str, workload: &str, image: u32, severity: &'static str, id: &'st
 }
 
 fn scrape_with_every_family_sampled() -> (Running, String, KubeHttp, SlackFake, DojoFake) {
-    let dojo = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(DojoFake::start());
+    let dojo = DojoFake::start_blocking();
     // Two DefectDojo tests (one per image): the first push is refused, the other done.
     dojo.push_fault_for("/api/v2/reimport-scan/", Fault::Status(413));
     let slack = SlackFake::start();
@@ -564,9 +560,7 @@ alerts:
         store = ws.store().display()
     );
     let config_path = ws.write("config.yaml", &config);
-    ws.env.push(("DEFECTDOJO_URL".into(), dojo.url()));
-    ws.env
-        .push(("DEFECTDOJO_TOKEN".into(), DojoFake::TOKEN.into()));
+    ws.env.extend(dojo.env());
     ws.env
         .push(("CATALOG_HOOK_OK".into(), slack.hook("security")));
     ws.env

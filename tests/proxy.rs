@@ -36,14 +36,6 @@ const PROXY_VARS: [&str; 8] = [
     "no_proxy",
 ];
 
-fn fake() -> DojoFake {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(DojoFake::start())
-}
-
 fn dojo_port(dojo: &DojoFake) -> u16 {
     dojo.url()
         .rsplit(':')
@@ -96,26 +88,23 @@ fn workspace(url: &str) -> Workspace {
     ws
 }
 
-fn reimports(dojo: &DojoFake) -> usize {
-    dojo.log()
-        .iter()
-        .filter(|r| r.path == "/api/v2/reimport-scan/" && r.status == 201)
-        .count()
-}
-
 /// `HTTP_PROXY` and `http_proxy` each carry the whole export to a DefectDojo only the
 /// proxy can reach, in absolute form.
 #[test]
 fn http_proxy_carries_the_defectdojo_export() {
     assert_unresolvable(DOJO_HOST);
     for var in ["HTTP_PROXY", "http_proxy"] {
-        let dojo = fake();
+        let dojo = DojoFake::start_blocking();
         let proxy = ProxyFake::start(&[(DOJO_HOST, LOOPBACK)]);
         let base = format!("http://{DOJO_HOST}:{}", dojo_port(&dojo));
         let ws = workspace(&base);
         let run = scan(&ws, &[(var, proxy.url())]);
         assert_eq!(run.code, 0, "{var}: {}\n{}", run.stdout, run.stderr);
-        assert_eq!(reimports(&dojo), 2, "{var}: one test per image repository");
+        assert_eq!(
+            dojo.reimports().len(),
+            2,
+            "{var}: one test per image repository"
+        );
         let seen = proxy.log();
         let reimport_target = format!("{base}/api/v2/reimport-scan/");
         assert_eq!(
@@ -142,12 +131,12 @@ fn http_proxy_carries_the_defectdojo_export() {
 /// proxy), and `NO_PROXY` (or `no_proxy`) listing the host sends them past it.
 #[test]
 fn no_proxy_sends_the_export_past_the_proxy() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let proxy = ProxyFake::start(&[]);
     let ws = workspace(&dojo.url());
     let run = scan(&ws, &[("HTTP_PROXY", proxy.url())]);
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(reimports(&dojo), 2);
+    assert_eq!(dojo.reimports().len(), 2);
     assert!(
         proxy.log().len() >= 2,
         "without NO_PROXY, loopback goes through the proxy: {:?}",
@@ -158,7 +147,7 @@ fn no_proxy_sends_the_export_past_the_proxy() {
         ("NO_PROXY", "defectdojo.example.com, 127.0.0.1"),
         ("no_proxy", "localhost,127.0.0.0/8"),
     ] {
-        let dojo = fake();
+        let dojo = DojoFake::start_blocking();
         let proxy = ProxyFake::start(&[]);
         let ws = workspace(&dojo.url());
         let run = scan(
@@ -170,7 +159,7 @@ fn no_proxy_sends_the_export_past_the_proxy() {
             ],
         );
         assert_eq!(run.code, 0, "{var}: {}\n{}", run.stdout, run.stderr);
-        assert_eq!(reimports(&dojo), 2, "{var}");
+        assert_eq!(dojo.reimports().len(), 2, "{var}");
         assert_eq!(proxy.log(), [], "{var}={list}: the proxy saw nothing");
     }
 }
@@ -181,7 +170,7 @@ fn no_proxy_sends_the_export_past_the_proxy() {
 #[test]
 fn https_proxy_tunnels_to_an_https_defectdojo() {
     assert_unresolvable(DOJO_HOST);
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let proxy = ProxyFake::start(&[(DOJO_HOST, LOOPBACK)]);
     let port = dojo_port(&dojo);
     let ws = workspace(&format!("https://{DOJO_HOST}:{port}"));
@@ -253,7 +242,7 @@ fn the_kubernetes_client_honours_https_proxy_from_a_kubeconfig() {
 /// The fake refuses what a forward proxy refuses.
 #[test]
 fn the_proxy_fake_refuses_requests_that_are_not_proxy_form() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let proxy = ProxyFake::start(&[]);
     let ask = |req: &str| {
         let mut s = TcpStream::connect(proxy.addr).expect("connect");

@@ -12,14 +12,6 @@ const T0: &str = "2026-11-01T10:00:00Z";
 
 const CONFIG: &str = "cluster: prod\ndefectdojo:\n  timeout: 5s\n  retry:\n    max_attempts: 3\n    initial_backoff: 10ms\n    max_backoff: 40ms\n  product: '{{ workload_label:app.kubernetes.io/part-of | workload_label:resource-spec-hash | cluster }}'\n";
 
-fn fake() -> DojoFake {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime")
-        .block_on(DojoFake::start())
-}
-
 fn vulns() -> Vec<Vuln> {
     vec![
         vuln("CVE-2026-0001", "openssl", "CRITICAL").fixed("3.0.9"),
@@ -66,12 +58,10 @@ fn product_of_test(dojo: &DojoFake, test_id: u64) -> String {
 /// without the label falls back, and the operator's bookkeeping labels are not readable.
 #[test]
 fn products_are_named_from_the_workload_labels_on_reports() {
-    let dojo = fake();
+    let dojo = DojoFake::start_blocking();
     let mut ws = Workspace::new();
     ws.config(CONFIG);
-    ws.env.push(("DEFECTDOJO_URL".into(), dojo.url()));
-    ws.env
-        .push(("DEFECTDOJO_TOKEN".into(), DojoFake::TOKEN.into()));
+    ws.env.extend(dojo.env());
     let input = ws.write(
         "c.json",
         &list(vec![
