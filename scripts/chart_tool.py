@@ -151,7 +151,39 @@ def cmd_lint(_args):
                 print(f"       {p.get('path', '')}: {p.get('error', '')}")
         else:
             print(f"  ok   {name}: {len(docs)} objects ({', '.join(kinds)})")
+    failed |= check_refusals(chart)
     return 1 if failed else 0
+
+
+# Values the chart must refuse, with the words its message must hold.
+REFUSALS = [
+    (
+        "no config.cluster (two default installs would share one name)",
+        {"image": {"repository": "registry.example.com/trivy-digest"}},
+        "config.cluster is required",
+    ),
+    (
+        "a blank config.cluster",
+        {"image": {"repository": "registry.example.com/trivy-digest"}, "config": {"cluster": "  "}},
+        "config.cluster is required",
+    ),
+]
+
+
+def check_refusals(chart):
+    failed = False
+    for what, values, words in REFUSALS:
+        try:
+            render(chart, values)
+            error = None
+        except helm.HelmError as e:
+            error = str(e)
+        if error is None or words not in error:
+            failed = True
+            print(f"  FAIL refuses {what}: {error or 'rendered'}")
+        else:
+            print(f"  ok   refuses {what}")
+    return failed
 
 
 def cmd_configs(args):

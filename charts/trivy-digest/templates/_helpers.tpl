@@ -138,6 +138,11 @@ Refuses values that would deploy something broken, with the reason.
 */}}
 {{- define "trivy-digest.validate" -}}
 {{- $config := .Values.config | default dict }}
+{{- if not (or .Values.configFrom.existingConfigMap .Values.configFrom.existingSecret) }}
+{{- if not ($config.cluster | default "" | toString | trim) }}
+{{- fail "config.cluster is required: a name for this cluster, different in every cluster (e.g. --set config.cluster=prod-eu-1). It is the default DefectDojo product and the owner of this cluster's DefectDojo tests; with one name for two clusters they would share products and tests" }}
+{{- end }}
+{{- end }}
 {{- $store := $config.store | default "" | toString }}
 {{- $dir := trimSuffix "/" .Values.persistence.mountPath }}
 {{- if not (hasPrefix (printf "%s/" $dir) $store) }}
