@@ -45,6 +45,20 @@ fn command(width: u32, profile: &Path) -> Command {
     c
 }
 
+/// Runs chromium, again (up to 3 times) when it was killed by a signal: headless
+/// chromium in a container now and then crashes at start under load (exit by signal, no
+/// output), which says nothing about the page. Any run that exits is judged as it is.
+fn run(make: impl Fn() -> Command) -> std::process::Output {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        let out = make().output().expect("run chromium");
+        if out.status.code().is_some() || tries == 3 {
+            return out;
+        }
+    }
+}
+
 /// Loads `html` at `width` px with a measuring script appended (in a copy) and reads
 /// what it measured from the dumped DOM.
 pub fn probe(html: &str, width: u32) -> Probe {
@@ -60,11 +74,11 @@ pub fn probe(html: &str, width: u32) -> Probe {
     };
     let page = dir.path().join("page.html");
     std::fs::write(&page, copy).expect("write page");
-    let out = command(width, &dir.path().join("profile"))
-        .arg("--dump-dom")
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("run chromium");
+    let out = run(|| {
+        let mut c = command(width, &dir.path().join("profile"));
+        c.arg("--dump-dom").arg(format!("file://{}", page.display()));
+        c
+    });
     let dom = String::from_utf8_lossy(&out.stdout);
     let Some(rest) = dom.split("PROBE ").nth(1) else {
         panic!(
@@ -94,11 +108,12 @@ pub fn screenshot(html: &str, width: u32, path: &Path) {
     let dir = tempfile::tempdir().expect("temp dir");
     let page = dir.path().join("page.html");
     std::fs::write(&page, html).expect("write page");
-    let out = command(width, &dir.path().join("profile"))
-        .arg(format!("--screenshot={}", path.display()))
-        .arg(format!("file://{}", page.display()))
-        .output()
-        .expect("run chromium");
+    let out = run(|| {
+        let mut c = command(width, &dir.path().join("profile"));
+        c.arg(format!("--screenshot={}", path.display()))
+            .arg(format!("file://{}", page.display()));
+        c
+    });
     assert!(
         path.exists(),
         "chromium wrote no screenshot (exit {:?}): {}",
