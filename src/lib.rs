@@ -32,3 +32,4 @@ pub mod store;
 pub mod synth;
 pub mod template;
 pub mod trivy;
+pub mod version;

@@ -94,6 +94,9 @@ enum Command {
     Run,
     /// Render a monthly summary from the store's history, or mail it (--send).
     Summary(trivy_digest::command::summary::CliArgs),
+    /// Which images contain a CVE or a package, where they run and since when
+    /// (answered from the store; SBOMs make packages without vulnerabilities findable).
+    Query(trivy_digest::command::query::CliArgs),
     /// Alert commands.
     Alert {
         /// Send a test message to every alert channel and team route; exits non-zero if
@@ -194,6 +197,11 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
         Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
         Command::Summary(args) => {
             runtime()?.block_on(trivy_digest::command::summary::summary(&config, args))
+        }
+        Command::Query(args) => {
+            let (text, code) = trivy_digest::command::query::query(&config, &args)?;
+            stdout(&text)?;
+            Ok(code)
         }
         Command::Alert { test: _ } => {
             runtime()?.block_on(trivy_digest::command::alert::test(&config))

@@ -482,6 +482,9 @@ pub struct Report {
     pub passed_checks: u64,
     /// Components in an SBOM report.
     pub components: Option<u64>,
+    /// The packages an SBOM report listed (empty for other kinds): the inventory.
+    #[serde(skip)]
+    pub packages: Vec<Package>,
     /// The report's own summary disagreed with its lists (we always recount).
     pub summary_mismatch: bool,
     /// Severities that were not one of the five levels and were mapped.
@@ -528,6 +531,38 @@ impl Report {
         }
         c
     }
+}
+
+/// One package content as an SBOM lists it: stored once however many images hold it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub struct Package {
+    pub name: String,
+    pub version: String,
+    /// The package URL when the SBOM gave one (`pkg:maven/org.apache.logging.log4j/log4j-core@2.14.1`).
+    pub purl: String,
+    /// The ecosystem: the purl type (`maven`, `deb`, `npm`) or Trivy's package type.
+    pub ecosystem: String,
+}
+
+/// Where a Trivy CLI result or SBOM came from: CI scans an image, not a workload.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CiScan {
+    /// `ArtifactName`, or the SBOM's `metadata.component.name`.
+    pub artifact: String,
+    /// Pinned by a digest from `RepoDigests` (or the SBOM's), else by tag: unpinned.
+    pub image: Image,
+    /// `CreatedAt`, or the SBOM's `metadata.timestamp`.
+    pub scanned_at: Option<DateTime<Utc>>,
+    pub scanner_version: String,
+    /// Vulnerabilities, secrets and the image's misconfigurations (config-audit), each
+    /// with its family; keys as for reports.
+    pub findings: Vec<(Family, Finding)>,
+    /// Packages, when the file listed them (an SBOM); `None` leaves the image's
+    /// inventory as it was.
+    pub packages: Option<Vec<Package>>,
+    /// Which of the families the file covered (it ran that scanner), so an absent
+    /// finding of a covered family is a fixed one and nothing else is concluded.
+    pub covered: Vec<Family>,
 }
 
 /// A namespace's labels and annotations: read by mapping templates and team routing.

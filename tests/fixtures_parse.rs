@@ -31,6 +31,10 @@ fn read(rel: &str) -> Outcome {
                 Ok(Parsed::Namespace(_)) => {}
                 Ok(Parsed::Ignored { reason, .. }) => out.ignored.push(reason),
                 Ok(Parsed::NotReady { reason, .. }) => out.not_ready.push(reason),
+                // Operator fixtures are reports: none is a CI result.
+                Ok(Parsed::Ci { origin, .. }) => {
+                    out.errors.push(format!("{origin}: read as a CI result"))
+                }
                 Err(e) => out.errors.push(e.to_string()),
             }
         }

@@ -199,9 +199,9 @@ fn a_partial_file_updates_what_it_holds_and_ends_nothing_else() {
 }
 
 #[test]
-fn a_file_that_is_not_a_report_ends_nothing() {
+fn a_ci_result_is_not_a_report_and_ends_nothing() {
     let ws = with_cluster();
-    // A CycloneDX SBOM, as `trivy image -f cyclonedx` writes it: not a report at all.
+    // A CycloneDX SBOM, as `trivy image -f cyclonedx` writes it: a CI sighting, no report.
     let sbom = json!({
         "$schema": "http://cyclonedx.org/schema/bom-1.6.schema.json",
         "bomFormat": "CycloneDX", "specVersion": "1.6", "serialNumber": "urn:uuid:3e671687-395b-41f5-a30f-a58921a69b79",
@@ -209,23 +209,27 @@ fn a_file_that_is_not_a_report_ends_nothing() {
         "components": [{"type": "library", "name": "openssl", "version": "3.0.8"}]
     });
     let input = ws.write("bom.json", &sbom.to_string());
-    // Trivy CLI JSON from a pipeline: not a report either (its `Results` are not read
-    // as an empty report).
+    // Trivy CLI JSON from a pipeline: its empty `Results` are not an empty report either.
     let cli = json!({"SchemaVersion": 2, "ArtifactName": "nginx:1.25", "ArtifactType": "container_image",
                      "Results": [{"Target": "nginx:1.25 (debian 12.4)", "Vulnerabilities": []}]});
     let cli_input = ws.write("trivy.json", &cli.to_string());
     for file in [&input, &cli_input] {
-        for extra in [&[][..], &["--complete"][..]] {
-            let run = ws.scan_with(T1, &[file], extra);
-            assert_refused_empty(&ws, &run, &file.display().to_string());
-            assert!(
-                run.json()["ignored"][0]["reason"]
-                    .as_str()
-                    .is_some_and(|r| r.ends_with("not a Trivy Operator report")),
-                "{}",
-                run.stdout
-            );
-        }
+        let run = ws.scan_with(T1, &[file], &[]);
+        assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+        let s = run.json();
+        assert_eq!(s["ci"]["files"], 1, "{}", run.stdout);
+        assert_eq!(s["ci"]["unpinned"], 1, "no digest in either: {}", run.stdout);
+        assert_eq!(s["empty_inputs"], json!([]), "a CI result is input: {}", run.stdout);
+        assert_eq!(s["ignored"], json!([]));
+        assert_eq!(s["reports"]["stored"], 0);
+        assert_eq!(s["history"]["reports_gone"], 0);
+        assert_eq!(live(&ws), 4);
+
+        // --complete claims a whole-cluster export: refused, and nothing ends.
+        let run = ws.scan_with(T1, &[file], &["--complete"]);
+        assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+        assert!(run.stderr.contains("is a CI result"), "{}", run.stderr);
+        assert_eq!(live(&ws), 4);
     }
 }
 

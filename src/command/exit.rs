@@ -11,3 +11,5 @@ pub const EXPORT: i32 = 4;
 /// The sweep read no report at all (and `--allow-empty` was not given): nothing was
 /// marked gone.
 pub const EMPTY: i32 = 5;
+/// `query` found nothing (as `grep` does; errors stay 1).
+pub const NOT_FOUND: i32 = 6;

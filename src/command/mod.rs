@@ -4,5 +4,6 @@
 
 pub mod alert;
 pub mod exit;
+pub mod query;
 pub mod scan;
 pub mod summary;

@@ -21,6 +21,7 @@ use crate::scope::{Coverage, NamespaceFilter, Scope};
 use crate::source::cluster;
 use crate::source::files::{self, Input};
 use crate::source::{InputError, RawObject};
+use crate::store::inventory::CiChanges;
 use crate::store::{FinishStats, Session, Store, query};
 
 #[derive(Debug, Clone)]
@@ -114,6 +115,9 @@ pub struct ScanSummary {
     pub empty_inputs: Vec<String>,
     /// The same report read twice: the newer scan was kept.
     pub duplicates: Vec<Duplicate>,
+    /// CI results (Trivy CLI JSON, CycloneDX SBOMs) read in this sweep.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci: Option<CiChanges>,
     pub defectdojo: Option<DojoSummary>,
     /// New-finding alerts queued and sent (absent when no alert destination is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -215,8 +219,18 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         .map(String::as_str)
         .filter(|i| *i != "cluster")
         .collect();
-    if !file_inputs.is_empty() && from_files == 0 {
+    // CI results are read, but they are not an export of the cluster.
+    if !file_inputs.is_empty() && from_files == 0 && tally.ci_results == 0 {
         summary.empty_inputs.push(file_inputs.join(", "));
+    }
+    if opts.complete
+        && let Some(origin) = &tally.first_ci_origin
+    {
+        anyhow::bail!(
+            "--complete says the files are a whole-cluster export, but {origin} is a CI \
+             result (Trivy CLI JSON or an SBOM), which never ends cluster reports; scan CI \
+             results without --complete"
+        );
     }
     if opts.inputs.iter().any(|i| matches!(i, Input::Cluster)) {
         let client = cluster::connect::client()
@@ -282,6 +296,10 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
     let grace = config.grace_period.as_secs_i64();
     summary.history = session.finish(&scope, grace)?;
     summary.scope = scope;
+    let ci = session.ci_changes();
+    if ci != CiChanges::default() {
+        summary.ci = Some(ci);
+    }
     let totals = query::scan_totals(session.store(), session.scan_id())?;
     summary.images = ImageCounts {
         unique: totals.images,
@@ -481,6 +499,30 @@ pub fn render_text(s: &ScanSummary) -> String {
             "           {} findings had a non-standard severity (mapped)",
             r.mapped_severities
         );
+    }
+    if let Some(ci) = &s.ci {
+        if ci.files > 0 {
+            let unpinned = if ci.unpinned > 0 {
+                format!(
+                    ", {} unpinned (no digest in RepoDigests: stored by tag)",
+                    ci.unpinned
+                )
+            } else {
+                String::new()
+            };
+            let _ = writeln!(
+                o,
+                "CI         {} results ({} new images{unpinned}); findings {} new, {} gone, {} also seen at runtime",
+                ci.files, ci.new_images, ci.findings_new, ci.findings_gone, ci.also_at_runtime
+            );
+        }
+        if ci.inventories_changed > 0 {
+            let _ = writeln!(
+                o,
+                "Inventory  {} image package lists updated from SBOMs",
+                ci.inventories_changed
+            );
+        }
     }
     if !s.skipped.is_empty() {
         let _ = writeln!(o, "Skipped (not read):");

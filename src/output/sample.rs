@@ -6,8 +6,8 @@ use crate::model::{Family, Severity};
 use crate::output::alert::compose::{AlertFinding, Group, ImageRef, Message, WorkloadRef};
 use crate::output::summary::month::Month;
 use crate::output::summary::report::{
-    AcceptedRow, Capped, Counts, Delta, FamilySection, FixableShare, ImageRow, Mttf, NamespaceRow,
-    OldFinding, Scope, SeverityDelta, SubjectRow, Summary, TrendRow,
+    AcceptedRow, Capped, CiSplit, Counts, Delta, FamilySection, FixableShare, ImageRow, Mttf,
+    NamespaceRow, OldFinding, Scope, SeverityDelta, SubjectRow, Summary, TrendRow,
 };
 
 use crate::output::alert::SendError;
@@ -189,6 +189,10 @@ pub fn summary(scope: Scope) -> Summary {
         changes,
         total_delta: Delta(open.total() as i64 - before.total() as i64),
         new: counts(1, 2, 3, 0),
+        ci: Some(CiSplit {
+            known_before_deploy: counts(1, 0, 1, 0),
+            first_seen_at_runtime: counts(0, 2, 2, 0),
+        }),
         fixed: counts(2, 2, 1, 0),
         reopened: 1,
         trend,

@@ -36,9 +36,9 @@ pub struct FinishStats {
 /// One sweep (or one controller batch) in one transaction. Dropping it without
 /// `commit` rolls everything back.
 pub struct Session<'s> {
-    store: &'s mut Store,
+    pub(super) store: &'s mut Store,
     scan_id: i64,
-    now: i64,
+    pub(super) now: i64,
     open: bool,
     changes: FinishStats,
     workloads: HashMap<WorkloadKey, i64>,
@@ -49,6 +49,9 @@ pub struct Session<'s> {
     scanned: HashMap<i64, i64>,
     /// The label selector reports are being read under ("" for none).
     selector: String,
+    /// Package ids written or read in this session (SBOMs share most of their packages).
+    pub(super) package_ids: HashMap<crate::model::Package, i64>,
+    pub(super) ci: super::inventory::CiChanges,
 }
 
 impl<'s> Session<'s> {
@@ -77,6 +80,8 @@ impl<'s> Session<'s> {
             targets: HashMap::new(),
             scanned: HashMap::new(),
             selector: String::new(),
+            package_ids: HashMap::new(),
+            ci: Default::default(),
         })
     }
 
@@ -149,6 +154,14 @@ impl<'s> Session<'s> {
                 self.selector,
                 serde_json::to_string(&r.labels)?,
             ])?;
+        if let (Some(image_id), false) = (image_id, r.packages.is_empty()) {
+            self.set_packages(
+                image_id,
+                super::inventory::Origin::Cluster,
+                &r.packages,
+                scanned_at,
+            )?;
+        }
         // Where the subject ran, kept after the report is gone (monthly summaries).
         self.store
             .conn()
@@ -421,7 +434,7 @@ impl<'s> Session<'s> {
         Ok(id)
     }
 
-    fn image_id(&mut self, img: &Image) -> Result<i64> {
+    pub(super) fn image_id(&mut self, img: &Image) -> Result<i64> {
         let key = img.key();
         if let Some(id) = self.images.get(&key) {
             return Ok(*id);
@@ -451,7 +464,7 @@ impl<'s> Session<'s> {
         Ok(id)
     }
 
-    fn subject_id(&mut self, s: &Subject) -> Result<i64> {
+    pub(super) fn subject_id(&mut self, s: &Subject) -> Result<i64> {
         if let Some(id) = self.subjects.get(s) {
             return Ok(*id);
         }
@@ -619,7 +632,7 @@ fn event(
 
 /// One entry per finding key; a report listing a key twice (trivy-operator #2502) keeps
 /// the most severe entry. Sorted by key so the set hash does not depend on list order.
-fn dedupe(family: Family, findings: &[Finding]) -> Vec<(String, &Finding)> {
+pub(super) fn dedupe(family: Family, findings: &[Finding]) -> Vec<(String, &Finding)> {
     let mut by_key: HashMap<String, &Finding> = HashMap::with_capacity(findings.len());
     for f in findings {
         let key = f.key(family);

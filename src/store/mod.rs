@@ -5,6 +5,8 @@
 //! transaction, so a crash leaves the store as it was before the sweep.
 
 mod ingest;
+pub mod inventory;
+pub mod lookup;
 pub mod query;
 mod schema;
 pub mod triage;

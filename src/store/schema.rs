@@ -284,6 +284,71 @@ pub const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE reports ADD COLUMN labels TEXT NOT NULL DEFAULT '{}';
     "#,
+    // 6: the inventory (packages per image content, from SbomReports and CycloneDX files)
+    // and CI sightings (Trivy CLI results and SBOMs: an image scanned, not a workload).
+    r#"
+    -- One package content, stored once however many images hold it.
+    CREATE TABLE packages (
+        id        INTEGER PRIMARY KEY,
+        ecosystem TEXT NOT NULL,
+        name      TEXT NOT NULL,
+        version   TEXT NOT NULL,
+        purl      TEXT NOT NULL,
+        -- The name's last segment, lower case: queries find
+        -- `org.apache.logging.log4j:log4j-core` as `log4j-core`.
+        short     TEXT NOT NULL,
+        UNIQUE (name, version, ecosystem, purl)
+    );
+    CREATE INDEX packages_short ON packages(short);
+
+    -- An image content's packages as its newest SBOM listed them.
+    CREATE TABLE image_packages (
+        image_id   INTEGER NOT NULL,
+        package_id INTEGER NOT NULL,
+        PRIMARY KEY (package_id, image_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX image_packages_image ON image_packages(image_id);
+
+    -- Where an image's inventory came from, and its hash: the same SBOM again writes nothing.
+    CREATE TABLE image_sboms (
+        image_id   INTEGER PRIMARY KEY,
+        origin     TEXT NOT NULL,
+        set_hash   BLOB NOT NULL,
+        packages   INTEGER NOT NULL,
+        sbom_at    INTEGER,
+        updated_at INTEGER NOT NULL
+    );
+
+    -- An image content CI scanned (Trivy CLI JSON or an SBOM), by digest when pinned.
+    CREATE TABLE ci_images (
+        image_id   INTEGER PRIMARY KEY,
+        artifact   TEXT NOT NULL,
+        source     TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL,
+        scanned_at INTEGER
+    );
+
+    -- What CI found in an image content. The same (subject, key) in `findings` is the
+    -- same finding seen at runtime. resolved_at: a newer CI scan of that image, in a
+    -- family it covered, no longer listed it.
+    CREATE TABLE ci_findings (
+        image_id    INTEGER NOT NULL,
+        subject_id  INTEGER NOT NULL,
+        fkey        TEXT NOT NULL,
+        severity    TEXT NOT NULL,
+        fixable     INTEGER NOT NULL,
+        data        TEXT NOT NULL,
+        first_seen  INTEGER NOT NULL,
+        last_seen   INTEGER NOT NULL,
+        resolved_at INTEGER,
+        PRIMARY KEY (image_id, subject_id, fkey)
+    ) WITHOUT ROWID;
+    CREATE INDEX ci_findings_finding ON ci_findings(subject_id, fkey);
+
+    -- The inventory asks where an image content runs.
+    CREATE INDEX targets_image ON targets(image_id);
+    "#,
 ];
 
 #[cfg(test)]

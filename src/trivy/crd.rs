@@ -131,7 +131,7 @@ pub struct ReportBody {
         deserialize_with = "null_as_default"
     )]
     pub container_checks: BTreeMap<String, Vec<Check>>,
-    /// SBOMs: an embedded CycloneDX document, of which only the size is read.
+    /// SBOMs: an embedded CycloneDX document: its components (the count and the packages).
     #[serde(default)]
     pub components: Option<Bom>,
 }
@@ -228,7 +228,141 @@ pub struct Check {
 #[derive(Debug, Default, Deserialize)]
 pub struct Bom {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub components: Vec<IgnoredAny>,
+    pub components: Vec<BomComponent>,
+}
+
+/// A CycloneDX component, as much of it as the inventory and the image identity need;
+/// nested components (`components[].components`) included. Shared by SbomReports and
+/// CycloneDX files from CI (`ci.rs`). `group`, `name` and `version` are scalars: a YAML
+/// export retypes `version: 5.6`.
+#[derive(Debug, Default, Deserialize)]
+pub struct BomComponent {
+    #[serde(rename = "bom-ref", default)]
+    pub bom_ref: Option<String>,
+    #[serde(rename = "type", default)]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub group: Option<Scalar>,
+    #[serde(default)]
+    pub name: Option<Scalar>,
+    #[serde(default)]
+    pub version: Option<Scalar>,
+    #[serde(default)]
+    pub purl: Option<String>,
+    #[serde(default)]
+    pub properties: TrivyProperties,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub components: Vec<BomComponent>,
+}
+
+/// The `aquasecurity:trivy:*` properties a component's identity needs. Trivy writes a
+/// dozen per package (layer digests, source package, ...): only these are kept, the rest
+/// are read without being stored, which keeps a 100 MB SBOM's components small.
+#[derive(Debug, Default)]
+pub struct TrivyProperties(pub Vec<(&'static str, String)>);
+
+impl TrivyProperties {
+    pub const PKG_TYPE: &'static str = "aquasecurity:trivy:PkgType";
+    pub const FILE_PATH: &'static str = "aquasecurity:trivy:FilePath";
+    pub const REPO_DIGEST: &'static str = "aquasecurity:trivy:RepoDigest";
+    pub const REPO_TAG: &'static str = "aquasecurity:trivy:RepoTag";
+    const KEPT: [&'static str; 4] = [
+        Self::PKG_TYPE,
+        Self::FILE_PATH,
+        Self::REPO_DIGEST,
+        Self::REPO_TAG,
+    ];
+
+    /// The first value of a property.
+    pub fn get<'s>(&'s self, name: &'s str) -> Option<&'s str> {
+        self.all(name).next()
+    }
+
+    /// Every value of a property (Trivy repeats `RepoDigest` once per digest).
+    pub fn all<'s>(&'s self, name: &'s str) -> impl Iterator<Item = &'s str> + 's {
+        self.0
+            .iter()
+            .filter(move |(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for TrivyProperties {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// One `{name, value}`; borrowed from the input where it has no escapes.
+        #[derive(Deserialize)]
+        struct Property<'a> {
+            #[serde(borrow, default)]
+            name: std::borrow::Cow<'a, str>,
+            #[serde(borrow, default)]
+            value: Option<BorrowedScalar<'a>>,
+        }
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = TrivyProperties;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of properties")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(TrivyProperties::default())
+            }
+            fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(TrivyProperties::default())
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut kept = Vec::new();
+                while let Some(p) = seq.next_element::<Property<'de>>()? {
+                    if let Some(name) = TrivyProperties::KEPT.iter().find(|k| **k == p.name)
+                        && let Some(v) = p.value.and_then(|v| v.0)
+                    {
+                        kept.push((*name, v.into_owned()));
+                    }
+                }
+                Ok(TrivyProperties(kept))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+/// Like `Scalar`, without copying a string that has no escapes.
+struct BorrowedScalar<'a>(Option<std::borrow::Cow<'a, str>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for BorrowedScalar<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> de::Visitor<'de> for V {
+            type Value = BorrowedScalar<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a string, number, boolean or null")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(Some(v.into())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(Some(v.to_owned().into())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(Some(v.into())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(Some(v.to_string().into())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(Some(v.to_string().into())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(Some(v.to_string().into())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(Some(v.to_string().into())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(BorrowedScalar(None))
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// `status` of ClusterComplianceReport.
@@ -304,7 +438,7 @@ fn present<'de, D: Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
 }
 
 /// `null` is treated like an absent field (`"checks": null` occurs in alternate storage).
-fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+pub(super) fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
 where
     D: Deserializer<'de>,
     T: Deserialize<'de> + Default,

@@ -9,7 +9,8 @@ use serde_json::value::RawValue;
 use super::crd::{self, Envelope, Metadata};
 use super::workload::top_controller;
 use crate::model::{
-    Family, Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Severity, WorkloadKey,
+    CiScan, Family, Finding, Image, NamespaceMeta, Report, ReportId, ReportKind, Severity,
+    WorkloadKey,
 };
 use crate::source::{Origin, RawObject};
 
@@ -17,6 +18,11 @@ use crate::source::{Origin, RawObject};
 #[derive(Debug)]
 pub enum Parsed {
     Report(Box<Report>),
+    /// A Trivy CLI result or a CycloneDX SBOM from CI: a sighting of an image.
+    Ci {
+        origin: Origin,
+        scan: Box<CiScan>,
+    },
     /// A Namespace object exported beside the reports: its labels and annotations feed
     /// the DefectDojo mapping (`annotation:trivy-digest.io/product`).
     Namespace(NamespaceMeta),
@@ -117,16 +123,9 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
             (kind, body, body_path(kind))
         }
         None if env.bom_format || env.trivy_schema_version => {
-            // Never read as a report body: a CycloneDX `components` list is not an
-            // SbomReport's, and a half-read report would be a report with no findings.
-            let what = if env.bom_format {
-                "a CycloneDX SBOM"
-            } else {
-                "Trivy CLI JSON (`trivy image -f json`)"
-            };
-            return Ok(Parsed::Ignored {
+            return super::ci::parse(obj, env.bom_format).map(|c| Parsed::Ci {
                 origin: obj.origin.clone(),
-                reason: format!("{what}, not a Trivy Operator report"),
+                scan: Box::new(c),
             });
         }
         None => {
@@ -180,6 +179,7 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
         findings: Vec::new(),
         passed_checks: 0,
         components: None,
+        packages: Vec::new(),
         summary_mismatch: false,
         mapped_severities: 0,
     };
@@ -189,15 +189,7 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
         err.message = message;
         return Err(err);
     }
-    if !cosmetic.0.is_empty() {
-        // One wrong-typed title must not cost the findings; it is still worth knowing.
-        tracing::warn!(
-            "{}: {} cosmetic field(s) of the wrong type read as absent: {}",
-            obj.origin,
-            cosmetic.0.len(),
-            cosmetic.0.join(", ")
-        );
-    }
+    cosmetic.warn(&obj.origin);
     Ok(Parsed::Report(Box::new(report)))
 }
 
@@ -392,10 +384,13 @@ fn is_resource_kind(k: &str) -> bool {
     )
 }
 
-type FieldError = (Option<String>, String);
+pub(super) type FieldError = (Option<String>, String);
 
 /// Deserializes `json` and reports the failing field path, prefixed by `prefix`.
-fn deserialize_at<'a, T: Deserialize<'a>>(json: &'a [u8], prefix: &str) -> Result<T, FieldError> {
+pub(super) fn deserialize_at<'a, T: Deserialize<'a>>(
+    json: &'a [u8],
+    prefix: &str,
+) -> Result<T, FieldError> {
     let mut de = serde_json::Deserializer::from_slice(json);
     serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -426,26 +421,45 @@ fn strip_position(msg: &str) -> String {
 
 /// Cosmetic fields that had the wrong type, by path: read as absent, and warned about.
 #[derive(Default)]
-struct Cosmetic(Vec<String>);
+pub(super) struct Cosmetic(Vec<String>);
 
 impl Cosmetic {
-    fn get<T>(&mut self, mut field: crd::Lenient<T>, path: impl FnOnce() -> String) -> Option<T> {
+    pub(super) fn get<T>(
+        &mut self,
+        mut field: crd::Lenient<T>,
+        path: impl FnOnce() -> String,
+    ) -> Option<T> {
         if field.wrong {
             self.0.push(path());
         }
         field.take()
     }
 
-    fn text(&mut self, field: crd::Lenient<String>, path: impl FnOnce() -> String) -> String {
+    pub(super) fn text(
+        &mut self,
+        field: crd::Lenient<String>,
+        path: impl FnOnce() -> String,
+    ) -> String {
         self.get(field, path).unwrap_or_default()
     }
 
-    fn scalar(
+    pub(super) fn scalar(
         &mut self,
         field: crd::Lenient<crd::Scalar>,
         path: impl FnOnce() -> String,
     ) -> Option<String> {
         self.get(field, path).and_then(|s| s.0)
+    }
+
+    /// One wrong-typed title must not cost the findings; it is still worth knowing.
+    pub(super) fn warn(&self, origin: &Origin) {
+        if !self.0.is_empty() {
+            tracing::warn!(
+                "{origin}: {} cosmetic field(s) of the wrong type read as absent: {}",
+                self.0.len(),
+                self.0.join(", ")
+            );
+        }
     }
 }
 
@@ -579,8 +593,12 @@ fn fill_body(
             }
         }
         Family::Sbom => {
-            let listed = components.map(|c| c.components.len() as u64);
+            let listed = components.as_ref().map(|c| c.components.len() as u64);
             r.components = listed.or(summary.as_ref().and_then(|s| s.components));
+            if let Some(bom) = &components {
+                r.packages =
+                    super::ci::bom_packages(&bom.components, &format!("{prefix}components."))?;
+            }
             return Ok(());
         }
         Family::Compliance => {}
@@ -741,7 +759,7 @@ fn image(
 
 /// RFC 3339, else absent: the timestamp orders scans and a malformed one must not fail
 /// the report (`2021-1-1T10:10:10Z` occurs).
-fn timestamp(s: Option<&str>) -> Option<DateTime<Utc>> {
+pub(super) fn timestamp(s: Option<&str>) -> Option<DateTime<Utc>> {
     DateTime::parse_from_rfc3339(s?.trim())
         .ok()
         .map(|t| t.with_timezone(&Utc))

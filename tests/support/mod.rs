@@ -13,4 +13,5 @@ pub mod reports;
 pub mod slack;
 pub mod smtp;
 pub mod teams;
+pub mod trivy;
 pub mod webhook;

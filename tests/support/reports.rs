@@ -29,6 +29,10 @@ impl Vuln {
         self.fixed = v;
         self
     }
+    pub fn installed(mut self, v: &'static str) -> Vuln {
+        self.installed = v;
+        self
+    }
     pub fn severity(mut self, s: &'static str) -> Vuln {
         self.severity = s;
         self
@@ -141,4 +145,92 @@ pub fn spread(workloads: u32, images: u32, per_image: impl Fn(u32) -> Vec<Vuln>)
             })
             .collect(),
     )
+}
+
+/// An SbomReport of ReplicaSet `<workload>-<hash>` in `ns` (container `app`) whose
+/// embedded CycloneDX BOM lists `packages` as (purl type, name, version); Maven names
+/// are `group:artifact`, as Trivy writes them.
+pub fn sbom_report(
+    ns: &str,
+    workload: &str,
+    repository: &str,
+    digest: &str,
+    packages: &[(&str, &str, &str)],
+) -> Value {
+    let rs = format!("{workload}-7cc565547");
+    let components: Vec<Value> = packages
+        .iter()
+        .map(|(ty, name, version)| {
+            let (group, artifact) = name.split_once(':').unwrap_or(("", name));
+            let purl = if group.is_empty() {
+                format!("pkg:{ty}/{artifact}@{version}")
+            } else {
+                format!("pkg:{ty}/{group}/{artifact}@{version}")
+            };
+            let mut c = json!({"bom-ref": purl, "type": "library", "name": artifact,
+                               "version": version, "purl": purl,
+                               "properties": [{"name": "aquasecurity:trivy:PkgType",
+                                               "value": if *ty == "maven" { "jar" } else { ty }}]});
+            if !group.is_empty() {
+                c["group"] = json!(group);
+            }
+            c
+        })
+        .collect();
+    json!({
+        "apiVersion": "aquasecurity.github.io/v1alpha1",
+        "kind": "SbomReport",
+        "metadata": {
+            "name": format!("replicaset-{rs}-app"),
+            "namespace": ns,
+            "labels": {
+                "trivy-operator.container.name": "app",
+                "trivy-operator.resource.kind": "ReplicaSet",
+                "trivy-operator.resource.name": rs,
+                "trivy-operator.resource.namespace": ns,
+            },
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true,
+                                 "uid": "7d3c1f2e-0000-4000-8000-000000000003"}],
+        },
+        "report": {
+            "updateTimestamp": "2026-10-01T08:00:00Z",
+            "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.48.3"},
+            "registry": {"server": "ghcr.io"},
+            "artifact": {"repository": repository, "tag": "1.0", "digest": digest},
+            "summary": {"componentsCount": components.len(), "dependenciesCount": 0},
+            "components": {"bomFormat": "CycloneDX", "specVersion": "1.5", "version": 1,
+                           "metadata": {"timestamp": "2026-10-01T08:00:00+00:00"},
+                           "components": components},
+        }
+    })
+}
+
+/// `trivy image -f json` (schema 2) of `registry/repository:tag` pinned by `digest`,
+/// made at `created_at`, with one OS-less result of Java vulnerabilities.
+pub fn trivy_cli(repository: &str, digest: &str, created_at: &str, vulns: &[Vuln]) -> String {
+    let list: Vec<Value> = vulns
+        .iter()
+        .map(|v| {
+            json!({
+                "VulnerabilityID": v.id, "PkgName": v.package, "InstalledVersion": v.installed,
+                "FixedVersion": v.fixed, "Severity": v.severity, "Status": if v.fixed.is_empty() { "affected" } else { "fixed" },
+                "Title": format!("{} in {}", v.id, v.package),
+                "PrimaryURL": format!("https://avd.aquasec.com/nvd/{}", v.id.to_lowercase()),
+                "PublishedDate": "2026-01-15T10:00:00Z",
+            })
+        })
+        .collect();
+    serde_json::to_string_pretty(&json!({
+        "SchemaVersion": 2,
+        "CreatedAt": created_at,
+        "ArtifactName": format!("ghcr.io/{repository}:1.0"),
+        "ArtifactType": "container_image",
+        "Metadata": {
+            "ImageID": "sha256:1111111111111111111111111111111111111111111111111111111111111111",
+            "RepoTags": [format!("ghcr.io/{repository}:1.0")],
+            "RepoDigests": [format!("ghcr.io/{repository}@{digest}")],
+        },
+        "Results": [{"Target": "Java", "Class": "lang-pkgs", "Type": "jar", "Vulnerabilities": list}],
+    }))
+    .expect("json")
 }

@@ -474,6 +474,7 @@ mod tests {
                 .collect(),
             passed_checks: 0,
             components: None,
+            packages: Vec::new(),
             summary_mismatch: false,
             mapped_severities: 0,
         }

@@ -59,6 +59,8 @@ pub struct FindingHistory {
     triage: Option<Triage>,
     /// Some other test of the subject holds it untriaged.
     triage_disputed: bool,
+    /// CI saw it (in an image of the same repository) before it was first seen at runtime.
+    pub known_before_deploy: bool,
 }
 
 impl FindingHistory {
@@ -169,6 +171,8 @@ pub struct History {
     pub dojo_tests: HashMap<i64, i64>,
     /// Namespace name → annotations.
     pub namespace_annotations: HashMap<String, HashMap<String, String>>,
+    /// The store holds CI results: the summary tells what CI knew before deploy.
+    pub has_ci: bool,
 }
 
 /// The rows of `sql` by their first column, the id; `row` reads the rest.
@@ -252,10 +256,13 @@ impl History {
                 fixable_since: None,
                 triage: None,
                 triage_disputed: false,
+                known_before_deploy: false,
             });
             resolved_at.push(resolved);
             fixable_now.push(fixable);
         }
+
+        h.has_ci = mark_known_before_deploy(conn, &mut h.findings)?;
 
         // Events, merged into the findings (both ordered by finding id). Later events are
         // read too: a re-rating after T tells the severity a finding had at T.
@@ -449,6 +456,58 @@ pub fn namespaces_of(
         .collect()
 }
 
+/// Marks the findings CI saw before the cluster did; false when the store holds no CI
+/// result at all (then the summary says nothing about CI).
+fn mark_known_before_deploy(
+    conn: &rusqlite::Connection,
+    findings: &mut [FindingHistory],
+) -> Result<bool> {
+    use crate::store::inventory::join_key;
+    let mut stmt = conn.prepare(
+        "SELECT c.subject_id, c.fkey, s.family, MIN(c.first_seen) FROM ci_findings c
+         JOIN subjects s ON s.id = c.subject_id GROUP BY c.subject_id, c.fkey",
+    )?;
+    let mut ci: HashMap<(i64, String), i64> = HashMap::new();
+    for row in stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, i64>(3)?,
+        ))
+    })? {
+        let (subject, fkey, family, first) = row.context("store: reading ci_findings")?;
+        let Some(family) = Family::parse(&family) else {
+            continue;
+        };
+        let e = ci
+            .entry((subject, join_key(family, &fkey).to_owned()))
+            .or_insert(first);
+        *e = (*e).min(first);
+    }
+    let any = conn.query_row("SELECT EXISTS(SELECT 1 FROM ci_images)", [], |r| r.get(0))?;
+    if ci.is_empty() {
+        return Ok(any);
+    }
+    let index: HashMap<i64, usize> = findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.id, i))
+        .collect();
+    let mut stmt = conn.prepare(
+        "SELECT id, fkey FROM findings WHERE subject_id IN (SELECT DISTINCT subject_id FROM ci_findings)",
+    )?;
+    for row in stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))? {
+        let (id, fkey) = row.context("store: reading findings")?;
+        let Some(&i) = index.get(&id) else { continue };
+        let f = &mut findings[i];
+        if let Some(first_ci) = ci.get(&(f.subject_id, join_key(f.family, &fkey).to_owned())) {
+            f.known_before_deploy = *first_ci <= f.first_seen;
+        }
+    }
+    Ok(any)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -466,6 +525,7 @@ mod tests {
             fixable_since: Some(300),
             triage: None,
             triage_disputed: false,
+            known_before_deploy: false,
         }
     }
 

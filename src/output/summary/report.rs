@@ -100,6 +100,16 @@ impl Counts {
     pub fn critical_high(&self) -> u64 {
         self.critical + self.high
     }
+    /// `self - part`, per severity (`part` is a subset).
+    pub fn minus(&self, part: &Counts) -> Counts {
+        Counts {
+            critical: self.critical.saturating_sub(part.critical),
+            high: self.high.saturating_sub(part.high),
+            medium: self.medium.saturating_sub(part.medium),
+            low: self.low.saturating_sub(part.low),
+            unknown: self.unknown.saturating_sub(part.unknown),
+        }
+    }
     fn get(&self, s: Severity) -> u64 {
         match s {
             Severity::Critical => self.critical,
@@ -160,6 +170,14 @@ pub struct SeverityDelta {
     pub now: u64,
     pub before: u64,
     pub delta: Delta,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct CiSplit {
+    /// Seen in CI (the same image repository) before the cluster first showed them.
+    pub known_before_deploy: Counts,
+    /// First seen in the cluster: no CI result had them before.
+    pub first_seen_at_runtime: Counts,
 }
 
 #[derive(Debug, Clone)]
@@ -284,6 +302,8 @@ pub struct Summary {
     pub changes: Vec<SeverityDelta>,
     pub total_delta: Delta,
     pub new: Counts,
+    /// With CI results in the store: the new findings CI knew before deploy, and the rest.
+    pub ci: Option<CiSplit>,
     pub fixed: Counts,
     pub reopened: u64,
     pub trend: Vec<TrendRow>,
@@ -332,6 +352,8 @@ fn family_index(f: Family) -> Option<usize> {
 struct FamilyMonth {
     open: Counts,
     new: Counts,
+    /// Of `new`: CI saw them before the cluster did.
+    new_ci: Counts,
     fixed: Counts,
     reopened: u64,
 }
@@ -420,6 +442,9 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
             }
             if f.opened_in(s, e) {
                 x.new.add(sev);
+                if f.known_before_deploy {
+                    x.new_ci.add(sev);
+                }
             } else if f.open_at(e) && !f.open_at(s) && f.first_seen < s {
                 x.reopened += 1;
             }
@@ -848,6 +873,10 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         changes,
         total_delta: Delta::between(v.open.total(), pv.open.total()),
         new: v.new,
+        ci: h.has_ci.then(|| CiSplit {
+            known_before_deploy: v.new_ci,
+            first_seen_at_runtime: v.new.minus(&v.new_ci),
+        }),
         fixed: v.fixed,
         reopened: v.reopened,
         trend,

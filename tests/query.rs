@@ -1,0 +1,345 @@
+//! The inventory through the binary: SbomReports and CI results in, `query` out.
+
+mod support;
+
+use serde_json::Value;
+use support::cli::Workspace;
+use support::reports::{digest, list, sbom_report, trivy_cli, vuln, vulnerability_report};
+
+const T0: &str = "2026-11-01T10:00:00Z";
+const T1: &str = "2026-11-05T10:00:00Z";
+const LOG4J: &str = "org.apache.logging.log4j:log4j-core";
+
+/// `shop/api` runs `ghcr.io/org/api` with log4j-core 2.14.1 (CVE-2021-44228, fixed in
+/// 2.15.0) and openssl (no vulnerability); `shop/web` runs `ghcr.io/org/web` with 2.17.1.
+fn cluster(ws: &Workspace) -> std::path::PathBuf {
+    let log4shell = || {
+        vec![
+            vuln("CVE-2021-44228", LOG4J, "CRITICAL")
+                .fixed("2.15.0")
+                .installed("2.14.1"),
+        ]
+    };
+    ws.write(
+        "cluster.json",
+        &list(vec![
+            vulnerability_report("shop", "api", "org/api", Some(&digest(1)), &log4shell()),
+            sbom_report(
+                "shop",
+                "api",
+                "org/api",
+                &digest(1),
+                &[("maven", LOG4J, "2.14.1"), ("deb", "openssl", "3.0.11-1")],
+            ),
+            sbom_report(
+                "shop",
+                "web",
+                "org/web",
+                &digest(2),
+                &[("maven", LOG4J, "2.17.1")],
+            ),
+        ]),
+    )
+}
+
+fn query(ws: &Workspace, args: &[&str]) -> (i32, Value) {
+    let mut a = vec!["query"];
+    a.extend_from_slice(args);
+    a.extend_from_slice(&["--format", "json"]);
+    let run = ws.run(&a);
+    let v = if run.stdout.trim().is_empty() {
+        Value::Null
+    } else {
+        run.json()
+    };
+    (run.code, v)
+}
+
+fn images(v: &Value) -> Vec<String> {
+    v.as_array()
+        .expect("images")
+        .iter()
+        .map(|i| i["image"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+#[test]
+fn packages_are_found_from_sbom_reports_with_their_workloads() {
+    let ws = Workspace::new();
+    let run = ws.scan_at(T0, &[&cluster(&ws)]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+
+    let (code, v) = query(&ws, &["--package", "log4j-core"]);
+    assert_eq!(code, 0, "{v:#}");
+    let p = v["packages"].as_array().expect("packages");
+    assert_eq!(p.len(), 2, "{v:#}");
+    assert_eq!(p[0]["version"], "2.14.1");
+    assert_eq!(p[0]["ecosystem"], "maven");
+    assert_eq!(
+        images(&p[0]["images"]),
+        vec![format!("ghcr.io/org/api@{}", digest(1))]
+    );
+    let w = &p[0]["images"][0]["workloads"][0];
+    assert_eq!(w["namespace"], "shop", "{v:#}");
+    assert_eq!(w["name"], "api", "{v:#}");
+    assert_eq!(p[0]["images"][0]["running"], true);
+
+    // A version requirement keeps only what is below the fix.
+    let (_, v) = query(&ws, &["--package", LOG4J, "--version", "<2.17.1"]);
+    let p = v["packages"].as_array().expect("packages");
+    assert_eq!(p.len(), 1, "{v:#}");
+    assert_eq!(p[0]["version"], "2.14.1");
+
+    // A package without any vulnerability is found too.
+    let (code, v) = query(&ws, &["--package", "openssl"]);
+    assert_eq!(code, 0);
+    assert_eq!(v["packages"][0]["version"], "3.0.11-1");
+
+    // Nothing found: exit code 6, and the text says so.
+    let (code, _) = query(&ws, &["--package", "log4j-core", "--version", "=2.0"]);
+    assert_eq!(code, 6);
+    let run = ws.run(&["query", "--package", "left-pad"]);
+    assert_eq!(run.code, 6);
+    assert!(
+        run.stdout
+            .contains("left-pad: no image the store has an SBOM of contains it"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn a_cve_answers_where_it_runs_since_when_and_whether_a_fix_exists() {
+    let ws = Workspace::new();
+    ws.scan_at(T0, &[&cluster(&ws)]);
+    let (code, v) = query(&ws, &["--cve", "cve-2021-44228"]);
+    assert_eq!(code, 0, "{v:#}");
+    let f = &v["findings"][0];
+    assert_eq!(f["id"], "CVE-2021-44228");
+    assert_eq!(f["severity"], "CRITICAL");
+    assert_eq!(f["fix_available"], true);
+    assert_eq!(f["fixed_version"], "2.15.0");
+    assert_eq!(f["repository"], "ghcr.io/org/api");
+    assert_eq!(f["runtime"]["open"], true);
+    assert_eq!(f["defectdojo"], Value::Null, "never exported");
+    assert_eq!(
+        images(&f["images"]),
+        vec![format!("ghcr.io/org/api@{}", digest(1))]
+    );
+
+    let run = ws.run(&["query", "--cve", "CVE-2021-44228"]);
+    assert!(
+        run.stdout.contains("CVE-2021-44228 CRITICAL in org.apache.logging.log4j:log4j-core 2.14.1 (fixed in 2.15.0)"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("open at runtime since 2026-11-01"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("shop/Deployment/api since 2026-11-01"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn ci_results_join_the_cluster_by_digest_and_never_end_cluster_reports() {
+    let ws = Workspace::new();
+    // CI scanned the api image (same digest) before it was deployed, and an image
+    // that runs nowhere.
+    let ci = ws.write(
+        "api.trivy.json",
+        &trivy_cli(
+            "org/api",
+            &digest(1),
+            "2026-10-30T09:00:00Z",
+            &[
+                vuln("CVE-2021-44228", LOG4J, "CRITICAL")
+                    .fixed("2.15.0")
+                    .installed("2.14.1"),
+                vuln("CVE-2021-45046", LOG4J, "CRITICAL")
+                    .fixed("2.16.0")
+                    .installed("2.14.1"),
+            ],
+        ),
+    );
+    let staged = ws.write(
+        "new.trivy.json",
+        &trivy_cli(
+            "org/new",
+            &digest(3),
+            "2026-10-31T09:00:00Z",
+            &[vuln("CVE-2021-44228", LOG4J, "CRITICAL").installed("2.14.1")],
+        ),
+    );
+    let cluster = cluster(&ws);
+    ws.scan_at(T0, &[&cluster]);
+    let live = "SELECT COUNT(*) FROM reports WHERE gone_since IS NULL";
+    assert_eq!(ws.count(live), 3);
+
+    // CI results alone are read (not "0 reports"), and end nothing.
+    let run = ws.scan_at(T1, &[&ci, &staged]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(ws.count(live), 3, "a CI result never ends a cluster report");
+    let s = run.json();
+    assert_eq!(s["ci"]["files"], 2, "{s:#}");
+    assert_eq!(s["ci"]["new_images"], 2);
+    assert_eq!(s["ci"]["findings_new"], 3);
+    assert_eq!(s["ci"]["also_at_runtime"], 1, "log4shell in org/api: {s:#}");
+    assert_eq!(
+        s["findings"]["after_dedup"]["total"], 0,
+        "CI findings are not runtime findings: {s:#}"
+    );
+    let run = ws.run(&["scan", "--now", T1, "--from", &ci.display().to_string()]);
+    assert!(
+        run.stdout.contains(
+            "CI         1 results (0 new images); findings 0 new, 0 gone, 1 also seen at runtime"
+        ),
+        "{}",
+        run.stdout
+    );
+
+    // --complete claims a whole-cluster export: a CI file is not one.
+    let run = ws.scan_with(T1, &[&ci], &["--complete", "--allow-empty"]);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(run.stderr.contains("is a CI result"), "{}", run.stderr);
+    assert_eq!(ws.count(live), 3);
+
+    let (_, v) = query(&ws, &["--cve", "CVE-2021-44228"]);
+    let f = v["findings"].as_array().expect("findings");
+    assert_eq!(f.len(), 2, "one per image repository: {v:#}");
+    let api = f
+        .iter()
+        .find(|f| f["repository"] == "ghcr.io/org/api")
+        .expect("api");
+    // One finding, seen by both: CI first (its scan time), then at runtime.
+    assert_eq!(api["runtime"]["open"], true);
+    assert_eq!(
+        api["ci_first_seen"].as_i64(),
+        Some(
+            chrono::DateTime::parse_from_rfc3339("2026-10-30T09:00:00Z")
+                .expect("t")
+                .timestamp()
+        )
+    );
+    assert_eq!(api["images"].as_array().map(Vec::len), Some(1), "{v:#}");
+    let new = f
+        .iter()
+        .find(|f| f["repository"] == "ghcr.io/org/new")
+        .expect("new");
+    assert_eq!(new["runtime"], Value::Null, "CI only");
+    assert_eq!(new["images"][0]["running"], false);
+    assert_eq!(new["images"][0]["ci"]["artifact"], "ghcr.io/org/new:1.0");
+
+    // The CVE only CI saw is found, as CI-only, in the running image.
+    let (_, v) = query(&ws, &["--cve", "CVE-2021-45046"]);
+    assert_eq!(v["findings"][0]["runtime"], Value::Null, "{v:#}");
+    assert_eq!(v["findings"][0]["images"][0]["running"], true, "{v:#}");
+
+    let run = ws.run(&["query", "--image", "ghcr.io/org/api"]);
+    assert_eq!(run.code, 0);
+    assert!(
+        run.stdout.contains("open: 1 critical; 2 packages"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("CI: ghcr.io/org/api:1.0"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn the_summary_tells_what_ci_knew_before_deploy() {
+    let ws = Workspace::new();
+    // CI saw log4shell in org/api on 10-30; the cluster on 11-01 also runs CVE-2026-0001,
+    // which no CI result had.
+    let ci = ws.write(
+        "api.trivy.json",
+        &trivy_cli(
+            "org/api",
+            &digest(1),
+            "2026-10-30T09:00:00Z",
+            &[vuln("CVE-2021-44228", LOG4J, "CRITICAL")
+                .fixed("2.15.0")
+                .installed("2.14.1")],
+        ),
+    );
+    ws.scan_at("2026-10-30T10:00:00Z", &[&ci]);
+    let cluster = ws.write(
+        "cluster.json",
+        &list(vec![vulnerability_report(
+            "shop",
+            "api",
+            "org/api",
+            Some(&digest(1)),
+            &[
+                vuln("CVE-2021-44228", LOG4J, "CRITICAL")
+                    .fixed("2.15.0")
+                    .installed("2.14.1"),
+                vuln("CVE-2026-0001", "openssl", "HIGH"),
+            ],
+        )]),
+    );
+    ws.scan_at(T0, &[&cluster]);
+    let run = ws.run(&[
+        "summary",
+        "--month",
+        "2026-11",
+        "--text",
+        "--now",
+        "2026-11-20T00:00:00Z",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains(
+            "Known before deploy (seen in CI first): 1 critical, 0 high, 0 medium, 0 low, 0 unknown."
+        ),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout
+            .contains("First seen at runtime: 0 critical, 1 high, 0 medium, 0 low, 0 unknown."),
+        "{}",
+        run.stdout
+    );
+    // The HTML part carries the same table.
+    let run = ws.run(&[
+        "summary",
+        "--month",
+        "2026-11",
+        "--now",
+        "2026-11-20T00:00:00Z",
+    ]);
+    assert!(
+        run.stdout.contains("Known before deploy (CI first)"),
+        "{}",
+        run.stdout
+    );
+
+    // A store without CI results says nothing about CI.
+    let plain = Workspace::new();
+    let cluster = plain.write(
+        "cluster.json",
+        &std::fs::read_to_string(&cluster).expect("read"),
+    );
+    plain.scan_at(T0, &[&cluster]);
+    let run = plain.run(&[
+        "summary",
+        "--month",
+        "2026-11",
+        "--text",
+        "--now",
+        "2026-11-20T00:00:00Z",
+    ]);
+    assert!(
+        !run.stdout.contains("Known before deploy"),
+        "{}",
+        run.stdout
+    );
+}
