@@ -348,6 +348,8 @@ pub const MIGRATIONS: &[&str] = &[
 
     -- The inventory asks where an image content runs.
     CREATE INDEX targets_image ON targets(image_id);
+    -- Where an image ran and when it ran last, for `query`: per image, not per subject.
+    CREATE INDEX sightings_image ON sightings(image_id, workload_id);
     "#,
 ];
 
