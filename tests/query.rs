@@ -196,7 +196,7 @@ fn ci_results_join_the_cluster_by_digest_and_never_end_cluster_reports() {
     let run = ws.run(&["scan", "--now", T1, "--from", &ci.display().to_string()]);
     assert!(
         run.stdout.contains(
-            "CI         1 results (0 new images); findings 0 new, 0 gone, 1 also seen at runtime"
+            "CI         1 result (0 new images); findings 0 new, 0 gone, 1 also seen at runtime"
         ),
         "{}",
         run.stdout
@@ -342,4 +342,40 @@ fn the_summary_tells_what_ci_knew_before_deploy() {
         "{}",
         run.stdout
     );
+}
+
+/// What the README shows: the bundled CI pair (examples/ci) joins the bundled export's
+/// nginx digest, and a CVE only CI knew is found in the digest six workloads run.
+#[test]
+fn the_bundled_ci_example_joins_the_bundled_export() {
+    let ws = Workspace::new();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let run = ws.scan_at(T0, &[&root.join("examples/reports")]);
+    assert_eq!(run.code, 0, "{}", run.stdout);
+    let run = ws.scan_at(T1, &[&root.join("examples/ci")]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let s = run.json();
+    assert_eq!(s["ci"]["files"], 2, "{}", run.stdout);
+    assert_eq!(s["ci"]["unpinned"], 0, "both name the digest: {}", run.stdout);
+    assert_eq!(s["ci"]["also_at_runtime"], 2, "{}", run.stdout);
+    assert_eq!(s["ci"]["inventories_changed"], 1, "{}", run.stdout);
+    assert_eq!(s["history"]["reports_gone"], 0);
+
+    let (code, v) = query(&ws, &["--cve", "CVE-2023-38545"]);
+    assert_eq!(code, 0, "{v:#}");
+    let f = &v["findings"][0];
+    assert_eq!(f["repository"], "docker.io/library/nginx", "{v:#}");
+    assert_eq!(f["runtime"], Value::Null, "only CI saw it: {v:#}");
+    assert_eq!(f["images"][0]["running"], true, "{v:#}");
+    assert_eq!(
+        f["images"][0]["workloads"].as_array().map(Vec::len),
+        Some(5),
+        "{v:#}"
+    );
+
+    let (code, v) = query(&ws, &["--package", "curl", "--version", "<8.4.0"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["packages"][0]["version"], "7.87.0-r1", "{v:#}");
+    let (code, _) = query(&ws, &["--package", "openssl"]);
+    assert_eq!(code, 6, "no SBOM lists openssl");
 }

@@ -510,17 +510,28 @@ pub fn render_text(s: &ScanSummary) -> String {
             } else {
                 String::new()
             };
+            let n = |count: u64, one: &str, many: &str| {
+                format!("{count} {}", if count == 1 { one } else { many })
+            };
             let _ = writeln!(
                 o,
-                "CI         {} results ({} new images{unpinned}); findings {} new, {} gone, {} also seen at runtime",
-                ci.files, ci.new_images, ci.findings_new, ci.findings_gone, ci.also_at_runtime
+                "CI         {} ({}{unpinned}); findings {} new, {} gone, {} also seen at runtime",
+                n(ci.files, "result", "results"),
+                n(ci.new_images, "new image", "new images"),
+                ci.findings_new,
+                ci.findings_gone,
+                ci.also_at_runtime
             );
         }
         if ci.inventories_changed > 0 {
             let _ = writeln!(
                 o,
-                "Inventory  {} image package lists updated from SBOMs",
-                ci.inventories_changed
+                "Inventory  {} updated from SBOMs",
+                if ci.inventories_changed == 1 {
+                    "1 image package list".to_owned()
+                } else {
+                    format!("{} image package lists", ci.inventories_changed)
+                }
             );
         }
     }
