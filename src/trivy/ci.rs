@@ -18,8 +18,35 @@ use super::normalize::{Cosmetic, FieldError, ObjectError, deserialize_at, timest
 use crate::model::{CiScan, Family, Finding, Image, Package, Severity};
 use crate::source::RawObject;
 
+/// The largest CI result read. Trivy's SBOM of a large image (thousands of packages) is
+/// a few MiB; 64 MiB is some 130,000 components, more than any one image holds. Beyond
+/// it the file is more likely a whole registry, a concatenation or a generator gone wrong,
+/// and reading it would cost several times its size in memory: it is refused, by name.
+pub const MAX_CI_RESULT_BYTES: usize = 64 * 1024 * 1024;
+
 /// Reads one Trivy CLI result (`bom == false`) or CycloneDX SBOM (`bom == true`).
 pub fn parse(obj: &RawObject, bom: bool) -> Result<CiScan, Box<ObjectError>> {
+    if obj.json.len() > MAX_CI_RESULT_BYTES {
+        let mib = |n: usize| n as f64 / (1024.0 * 1024.0);
+        return Err(Box::new(ObjectError {
+            origin: obj.origin.clone(),
+            kind: None,
+            name: None,
+            id: None,
+            field: None,
+            message: format!(
+                "{} of {:.1} MiB is larger than the {:.0} MiB a CI result may be; not read \
+                 (one image's SBOM or scan is far smaller: is it one image's?)",
+                if bom {
+                    "a CycloneDX SBOM"
+                } else {
+                    "a Trivy result"
+                },
+                mib(obj.json.len()),
+                mib(MAX_CI_RESULT_BYTES)
+            ),
+        }));
+    }
     let mut cosmetic = Cosmetic::default();
     let mut artifact = None;
     let read = if bom {
