@@ -40,6 +40,8 @@ pub struct Config {
     pub alerts: crate::output::alert::config::AlertsConfig,
     /// Monthly summary.
     pub summary: crate::output::summary::config::SummaryConfig,
+    /// The inventory as read-only JSON at `/api/v1/` (`run`).
+    pub api: crate::api::ApiConfig,
 }
 
 impl Default for Config {
@@ -55,6 +57,7 @@ impl Default for Config {
             teams: TeamsConfig::default(),
             alerts: Default::default(),
             summary: Default::default(),
+            api: Default::default(),
         }
     }
 }

@@ -7,6 +7,7 @@
 //! `command` holds what each command prints; `run` is the controller. ARCHITECTURE.md
 //! draws it.
 
+pub mod api;
 pub mod command;
 pub mod config;
 pub mod errors;
@@ -14,6 +15,7 @@ pub mod events;
 pub mod flag;
 pub mod glob;
 pub mod ingest;
+pub mod inventory;
 #[cfg(test)]
 mod kube_fixture;
 pub mod leader;

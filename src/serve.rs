@@ -39,17 +39,59 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// `/summary/` pages, when `summary.serve` is on.
     pub summary: Option<Arc<crate::output::summary::web::SummaryWeb>>,
+    /// `/api/v1/` inventory answers, when `api.serve` is on.
+    pub api: Option<Arc<crate::api::ApiWeb>>,
+}
+
+impl AppState {
+    /// The endpoints `config` turns on. The pages and answers beside health and metrics
+    /// carry vulnerability data: each one on is warned about.
+    pub fn new(
+        config: &crate::config::Config,
+        health: Arc<Health>,
+        metrics: Arc<Metrics>,
+    ) -> AppState {
+        let listen = &config.run.listen;
+        let summary = config.summary.serve.then(|| {
+            tracing::warn!(
+                %listen,
+                "summary.serve is on: /summary/ shows vulnerability data to anyone who reaches \
+                 this port; keep it behind a port-forward or an authenticated ingress"
+            );
+            Arc::new(crate::output::summary::web::SummaryWeb::new(config.clone()))
+        });
+        let api = config.api.serve.then(|| {
+            tracing::warn!(
+                %listen,
+                "api.serve is on: /api/v1/ shows vulnerability data (images, findings, \
+                 packages, workloads) to anyone who reaches this port; keep it behind a \
+                 port-forward or an authenticated ingress"
+            );
+            Arc::new(crate::api::ApiWeb::new(config))
+        });
+        AppState {
+            health,
+            metrics,
+            summary,
+            api,
+        }
+    }
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     let summary = state.summary.clone();
+    let api = state.api.clone();
     let router = Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
         .with_state(state);
-    match summary {
+    let router = match summary {
         Some(web) => router.merge(crate::output::summary::web::router(web)),
+        None => router,
+    };
+    match api {
+        Some(web) => router.merge(crate::api::router(web)),
         None => router,
     }
 }

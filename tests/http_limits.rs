@@ -19,6 +19,7 @@ async fn start(limits: HttpLimits) -> std::net::SocketAddr {
         health: Default::default(),
         metrics: Default::default(),
         summary: None,
+        api: None,
     });
     tokio::spawn(trivy_digest::serve::serve_with(
         listener,

@@ -4,42 +4,16 @@ mod support;
 
 use serde_json::Value;
 use support::cli::Workspace;
-use support::reports::{digest, list, sbom_report, trivy_cli, vuln, vulnerability_report};
+use support::reports::{
+    LOG4J, digest, list, shop_inventory, trivy_cli, vuln, vulnerability_report,
+};
 
 const T0: &str = "2026-11-01T10:00:00Z";
 const T1: &str = "2026-11-05T10:00:00Z";
-const LOG4J: &str = "org.apache.logging.log4j:log4j-core";
 
-/// `shop/api` runs `ghcr.io/org/api` with log4j-core 2.14.1 (CVE-2021-44228, fixed in
-/// 2.15.0) and openssl (no vulnerability); `shop/web` runs `ghcr.io/org/web` with 2.17.1.
+/// The shared inventory (support::reports::shop_inventory) as one file.
 fn cluster(ws: &Workspace) -> std::path::PathBuf {
-    let log4shell = || {
-        vec![
-            vuln("CVE-2021-44228", LOG4J, "CRITICAL")
-                .fixed("2.15.0")
-                .installed("2.14.1"),
-        ]
-    };
-    ws.write(
-        "cluster.json",
-        &list(vec![
-            vulnerability_report("shop", "api", "org/api", Some(&digest(1)), &log4shell()),
-            sbom_report(
-                "shop",
-                "api",
-                "org/api",
-                &digest(1),
-                &[("maven", LOG4J, "2.14.1"), ("deb", "openssl", "3.0.11-1")],
-            ),
-            sbom_report(
-                "shop",
-                "web",
-                "org/web",
-                &digest(2),
-                &[("maven", LOG4J, "2.17.1")],
-            ),
-        ]),
-    )
+    ws.write("cluster.json", &list(shop_inventory()))
 }
 
 fn query(ws: &Workspace, args: &[&str]) -> (i32, Value) {
@@ -356,7 +330,11 @@ fn the_bundled_ci_example_joins_the_bundled_export() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let s = run.json();
     assert_eq!(s["ci"]["files"], 2, "{}", run.stdout);
-    assert_eq!(s["ci"]["unpinned"], 0, "both name the digest: {}", run.stdout);
+    assert_eq!(
+        s["ci"]["unpinned"], 0,
+        "both name the digest: {}",
+        run.stdout
+    );
     assert_eq!(s["ci"]["also_at_runtime"], 2, "{}", run.stdout);
     assert_eq!(s["ci"]["inventories_changed"], 1, "{}", run.stdout);
     assert_eq!(s["history"]["reports_gone"], 0);

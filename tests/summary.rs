@@ -1397,6 +1397,7 @@ fn summary_pages_are_served_read_only() {
         health: Default::default(),
         metrics: Default::default(),
         summary: Some(std::sync::Arc::new(web)),
+        api: None,
     });
     let rt = runtime();
     rt.block_on(async {

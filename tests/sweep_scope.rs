@@ -218,8 +218,17 @@ fn a_ci_result_is_not_a_report_and_ends_nothing() {
         assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
         let s = run.json();
         assert_eq!(s["ci"]["files"], 1, "{}", run.stdout);
-        assert_eq!(s["ci"]["unpinned"], 1, "no digest in either: {}", run.stdout);
-        assert_eq!(s["empty_inputs"], json!([]), "a CI result is input: {}", run.stdout);
+        assert_eq!(
+            s["ci"]["unpinned"], 1,
+            "no digest in either: {}",
+            run.stdout
+        );
+        assert_eq!(
+            s["empty_inputs"],
+            json!([]),
+            "a CI result is input: {}",
+            run.stdout
+        );
         assert_eq!(s["ignored"], json!([]));
         assert_eq!(s["reports"]["stored"], 0);
         assert_eq!(s["history"]["reports_gone"], 0);

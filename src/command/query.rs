@@ -4,12 +4,12 @@ use std::fmt::Write as _;
 
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 use super::exit;
 use crate::config::Config;
+use crate::inventory::{Answer, Query, answer};
 use crate::store::Store;
-use crate::store::lookup::{self, Filter, FindingHit, ImageHit, PackageHit, RepositoryHit};
+use crate::store::lookup::ImageHit;
 use crate::version::VersionReq;
 
 #[derive(Debug, clap::Args)]
@@ -43,72 +43,17 @@ pub enum Format {
     Json,
 }
 
-/// The answer, as `--format json` prints it.
-#[derive(Debug, Serialize)]
-pub struct Answer {
-    pub query: Query,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub findings: Option<Vec<FindingHit>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub packages: Option<Vec<PackageHit>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub repositories: Option<Vec<RepositoryHit>>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Query {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub cve: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub package: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub version: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub image: Option<String>,
-    pub all: bool,
-}
-
-impl Answer {
-    pub fn is_empty(&self) -> bool {
-        self.findings.as_ref().is_none_or(Vec::is_empty)
-            && self.packages.as_ref().is_none_or(Vec::is_empty)
-            && self.repositories.as_ref().is_none_or(Vec::is_empty)
+impl CliArgs {
+    /// The question these arguments ask.
+    pub fn query(&self) -> Query {
+        Query {
+            cve: self.cve.clone(),
+            package: self.package.clone(),
+            version: self.version.clone(),
+            image: self.image.clone(),
+            all: self.all,
+        }
     }
-}
-
-/// Answers one query from the store.
-pub fn answer(store: &Store, args: &CliArgs) -> Result<Answer> {
-    let filter = Filter {
-        include_past: args.all,
-    };
-    let query = Query {
-        cve: args.cve.clone(),
-        package: args.package.clone(),
-        version: args.version.as_ref().map(ToString::to_string),
-        image: args.image.clone(),
-        all: args.all,
-    };
-    let mut a = Answer {
-        query,
-        findings: None,
-        packages: None,
-        repositories: None,
-    };
-    if let Some(id) = &args.cve {
-        a.findings = Some(lookup::by_id(store, id.trim(), filter)?);
-    }
-    if let Some(name) = &args.package {
-        a.packages = Some(lookup::by_package(
-            store,
-            name,
-            args.version.as_ref(),
-            filter,
-        )?);
-    }
-    if let Some(repo) = &args.image {
-        a.repositories = Some(lookup::by_image(store, repo, filter)?);
-    }
-    Ok(a)
 }
 
 /// Runs the command: the answer, and exit 0 with hits, 6 without (for scripts:
@@ -121,14 +66,14 @@ pub fn query(config: &Config, args: &CliArgs) -> Result<(String, i32)> {
         );
     }
     let store = Store::open(&config.store)?;
-    let a = answer(&store, args)?;
+    let a = answer(&store, args.query())?;
     let code = if a.is_empty() {
         exit::NOT_FOUND
     } else {
         exit::OK
     };
     let out = match args.format {
-        Format::Json => format!("{}\n", serde_json::to_string_pretty(&a)?),
+        Format::Json => a.to_json()?,
         Format::Text => render_text(&a),
     };
     Ok((out, code))
@@ -186,7 +131,7 @@ pub fn render_text(a: &Answer) -> String {
             let version = a
                 .query
                 .version
-                .as_deref()
+                .as_ref()
                 .map(|v| format!(" {v}"))
                 .unwrap_or_default();
             let _ = writeln!(

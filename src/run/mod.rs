@@ -50,19 +50,7 @@ pub async fn run_with(
         stop_tx.send_replace(true);
     });
 
-    let summary_web = config.summary.serve.then(|| {
-        tracing::warn!(
-            listen = %config.run.listen,
-            "summary.serve is on: /summary/ shows vulnerability data to anyone who reaches this \
-             port; keep it behind a port-forward or an authenticated ingress"
-        );
-        Arc::new(crate::output::summary::web::SummaryWeb::new(config.clone()))
-    });
-    let state = Arc::new(AppState {
-        health: health.clone(),
-        metrics: metrics.clone(),
-        summary: summary_web,
-    });
+    let state = Arc::new(AppState::new(&config, health.clone(), metrics.clone()));
     let mut http_stop = stop_rx.clone();
     let limits = serve::HttpLimits::from_config(&config.run);
     let http = tokio::spawn(serve::serve_with(listener, state, limits, async move {

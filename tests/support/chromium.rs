@@ -76,7 +76,8 @@ pub fn probe(html: &str, width: u32) -> Probe {
     std::fs::write(&page, copy).expect("write page");
     let out = run(|| {
         let mut c = command(width, &dir.path().join("profile"));
-        c.arg("--dump-dom").arg(format!("file://{}", page.display()));
+        c.arg("--dump-dom")
+            .arg(format!("file://{}", page.display()));
         c
     });
     let dom = String::from_utf8_lossy(&out.stdout);

@@ -234,3 +234,37 @@ pub fn trivy_cli(repository: &str, digest: &str, created_at: &str, vulns: &[Vuln
     }))
     .expect("json")
 }
+
+/// Maven's name for log4j-core, as SbomReports and Trivy name it.
+pub const LOG4J: &str = "org.apache.logging.log4j:log4j-core";
+
+/// A small inventory: `shop/api` runs `ghcr.io/org/api` with log4j-core 2.14.1
+/// (CVE-2021-44228, fixed in 2.15.0) and openssl (no vulnerability); `shop/web` runs
+/// `ghcr.io/org/web` with 2.17.1.
+pub fn shop_inventory() -> Vec<Value> {
+    vec![
+        vulnerability_report(
+            "shop",
+            "api",
+            "org/api",
+            Some(&digest(1)),
+            &[vuln("CVE-2021-44228", LOG4J, "CRITICAL")
+                .fixed("2.15.0")
+                .installed("2.14.1")],
+        ),
+        sbom_report(
+            "shop",
+            "api",
+            "org/api",
+            &digest(1),
+            &[("maven", LOG4J, "2.14.1"), ("deb", "openssl", "3.0.11-1")],
+        ),
+        sbom_report(
+            "shop",
+            "web",
+            "org/web",
+            &digest(2),
+            &[("maven", LOG4J, "2.17.1")],
+        ),
+    ]
+}
