@@ -4,6 +4,7 @@ mod support;
 
 use serde_json::Value;
 use support::cli::Workspace;
+use support::dojo::DojoFake;
 use support::reports::{
     LOG4J, digest, list, shop_inventory, trivy_cli, vuln, vulnerability_report,
 };
@@ -356,4 +357,73 @@ fn the_bundled_ci_example_joins_the_bundled_export() {
     assert_eq!(v["packages"][0]["version"], "7.87.0-r1", "{v:#}");
     let (code, _) = query(&ws, &["--package", "openssl"]);
     assert_eq!(code, 6, "no SBOM lists openssl");
+}
+
+/// CI results never reach DefectDojo: an image that runs nowhere gets no test, and a CVE
+/// only CI saw stays out of the running image's test. What runs is pushed as before.
+#[test]
+fn ci_only_findings_stay_out_of_defectdojo() {
+    let dojo = DojoFake::start_blocking();
+    let mut ws = Workspace::new();
+    ws.config(
+        "cluster: prod\ndefectdojo:\n  product: platform\n  timeout: 5s\n  retry:\n    \
+         max_attempts: 3\n    initial_backoff: 10ms\n    max_backoff: 40ms\n",
+    );
+    ws.env.extend(dojo.env());
+    let run = ws.scan_complete_at(T0, &[&cluster(&ws)]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let titles = |dojo: &DojoFake| -> Vec<String> {
+        let mut t: Vec<String> = dojo.findings().iter().map(|f| f.title.clone()).collect();
+        t.sort();
+        t
+    };
+    let before = titles(&dojo);
+    assert_eq!(before.len(), 1, "log4shell in org/api: {before:?}");
+    let tests_before = dojo.tests().len();
+
+    dojo.clear_log();
+    let known = ws.write(
+        "api.trivy.json",
+        &trivy_cli(
+            "org/api",
+            &digest(1),
+            "2026-11-04T09:00:00Z",
+            &[
+                vuln("CVE-2021-44228", LOG4J, "CRITICAL")
+                    .fixed("2.15.0")
+                    .installed("2.14.1"),
+                vuln("CVE-2021-45046", LOG4J, "CRITICAL")
+                    .fixed("2.16.0")
+                    .installed("2.14.1"),
+            ],
+        ),
+    );
+    let unseen = ws.write(
+        "new.trivy.json",
+        &trivy_cli(
+            "org/new",
+            &digest(7),
+            "2026-11-04T09:00:00Z",
+            &[vuln("CVE-2026-0007", "openssl", "CRITICAL")],
+        ),
+    );
+    let run = ws.scan_with(T1, &[&known, &unseen], &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    // New to CI: all three; one of them (log4shell) the cluster already has.
+    assert_eq!(run.json()["ci"]["findings_new"], 3, "{}", run.stdout);
+    assert_eq!(run.json()["ci"]["also_at_runtime"], 1, "{}", run.stdout);
+    assert_eq!(dojo.reimports().len(), 0, "{:?}", dojo.log());
+    assert_eq!(
+        dojo.tests().len(),
+        tests_before,
+        "no test for an image that runs nowhere"
+    );
+    assert_eq!(titles(&dojo), before);
+    assert!(
+        dojo.findings()
+            .iter()
+            .all(|f| !f.title.contains("CVE-2021-45046") && !f.title.contains("CVE-2026-0007")),
+        "{:?}",
+        titles(&dojo)
+    );
 }
