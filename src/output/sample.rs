@@ -82,6 +82,8 @@ fn group(repo: &str, namespace: &str, with_dojo: bool) -> Group {
             Vec::new()
         },
         item_ids: vec![1, 2],
+        ci_artifacts: Vec::new(),
+        ci_item_ids: Vec::new(),
     }
 }
 

@@ -280,6 +280,10 @@ impl Session<'_> {
                     data,
                     seen_at
                 ])?;
+                conn.prepare_cached(
+                    "INSERT INTO ci_events(image_id, subject_id, fkey, at) VALUES(?1, ?2, ?3, ?4)",
+                )?
+                .execute(params![image_id, subject_id, key, self.now])?;
                 self.ci.findings_new += 1;
             }
             Some(_) => {

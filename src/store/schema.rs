@@ -351,6 +351,37 @@ pub const MIGRATIONS: &[&str] = &[
     -- Where an image ran and when it ran last, for `query`: per image, not per subject.
     CREATE INDEX sightings_image ON sightings(image_id, workload_id);
     "#,
+    // 7: alerts on CI results.
+    r#"
+    -- A CI finding new to the store, in the order the store learnt of them (a CI file's
+    -- own scan time may be older than what was read before it): what an alert channel
+    -- with `origin: ci` or `any` reads past its cursor, as `opened` events for runtime.
+    CREATE TABLE ci_events (
+        id         INTEGER PRIMARY KEY,
+        image_id   INTEGER NOT NULL,
+        subject_id INTEGER NOT NULL,
+        fkey       TEXT NOT NULL,
+        at         INTEGER NOT NULL
+    );
+
+    -- The CI side of the alert outbox and record: as alert_items, one row per destination
+    -- and finding (a subject's join key: the same finding in two digests is one), ever.
+    CREATE TABLE ci_alert_items (
+        id          INTEGER PRIMARY KEY,
+        destination TEXT NOT NULL,
+        image_id    INTEGER NOT NULL,
+        subject_id  INTEGER NOT NULL,
+        fkey        TEXT NOT NULL,
+        jkey        TEXT NOT NULL,
+        state       TEXT NOT NULL,
+        reason      TEXT,
+        created_at  INTEGER NOT NULL,
+        message_id  INTEGER,
+        sent_at     INTEGER,
+        UNIQUE (destination, subject_id, jkey)
+    );
+    CREATE INDEX ci_alert_items_state ON ci_alert_items(state);
+    "#,
 ];
 
 #[cfg(test)]

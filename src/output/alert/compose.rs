@@ -8,7 +8,7 @@ use anyhow::Result;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
-use super::queue::Item;
+use super::queue::{CiItem, Item};
 use crate::model::{Family, Finding, Severity};
 
 #[derive(Debug, Clone)]
@@ -99,18 +99,33 @@ pub struct Group {
     pub namespaces: Vec<String>,
     pub dojo_links: Vec<String>,
     pub item_ids: Vec<i64>,
+    /// A group of findings new in CI results: what CI named the image (`nginx:alpine`).
+    /// Its `workloads` and `namespaces` are where that digest runs now, if anywhere.
+    pub ci_artifacts: Vec<String>,
+    /// `ci_alert_items` ids (`item_ids` are `alert_items` ids).
+    pub ci_item_ids: Vec<i64>,
 }
 
 impl Group {
     /// The namespaces as shown in a message: cluster-scoped workloads have none.
     pub fn namespace_labels(&self) -> impl Iterator<Item = &str> {
-        self.namespaces.iter().map(|n| {
-            if n.is_empty() {
-                "(cluster)"
-            } else {
-                n.as_str()
-            }
-        })
+        let not_running = (self.is_ci() && self.namespaces.is_empty())
+            .then_some("(not running in the cluster: seen in CI)");
+        self.namespaces
+            .iter()
+            .map(|n| {
+                if n.is_empty() {
+                    "(cluster)"
+                } else {
+                    n.as_str()
+                }
+            })
+            .chain(not_running)
+    }
+
+    /// Findings new in CI results, not (yet) at runtime.
+    pub fn is_ci(&self) -> bool {
+        !self.ci_item_ids.is_empty()
     }
 
     pub fn counts(&self) -> BTreeMap<Severity, usize> {
@@ -123,7 +138,8 @@ impl Group {
 
     /// `3 new CRITICAL in ghcr.io/org/api`, `2 new CRITICAL, 1 new HIGH in ...`.
     pub fn title(&self) -> String {
-        format!("{} in {}", counts_text(&self.counts()), self.repo)
+        let ci = if self.is_ci() { " (seen in CI)" } else { "" };
+        format!("{} in {}{ci}", counts_text(&self.counts()), self.repo)
     }
 }
 
@@ -188,11 +204,20 @@ impl Message {
     }
 
     pub fn item_ids(&self) -> Vec<i64> {
-        match self {
-            Message::Image(g) => g.item_ids.clone(),
-            Message::Digest(gs) => gs.iter().flat_map(|g| g.item_ids.clone()).collect(),
-            Message::Test { .. } => Vec::new(),
-        }
+        self.groups().flat_map(|g| g.item_ids.clone()).collect()
+    }
+
+    pub fn ci_item_ids(&self) -> Vec<i64> {
+        self.groups().flat_map(|g| g.ci_item_ids.clone()).collect()
+    }
+
+    fn groups(&self) -> impl Iterator<Item = &Group> {
+        let groups: &[Group] = match self {
+            Message::Image(g) => std::slice::from_ref(g),
+            Message::Digest(gs) => gs,
+            Message::Test { .. } => &[],
+        };
+        groups.iter()
     }
 
     /// Stable for the same destination and content, so a message sent twice (a crash
@@ -204,6 +229,15 @@ impl Message {
         h.update(destination.as_bytes());
         for id in ids {
             h.update(id.to_le_bytes());
+        }
+        let mut ci = self.ci_item_ids();
+        if !ci.is_empty() {
+            // Another table's ids: kept apart from the runtime ones.
+            ci.sort_unstable();
+            h.update(b"ci");
+            for id in ci {
+                h.update(id.to_le_bytes());
+            }
         }
         let hex = crate::model::hex(&h.finalize());
         format!("alert-{}@trivy-digest", &hex[..24])
@@ -295,16 +329,7 @@ pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Res
                 }
             }
         }
-        findings.sort_by(|a, b| {
-            a.severity
-                .cmp(&b.severity)
-                .then(
-                    b.score
-                        .partial_cmp(&a.score)
-                        .unwrap_or(std::cmp::Ordering::Equal),
-                )
-                .then_with(|| a.id.cmp(&b.id))
-        });
+        sort_findings(&mut findings);
         let mut dojo_links = Vec::new();
         if let Some(base) = dojo_url {
             for (subject_id, family) in &subjects {
@@ -328,10 +353,120 @@ pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Res
             namespaces: namespaces.into_iter().collect(),
             dojo_links,
             item_ids,
+            ci_artifacts: Vec::new(),
+            ci_item_ids: Vec::new(),
         });
     }
-    // Most severe and largest first (the digest's "top" order).
-    out.sort_by(|a, b| {
+    sort_groups(&mut out);
+    Ok(out)
+}
+
+/// Groups a destination's CI items by image repository: the findings as CI listed them,
+/// the digests CI scanned, and the workloads running those digests now (if any).
+pub fn ci_groups(conn: &Connection, items: &[&CiItem]) -> Result<Vec<Group>> {
+    #[derive(Default)]
+    struct Acc {
+        ids: Vec<i64>,
+        findings: Vec<AlertFinding>,
+        images: BTreeSet<ImageRef>,
+        image_ids: BTreeSet<i64>,
+        artifacts: BTreeSet<String>,
+    }
+    let mut by_repo: BTreeMap<String, Acc> = BTreeMap::new();
+    for it in items {
+        let row = conn
+            .prepare_cached(
+                "SELECT s.key, s.family, c.data, c.severity, i.digest, i.tag, ci.artifact
+                 FROM ci_findings c JOIN subjects s ON s.id = c.subject_id
+                 JOIN images i ON i.id = c.image_id
+                 LEFT JOIN ci_images ci ON ci.image_id = c.image_id
+                 WHERE c.image_id = ?1 AND c.subject_id = ?2 AND c.fkey = ?3",
+            )?
+            .query_row(params![it.image_id, it.subject_id, it.fkey], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    ImageRef {
+                        digest: r.get(4)?,
+                        tag: r.get(5)?,
+                    },
+                    r.get::<_, Option<String>>(6)?,
+                ))
+            })
+            .optional()?;
+        let Some((repo, family, data, severity, image, artifact)) = row else {
+            continue;
+        };
+        let Ok(f) = serde_json::from_str::<Finding>(&data) else {
+            tracing::warn!(image = %repo, "stored CI finding unreadable; left out of the alert");
+            continue;
+        };
+        let acc = by_repo.entry(repo).or_default();
+        acc.ids.push(it.id);
+        acc.findings.push(alert_finding(
+            Family::parse(&family).unwrap_or(Family::Vulnerability),
+            Severity::parse_lenient(&severity),
+            &f,
+        ));
+        acc.images.insert(image);
+        acc.image_ids.insert(it.image_id);
+        acc.artifacts.extend(artifact);
+    }
+    let mut out = Vec::new();
+    for (repo, mut acc) in by_repo {
+        let mut workloads = BTreeSet::new();
+        for image_id in &acc.image_ids {
+            let mut stmt = conn.prepare_cached(
+                "SELECT DISTINCT w.namespace, w.kind, w.name FROM targets t
+                 JOIN reports r ON r.target_id = t.id JOIN workloads w ON w.id = r.workload_id
+                 WHERE t.image_id = ?1",
+            )?;
+            for w in stmt.query_map(params![image_id], |r| {
+                Ok(WorkloadRef {
+                    namespace: r.get(0)?,
+                    kind: r.get(1)?,
+                    name: r.get(2)?,
+                })
+            })? {
+                workloads.insert(w?);
+            }
+        }
+        sort_findings(&mut acc.findings);
+        let namespaces: BTreeSet<String> = workloads.iter().map(|w| w.namespace.clone()).collect();
+        out.push(Group {
+            repo,
+            images: acc.images.into_iter().collect(),
+            findings: acc.findings,
+            workloads: workloads.into_iter().collect(),
+            namespaces: namespaces.into_iter().collect(),
+            dojo_links: Vec::new(),
+            item_ids: Vec::new(),
+            ci_artifacts: acc.artifacts.into_iter().collect(),
+            ci_item_ids: acc.ids,
+        });
+    }
+    Ok(out)
+}
+
+/// Most severe first, then the highest score, then by id.
+fn sort_findings(findings: &mut [AlertFinding]) {
+    findings.sort_by(|a, b| {
+        a.severity
+            .cmp(&b.severity)
+            .then(
+                b.score
+                    .partial_cmp(&a.score)
+                    .unwrap_or(std::cmp::Ordering::Equal),
+            )
+            .then_with(|| a.id.cmp(&b.id))
+    });
+}
+
+/// Most severe and largest first (the digest's "top" order).
+pub fn sort_groups(groups: &mut [Group]) {
+    groups.sort_by(|a, b| {
         let key = |g: &Group| {
             (
                 g.findings.first().map_or(Severity::Unknown, |f| f.severity),
@@ -340,7 +475,6 @@ pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Res
         };
         key(a).cmp(&key(b)).then_with(|| a.repo.cmp(&b.repo))
     });
-    Ok(out)
 }
 
 fn alert_finding(family: Family, severity: Severity, f: &Finding) -> AlertFinding {

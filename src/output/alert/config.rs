@@ -174,8 +174,34 @@ pub struct ChannelConfig {
     pub exclude_namespaces: Vec<String>,
     /// Overrides the section's `max_per_hour`.
     pub max_per_hour: Option<u32>,
+    /// Which new findings: seen at runtime (default), in CI results, or both.
+    pub origin: AlertOrigin,
     #[serde(flatten, skip_serializing)]
     pub unknown: DenyUnknown<ChannelConfig>,
+}
+
+/// Where a finding must be new for a channel to alert on it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertOrigin {
+    /// New in the cluster's reports (what runs).
+    #[default]
+    Runtime,
+    /// New in CI results (`scan --from` of Trivy CLI JSON or CycloneDX), not yet seen at
+    /// runtime.
+    Ci,
+    /// Either, once: a finding alerted from CI is not alerted again when it runs.
+    Any,
+}
+
+impl AlertOrigin {
+    pub fn runtime(self) -> bool {
+        self != AlertOrigin::Ci
+    }
+
+    pub fn ci(self) -> bool {
+        self != AlertOrigin::Runtime
+    }
 }
 
 impl KnownKeys for ChannelConfig {
@@ -193,6 +219,7 @@ impl KnownKeys for ChannelConfig {
         "include_namespaces",
         "exclude_namespaces",
         "max_per_hour",
+        "origin",
     ];
 }
 
@@ -472,6 +499,15 @@ impl AlertsConfig {
             if ch.max_per_hour == Some(0) {
                 return bad(format!(
                     "alerts.channels.{name}.max_per_hour: must be at least 1"
+                ));
+            }
+            if ch.origin == AlertOrigin::Ci
+                && (!ch.include_namespaces.is_empty() || !ch.exclude_namespaces.is_empty())
+            {
+                return bad(format!(
+                    "alerts.channels.{name}: origin: ci takes no include_namespaces or \
+                     exclude_namespaces (a CI result has no namespace; use origin: any to \
+                     filter the runtime side)"
                 ));
             }
         }

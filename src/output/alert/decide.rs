@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use super::channel::{self, Channel, Shared, Spec};
-use super::config::{AlertsConfig, IgnoreEntry};
+use super::config::{AlertOrigin, AlertsConfig, IgnoreEntry};
 use crate::config::Config;
 use crate::model::{Family, Severity};
 
@@ -35,6 +35,15 @@ pub struct Filter {
     pub namespaces: Vec<NamespaceFilter>,
 }
 
+impl Filter {
+    /// Family, threshold and fixable (namespaces are the caller's).
+    fn admits(&self, c: &Candidate<'_>) -> bool {
+        self.families.contains(&c.family)
+            && at_least(c.severity, self.min_severity)
+            && (!self.fixable_only || c.fixable)
+    }
+}
+
 /// One destination: one channel (Slack webhook, email route, JSON webhook) of an alert
 /// channel or a team route.
 #[derive(Debug, Clone)]
@@ -48,6 +57,8 @@ pub struct Destination {
     /// A team route receives alerts for its namespaces only.
     pub team: Option<String>,
     pub max_per_hour: u32,
+    /// Runtime, CI or both (team routes: runtime, since they route by namespace).
+    pub origin: AlertOrigin,
 }
 
 impl Destination {
@@ -105,6 +116,7 @@ pub fn destinations(config: &Config, shared: &Arc<Shared>) -> Vec<Destination> {
                 filter: filter.clone(),
                 team: None,
                 max_per_hour: ch.max_per_hour.unwrap_or(a.max_per_hour),
+                origin: ch.origin,
             });
         }
     }
@@ -126,6 +138,7 @@ pub fn destinations(config: &Config, shared: &Arc<Shared>) -> Vec<Destination> {
                 filter: filter.clone(),
                 team: Some(name.clone()),
                 max_per_hour: a.max_per_hour,
+                origin: AlertOrigin::Runtime,
             });
         }
     }
@@ -178,13 +191,10 @@ pub fn decide(
     ignore: &[IgnoreEntry],
     now: DateTime<Utc>,
 ) -> Verdict {
-    let f = &dest.filter;
-    if !f.families.contains(&c.family)
-        || !at_least(c.severity, f.min_severity)
-        || (f.fixable_only && !c.fixable)
-    {
+    if !dest.origin.runtime() || !dest.filter.admits(c) {
         return Verdict::Skip;
     }
+    let f = &dest.filter;
     let visible: Vec<&String> = c
         .namespaces
         .iter()
@@ -218,6 +228,40 @@ pub fn decide(
     Verdict::Alert { namespaces: kept }
 }
 
+/// A finding new in CI results: no namespace, so the destination's family, severity and
+/// fixable filters apply, its namespace globs do not (`origin: any` keeps them for the
+/// runtime side), and only an ignore entry without `namespace` holds it back.
+pub fn decide_ci(
+    dest: &Destination,
+    c: &Candidate<'_>,
+    ignore: &[IgnoreEntry],
+    now: DateTime<Utc>,
+) -> Verdict {
+    if !dest.origin.ci() || dest.team.is_some() || !dest.filter.admits(c) {
+        return Verdict::Skip;
+    }
+    match ignores_ci(ignore, c.id, c.repo, now) {
+        Some(e) => Verdict::Ignored {
+            reason: e.describe(),
+        },
+        None => Verdict::Alert {
+            namespaces: Vec::new(),
+        },
+    }
+}
+
+/// The active ignore entry, without a namespace, that covers a CI finding.
+pub fn ignores_ci<'a>(
+    ignore: &'a [IgnoreEntry],
+    id: &str,
+    repo: &str,
+    now: DateTime<Utc>,
+) -> Option<&'a IgnoreEntry> {
+    ignore
+        .iter()
+        .find(|e| e.active(now) && e.namespace.is_none() && ignores(e, id, repo, ""))
+}
+
 /// Every field the entry gives must match.
 pub fn ignores(e: &IgnoreEntry, id: &str, repo: &str, namespace: &str) -> bool {
     let m =
@@ -246,6 +290,7 @@ mod tests {
             },
             team: team.map(str::to_owned),
             max_per_hour: 20,
+            origin: AlertOrigin::Runtime,
         }
     }
 

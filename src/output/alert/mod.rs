@@ -280,24 +280,35 @@ impl Alerter {
         let ts = now.timestamp();
         let mut report = DeliverReport::default();
         let items = queue::pending(store.conn())?;
+        let ci_items = queue::pending_ci(store.conn())?;
         let known: HashSet<&str> = self.dests.iter().map(|d| d.key.as_str()).collect();
         let orphans: Vec<i64> = items
             .iter()
             .filter(|i| !known.contains(i.destination.as_str()))
             .map(|i| i.id)
             .collect();
-        if !orphans.is_empty() {
+        let ci_orphans: Vec<i64> = ci_items
+            .iter()
+            .filter(|i| !known.contains(i.destination.as_str()))
+            .map(|i| i.id)
+            .collect();
+        if !orphans.is_empty() || !ci_orphans.is_empty() {
             tracing::warn!(
-                alerts = orphans.len(),
+                alerts = orphans.len() + ci_orphans.len(),
                 "queued alerts for a destination no longer configured: dropped"
             );
-            store.write(|c| queue::settle(c, &orphans, "orphaned", "destination removed"))?;
+            store.write(|c| {
+                queue::settle(c, &orphans, "orphaned", "destination removed")?;
+                queue::settle_ci(c, &ci_orphans, "orphaned", "destination removed")
+            })?;
         }
         // A destination left alone (refused for good) or over its hourly cap sends nothing
         // this round: its alerts wait unchecked, so they cost no DefectDojo request.
         let mut room: HashMap<&str, usize> = HashMap::new();
         for d in &self.dests {
-            if !items.iter().any(|i| i.destination == d.key) || self.is_parked(&d.key) {
+            let queued = items.iter().any(|i| i.destination == d.key)
+                || ci_items.iter().any(|i| i.destination == d.key);
+            if !queued || self.is_parked(&d.key) {
                 continue;
             }
             let used = queue::sent_in_last_hour(store.conn(), &d.key, ts)?;
@@ -314,7 +325,14 @@ impl Alerter {
             .into_iter()
             .filter(|i| room.contains_key(i.destination.as_str()))
             .collect();
-        if items.is_empty() {
+        let mut ci_items: Vec<queue::CiItem> = ci_items
+            .into_iter()
+            .filter(|i| room.contains_key(i.destination.as_str()))
+            .collect();
+        if !ci_items.is_empty() {
+            self.check_ci(store, &mut ci_items, now, &mut report)?;
+        }
+        if items.is_empty() && ci_items.is_empty() {
             report.pending = queue::pending_count(store.conn())?;
             self.gauges(store)?;
             return Ok(report);
@@ -381,14 +399,20 @@ impl Alerter {
                 continue;
             };
             let mine: Vec<&queue::Item> = items.iter().filter(|i| i.destination == d.key).collect();
-            if mine.is_empty() {
+            let mine_ci: Vec<&queue::CiItem> =
+                ci_items.iter().filter(|i| i.destination == d.key).collect();
+            if mine.is_empty() && mine_ci.is_empty() {
                 continue;
             }
-            let groups = compose::groups(
+            let mut groups = compose::groups(
                 store.conn(),
                 &mine,
                 self.dojo.as_ref().map(|(_, u)| u.as_str()),
             )?;
+            if !mine_ci.is_empty() {
+                groups.extend(compose::ci_groups(store.conn(), &mine_ci)?);
+                compose::sort_groups(&mut groups);
+            }
             if groups.is_empty() {
                 continue;
             }
@@ -405,14 +429,16 @@ impl Alerter {
                 }
                 let title = msg.title();
                 let ids = msg.item_ids();
+                let ci_ids = msg.ci_item_ids();
                 let message_id =
                     store.write(|c| queue::begin_message(c, &d.key, msg.kind(), &title, ts))?;
                 let result = self.send(d, &msg).await;
                 let (sent, error) = match result {
                     Ok(()) => {
                         // Recorded only now that the server accepted it.
-                        store.write(|c| queue::message_sent(c, message_id, &ids, ts))?;
-                        tracing::info!(destination = %d.label(), title = %title, findings = ids.len(), "alert sent");
+                        store.write(|c| queue::message_sent(c, message_id, &ids, &ci_ids, ts))?;
+                        tracing::info!(destination = %d.label(), title = %title,
+                            findings = ids.len() + ci_ids.len(), "alert sent");
                         (true, None)
                     }
                     Err(e) => {
@@ -431,7 +457,7 @@ impl Alerter {
                     destination: d.label(),
                     kind: msg.kind(),
                     title,
-                    findings: ids.len(),
+                    findings: ids.len() + ci_ids.len(),
                     sent,
                     error,
                 });
@@ -444,6 +470,51 @@ impl Alerter {
         report.pending = queue::pending_count(store.conn())?;
         self.gauges(store)?;
         Ok(report)
+    }
+
+    /// Checked at send time, as for runtime items: a CI finding resolved by a newer CI
+    /// scan (or removed), or now under an ignore entry, is not sent. (CI findings are not
+    /// in DefectDojo: there is no triage to read back.)
+    fn check_ci(
+        &self,
+        store: &mut Store,
+        items: &mut Vec<queue::CiItem>,
+        now: DateTime<Utc>,
+        report: &mut DeliverReport,
+    ) -> Result<()> {
+        let mut drop: BTreeMap<i64, (&'static str, String)> = BTreeMap::new();
+        for it in items.iter() {
+            match queue::ci_facts(store.conn(), it.image_id, it.subject_id, &it.fkey)? {
+                None => {
+                    drop.insert(it.id, ("resolved", "finding removed".into()));
+                }
+                Some(f) if f.resolved => {
+                    drop.insert(it.id, ("resolved", "resolved before it was sent".into()));
+                }
+                Some(f) => {
+                    if decide::ignores_ci(&self.cfg.ignore, &f.id, &f.repo, now).is_some() {
+                        drop.insert(it.id, ("ignored", "ignore list".into()));
+                    }
+                }
+            }
+        }
+        if drop.is_empty() {
+            return Ok(());
+        }
+        store.write(|c| {
+            for (id, (state, reason)) in &drop {
+                queue::settle_ci(c, &[*id], state, reason)?;
+            }
+            Ok(())
+        })?;
+        for (state, _) in drop.values() {
+            match *state {
+                "ignored" => report.ignored_at_send += 1,
+                _ => report.resolved += 1,
+            }
+        }
+        items.retain(|i| !drop.contains_key(&i.id));
+        Ok(())
     }
 
     /// One message to one destination.

@@ -9,11 +9,14 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::config::AlertsConfig;
-use super::decide::{Candidate, Destination, Verdict, decide};
+use super::decide::{Candidate, Destination, Verdict, decide, decide_ci};
 use crate::model::{Family, Severity};
+use crate::store::inventory::{join_key, join_range};
 
 const CURSOR: &str = "alerts.cursor";
 const BASELINE_AT: &str = "alerts.baseline_at";
+/// The last `ci_events` id routed.
+const CI_CURSOR: &str = "alerts.ci_cursor";
 /// `<expires> <holder>`: the one process sending this store's alerts.
 const SENDER: &str = "alerts.sender";
 
@@ -28,12 +31,19 @@ pub struct PlanStats {
     pub waiting_for_baseline: bool,
     /// New findings looked at.
     pub new_findings: u64,
+    /// New CI findings (not yet seen at runtime) looked at, for `origin: ci|any`.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub new_ci_findings: u64,
     /// (destination, finding) pairs queued.
     pub queued: u64,
     /// Pairs the ignore list holds back.
     pub ignored: u64,
     /// Pairs released because their ignore entry expired.
     pub released: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
@@ -181,6 +191,8 @@ pub fn plan(
             meta_set(conn, CURSOR, &last.to_string())?;
             meta_set(conn, BASELINE_AT, &now.timestamp().to_string())?;
             stats.baseline = Some(open.max(0) as u64);
+            // The CI side's baseline at the same moment: what CI knew is not news either.
+            plan_ci(conn, cfg, dests, now, &mut stats)?;
             tracing::info!(
                 open_findings = open,
                 "alerts: first run, baseline recorded; only findings new from now on alert"
@@ -212,6 +224,10 @@ pub fn plan(
         stats.new_findings += 1;
         let c = facts.candidate();
         for d in dests {
+            // `origin: any`: a finding CI already alerted here is not alerted again.
+            if d.origin.ci() && ci_alerted(conn, &d.key, *finding_id)? {
+                continue;
+            }
             let (state, namespaces, reason) = match decide(d, &c, teams, &cfg.ignore, now) {
                 Verdict::Skip => continue,
                 Verdict::Ignored { reason } => ("ignored", Vec::new(), Some(reason)),
@@ -240,6 +256,8 @@ pub fn plan(
         }
     }
     meta_set(conn, CURSOR, &last.to_string())?;
+    // After the runtime side: a finding new in both at once alerts as runtime.
+    plan_ci(conn, cfg, dests, now, &mut stats)?;
     stats.released = release_expired(conn, cfg, dests, teams, now)?;
     // Failed and interrupted sends are a log for diagnosis; a week of it is plenty.
     conn.execute(
@@ -247,6 +265,226 @@ pub fn plan(
         params![now.timestamp() - 7 * 86_400],
     )?;
     Ok(stats)
+}
+
+/// True when a CI alert for this runtime finding's join key is queued or sent to
+/// `destination`.
+fn ci_alerted(conn: &Connection, destination: &str, finding_id: i64) -> Result<bool> {
+    let row: Option<(i64, String, String)> = conn
+        .prepare_cached(
+            "SELECT f.subject_id, f.fkey, s.family FROM findings f
+             JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
+        )?
+        .query_row(params![finding_id], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .optional()?;
+    let Some((subject_id, fkey, family)) = row else {
+        return Ok(false);
+    };
+    let Some(family) = Family::parse(&family) else {
+        return Ok(false);
+    };
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM ci_alert_items WHERE destination = ?1
+                           AND subject_id = ?2 AND jkey = ?3 AND state IN ('pending', 'sent'))",
+        )?
+        .query_row(
+            params![destination, subject_id, join_key(family, &fkey)],
+            |r| r.get(0),
+        )?)
+}
+
+/// The routing facts of one CI finding (`ci_findings` row).
+pub struct CiFacts {
+    pub family: Family,
+    pub severity: Severity,
+    pub fixable: bool,
+    pub id: String,
+    pub repo: String,
+    pub resolved: bool,
+    /// The cluster has it too (the runtime side alerts it, or its baseline held it).
+    pub at_runtime: bool,
+    pub jkey: String,
+}
+
+impl CiFacts {
+    pub fn candidate(&self) -> Candidate<'_> {
+        Candidate {
+            family: self.family,
+            severity: self.severity,
+            fixable: self.fixable,
+            id: &self.id,
+            repo: &self.repo,
+            namespaces: &[],
+        }
+    }
+}
+
+pub fn ci_facts(
+    conn: &Connection,
+    image_id: i64,
+    subject_id: i64,
+    fkey: &str,
+) -> Result<Option<CiFacts>> {
+    let row = conn
+        .prepare_cached(
+            "SELECT s.family, s.key, c.severity, c.fixable, c.data, c.resolved_at IS NOT NULL
+             FROM ci_findings c JOIN subjects s ON s.id = c.subject_id
+             WHERE c.image_id = ?1 AND c.subject_id = ?2 AND c.fkey = ?3",
+        )?
+        .query_row(params![image_id, subject_id, fkey], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, bool>(3)?,
+                r.get::<_, String>(4)?,
+                r.get::<_, bool>(5)?,
+            ))
+        })
+        .optional()?;
+    let Some((family, repo, severity, fixable, data, resolved)) = row else {
+        return Ok(None);
+    };
+    let Some(family) = Family::parse(&family) else {
+        return Ok(None);
+    };
+    let (lo, hi) = join_range(family, fkey);
+    let at_runtime: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM findings WHERE subject_id = ?1 AND fkey >= ?2 AND fkey < ?3)",
+        )?
+        .query_row(params![subject_id, lo, hi], |r| r.get(0))?;
+    Ok(Some(CiFacts {
+        family,
+        severity: Severity::parse_lenient(&severity),
+        fixable,
+        id: serde_json::from_str::<crate::model::Finding>(&data)
+            .map(|f| f.id)
+            .unwrap_or_default(),
+        repo,
+        resolved,
+        at_runtime,
+        jkey: join_key(family, fkey).to_owned(),
+    }))
+}
+
+/// Routes the CI findings new since the CI cursor to destinations with `origin: ci` or
+/// `any`. A finding the cluster already has is the runtime side's (alerted or held by its
+/// baseline), so CI alerts only what was not yet seen at runtime. The first run records a
+/// baseline when `baseline_first_run` is on, as for runtime.
+fn plan_ci(
+    conn: &Connection,
+    cfg: &AlertsConfig,
+    dests: &[Destination],
+    now: DateTime<Utc>,
+    stats: &mut PlanStats,
+) -> Result<()> {
+    let last: i64 = conn.query_row("SELECT COALESCE(MAX(id), 0) FROM ci_events", [], |r| {
+        r.get(0)
+    })?;
+    let cursor = match meta_get(conn, CI_CURSOR)? {
+        Some(c) => c
+            .parse::<i64>()
+            .with_context(|| format!("store meta {CI_CURSOR} {c:?} is not a number"))?,
+        None if cfg.baseline_first_run => {
+            meta_set(conn, CI_CURSOR, &last.to_string())?;
+            return Ok(());
+        }
+        None => 0,
+    };
+    if !dests.iter().any(|d| d.origin.ci()) {
+        meta_set(conn, CI_CURSOR, &last.max(cursor).to_string())?;
+        return Ok(());
+    }
+    let events: Vec<(i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT image_id, subject_id, fkey FROM ci_events WHERE id > ?1 ORDER BY id",
+        )?
+        .query_map(params![cursor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    for (image_id, subject_id, fkey) in &events {
+        let Some(facts) = ci_facts(conn, *image_id, *subject_id, fkey)? else {
+            continue;
+        };
+        if facts.resolved || facts.at_runtime {
+            continue;
+        }
+        stats.new_ci_findings += 1;
+        let c = facts.candidate();
+        for d in dests {
+            let (state, reason) = match decide_ci(d, &c, &cfg.ignore, now) {
+                Verdict::Skip => continue,
+                Verdict::Ignored { reason } => ("ignored", Some(reason)),
+                Verdict::Alert { .. } => ("pending", None),
+            };
+            let n = conn
+                .prepare_cached(
+                    "INSERT INTO ci_alert_items(destination, image_id, subject_id, fkey, jkey,
+                                                state, reason, created_at)
+                     VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
+                )?
+                .execute(params![
+                    d.key,
+                    image_id,
+                    subject_id,
+                    fkey,
+                    facts.jkey,
+                    state,
+                    reason,
+                    now.timestamp()
+                ])?;
+            if n > 0 {
+                if state == "pending" {
+                    stats.queued += 1;
+                } else {
+                    stats.ignored += 1;
+                }
+            }
+        }
+    }
+    meta_set(conn, CI_CURSOR, &last.max(cursor).to_string())?;
+    Ok(())
+}
+
+/// A queued (destination, CI finding).
+#[derive(Debug, Clone)]
+pub struct CiItem {
+    pub id: i64,
+    pub destination: String,
+    pub image_id: i64,
+    pub subject_id: i64,
+    pub fkey: String,
+}
+
+pub fn pending_ci(conn: &Connection) -> Result<Vec<CiItem>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, destination, image_id, subject_id, fkey FROM ci_alert_items
+         WHERE state = 'pending' ORDER BY id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(CiItem {
+            id: r.get(0)?,
+            destination: r.get(1)?,
+            image_id: r.get(2)?,
+            subject_id: r.get(3)?,
+            fkey: r.get(4)?,
+        })
+    })?;
+    Ok(rows.collect::<rusqlite::Result<_>>()?)
+}
+
+/// Moves CI items out of 'pending' for good (resolved, ignored, orphaned).
+pub fn settle_ci(conn: &Connection, ids: &[i64], state: &str, reason: &str) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "UPDATE ci_alert_items SET state = ?2, reason = ?3 WHERE id = ?1 AND state = 'pending'",
+    )?;
+    for id in ids {
+        stmt.execute(params![id, state, reason])?;
+    }
+    Ok(())
 }
 
 /// Findings held back by an ignore entry that no longer applies (expired or removed)
@@ -354,16 +592,25 @@ pub fn begin_message(
 }
 
 /// The server accepted the message: its items are sent, in the same transaction.
-pub fn message_sent(conn: &Connection, message: i64, items: &[i64], now: i64) -> Result<()> {
+/// `items` are alert_items ids, `ci_items` ci_alert_items ids.
+pub fn message_sent(
+    conn: &Connection,
+    message: i64,
+    items: &[i64],
+    ci_items: &[i64],
+    now: i64,
+) -> Result<()> {
     conn.execute(
         "UPDATE alert_messages SET state = 'sent', sent_at = ?2 WHERE id = ?1",
         params![message, now],
     )?;
-    let mut stmt = conn.prepare_cached(
-        "UPDATE alert_items SET state = 'sent', message_id = ?2, sent_at = ?3 WHERE id = ?1",
-    )?;
-    for id in items {
-        stmt.execute(params![id, message, now])?;
+    for (table, ids) in [("alert_items", items), ("ci_alert_items", ci_items)] {
+        let mut stmt = conn.prepare_cached(&format!(
+            "UPDATE {table} SET state = 'sent', message_id = ?2, sent_at = ?3 WHERE id = ?1"
+        ))?;
+        for id in ids {
+            stmt.execute(params![id, message, now])?;
+        }
     }
     Ok(())
 }
@@ -390,7 +637,8 @@ pub fn sent_in_last_hour(conn: &Connection, destination: &str, now: i64) -> Resu
 /// Findings waiting to be sent, for the gauge.
 pub fn pending_count(conn: &Connection) -> Result<u64> {
     let n: i64 = conn.query_row(
-        "SELECT COUNT(*) FROM alert_items WHERE state = 'pending'",
+        "SELECT (SELECT COUNT(*) FROM alert_items WHERE state = 'pending')
+              + (SELECT COUNT(*) FROM ci_alert_items WHERE state = 'pending')",
         [],
         |r| r.get(0),
     )?;
@@ -414,6 +662,7 @@ mod tests {
     use super::*;
     use crate::model::{Finding, Image, Report, ReportId, ReportKind, WorkloadKey};
     use crate::output::alert::channel;
+    use crate::output::alert::config::AlertOrigin;
     use crate::output::alert::decide::{Filter, NamespaceFilter};
     use crate::store::{Session, Store};
 
@@ -503,6 +752,7 @@ mod tests {
             },
             team: None,
             max_per_hour: 20,
+            origin: AlertOrigin::Runtime,
         }
     }
 

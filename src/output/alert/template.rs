@@ -42,6 +42,10 @@ pub struct GroupContext {
     pub workloads: Vec<WorkloadContext>,
     /// The DefectDojo test of the image, when known.
     pub dojo_link: Option<String>,
+    /// `runtime` (new in the cluster's reports) or `ci` (new in CI results).
+    pub origin: &'static str,
+    /// With `ci`: what CI named the image (`nginx:alpine`).
+    pub ci_artifacts: Vec<String>,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize)]
@@ -146,6 +150,8 @@ fn group(g: &Group, max_findings: usize) -> GroupContext {
             })
             .collect(),
         dojo_link: g.dojo_links.first().cloned(),
+        origin: if g.is_ci() { "ci" } else { "runtime" },
+        ci_artifacts: g.ci_artifacts.clone(),
     }
 }
 

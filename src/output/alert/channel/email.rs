@@ -346,6 +346,8 @@ mod tests {
             namespaces: vec!["shop".into()],
             dojo_links: vec!["https://dojo.example.com/test/3".into()],
             item_ids: vec![4, 5],
+            ci_artifacts: Vec::new(),
+            ci_item_ids: Vec::new(),
         }
     }
 

@@ -427,6 +427,8 @@ mod tests {
             namespaces: vec!["shop".into()],
             dojo_links: vec!["https://dojo.example.com/test/7".into()],
             item_ids: vec![1],
+            ci_artifacts: Vec::new(),
+            ci_item_ids: Vec::new(),
         }
     }
 

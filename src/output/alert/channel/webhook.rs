@@ -124,6 +124,9 @@ fn image(g: &Group, max_findings: usize) -> Value {
             "digests": g.images.iter().map(|i| json!({"digest": i.digest, "tag": i.tag})).collect::<Vec<_>>(),
         },
         "namespaces": g.namespaces,
+        // Fields added in version 1: where the findings are new, and what CI named it.
+        "origin": if g.is_ci() { "ci" } else { "runtime" },
+        "ci_artifacts": g.ci_artifacts,
         "findings": findings,
         "more": g.findings.len().saturating_sub(max_findings),
         "workloads": workloads,
@@ -184,6 +187,8 @@ mod tests {
             namespaces: vec!["shop".into()],
             dojo_links: vec![],
             item_ids: vec![1, 2],
+            ci_artifacts: Vec::new(),
+            ci_item_ids: Vec::new(),
         }
     }
 
@@ -207,6 +212,20 @@ mod tests {
             msg.stable_id("channel:siem:webhook"),
             "the same id as a re-send"
         );
+        assert_eq!(b["origin"], "runtime");
+
+        // Findings new in CI: said so, with what CI scanned, and another id.
+        let mut g = group(1, 0);
+        g.item_ids.clear();
+        g.ci_item_ids = vec![1, 2];
+        g.ci_artifacts = vec!["ghcr.io/org/api:1.4".into()];
+        g.namespaces.clear();
+        let ci = Message::Image(g);
+        let b = body(&ci, "prod", "channel:siem:webhook", 10);
+        assert_eq!(b["origin"], "ci");
+        assert_eq!(b["ci_artifacts"][0], "ghcr.io/org/api:1.4");
+        assert_eq!(b["title"], "1 new CRITICAL in ghcr.io/org/api (seen in CI)");
+        assert_ne!(b["id"], msg.stable_id("channel:siem:webhook"));
     }
 
     #[test]
