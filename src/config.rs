@@ -275,6 +275,11 @@ pub struct DojoConfig {
     pub engagement: Template,
     /// Test title, also sent as `service` so that fixed findings are closed.
     pub test: Template,
+    /// Off (unset): findings of images that run nowhere, only seen in CI results, are not
+    /// exported. Set: they go to this engagement (under the product the mapping gives
+    /// without a namespace), one test per image repository, from its newest CI scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ci_engagement: Option<Template>,
     /// Report families exported; SBOMs have no findings and are never exported.
     pub families: Vec<crate::model::Family>,
     pub environment: Option<String>,
@@ -310,6 +315,7 @@ impl Default for DojoConfig {
             product: t("{{ cluster }}"),
             engagement: t("trivy-digest"),
             test: t("{{ subject }}"),
+            ci_engagement: None,
             families: vec![
                 crate::model::Family::Vulnerability,
                 crate::model::Family::Secret,

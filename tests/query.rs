@@ -427,3 +427,145 @@ fn ci_only_findings_stay_out_of_defectdojo() {
         titles(&dojo)
     );
 }
+
+/// With `defectdojo.ci_engagement`, an image that runs nowhere gets a test there from its
+/// newest CI scan: a newer scan closes what it fixed, and the test is left alone (with its
+/// triage) once the image runs and its runtime test holds it.
+#[test]
+fn ci_only_findings_go_to_their_own_engagement_when_configured() {
+    let dojo = DojoFake::start_blocking();
+    let mut ws = Workspace::new();
+    ws.config(
+        "cluster: prod\ndefectdojo:\n  product: platform\n  ci_engagement: 'ci-{{ cluster }}'\n  \
+         timeout: 5s\n  retry:\n    max_attempts: 3\n    initial_backoff: 10ms\n    max_backoff: 40ms\n",
+    );
+    ws.env.extend(dojo.env());
+    let run = ws.scan_complete_at(T0, &[&cluster(&ws)]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let runtime_tests = dojo.tests().len();
+
+    let api = ws.write(
+        "api.trivy.json",
+        &trivy_cli(
+            "org/api",
+            &digest(1),
+            "2026-11-04T09:00:00Z",
+            &[vuln("CVE-2021-45046", LOG4J, "CRITICAL").installed("2.14.1")],
+        ),
+    );
+    let first = ws.write(
+        "new-1.trivy.json",
+        &trivy_cli(
+            "org/new",
+            &digest(7),
+            "2026-11-04T09:00:00Z",
+            &[
+                vuln("CVE-2026-0007", "openssl", "CRITICAL").fixed("3.0.9"),
+                vuln("CVE-2026-0008", "zlib", "HIGH"),
+            ],
+        ),
+    );
+    dojo.clear_log();
+    let run = ws.scan_with(T1, &[&api, &first], &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let pushed = dojo.reimports();
+    assert_eq!(
+        pushed.len(),
+        1,
+        "only the image that runs nowhere: {pushed:?}"
+    );
+    let form = &pushed[0].form;
+    assert_eq!(
+        form.get("engagement_name").map(String::as_str),
+        Some("ci-prod")
+    );
+    assert_eq!(
+        form.get("product_name").map(String::as_str),
+        Some("platform")
+    );
+    assert_eq!(
+        form.get("test_title").map(String::as_str),
+        Some("ghcr.io/org/new")
+    );
+    assert_eq!(dojo.tests().len(), runtime_tests + 1);
+    let ci_test = dojo
+        .tests()
+        .into_iter()
+        .find(|t| t.title.as_deref() == Some("ghcr.io/org/new"))
+        .expect("the CI test");
+    let in_ci = |dojo: &DojoFake| dojo.findings_of_test(ci_test.id);
+    assert_eq!(in_ci(&dojo).len(), 2);
+    assert!(
+        dojo.findings()
+            .iter()
+            .all(|f| !f.title.contains("CVE-2021-45046")),
+        "a running image's CI-only CVE stays out"
+    );
+    // Triage on the CI test.
+    let zlib: Vec<u64> = in_ci(&dojo)
+        .iter()
+        .filter(|f| f.title.contains("CVE-2026-0008"))
+        .map(|f| f.id)
+        .collect();
+    dojo.accept_risk(&zlib);
+
+    // The same results again: nothing to push.
+    dojo.clear_log();
+    let run = ws.scan_with(T1, &[&api, &first], &[]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(dojo.reimports().len(), 0, "{:?}", dojo.log());
+
+    // The next build fixed openssl: the CI test closes it and keeps the rest.
+    let second = ws.write(
+        "new-2.trivy.json",
+        &trivy_cli(
+            "org/new",
+            &digest(8),
+            "2026-11-06T09:00:00Z",
+            &[vuln("CVE-2026-0008", "zlib", "HIGH")],
+        ),
+    );
+    let run = ws.scan_with("2026-11-06T10:00:00Z", &[&second], &[]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    let state = |dojo: &DojoFake, id: &str| {
+        in_ci(dojo)
+            .into_iter()
+            .find(|f| f.title.contains(id))
+            .map(|f| (f.is_mitigated, f.risk_accepted))
+    };
+    assert_eq!(state(&dojo, "CVE-2026-0007"), Some((true, false)), "fixed");
+    assert_eq!(state(&dojo, "CVE-2026-0008"), Some((false, true)), "kept");
+
+    // It deploys: the runtime test takes it over; the CI test is left as it is.
+    let mut items = shop_inventory();
+    items.push(vulnerability_report(
+        "shop",
+        "new",
+        "org/new",
+        Some(&digest(8)),
+        &[vuln("CVE-2026-0008", "zlib", "HIGH")],
+    ));
+    let input = ws.write("cluster-2.json", &list(items));
+    let run = ws.scan_complete_at("2026-11-07T10:00:00Z", &[&input]);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert_eq!(
+        dojo.tests().len(),
+        runtime_tests + 2,
+        "a runtime test for org/new"
+    );
+    assert_eq!(
+        state(&dojo, "CVE-2026-0008"),
+        Some((false, true)),
+        "not closed"
+    );
+    let s = run.json();
+    assert!(
+        s["defectdojo"]["plan"]["left_alone"]
+            .as_array()
+            .is_some_and(|l| l
+                .iter()
+                .any(|t| t.as_str().is_some_and(|t| t.contains("ci-prod")))),
+        "{:#}",
+        s["defectdojo"]
+    );
+}

@@ -199,6 +199,14 @@ impl Session<'_> {
             Some(prev) => scanned_at >= prev,
         };
         let repo = c.image.repo_key();
+        for family in &c.covered {
+            conn.prepare_cached(
+                "INSERT INTO ci_covered(image_id, family, scanned_at) VALUES(?1, ?2, ?3)
+                 ON CONFLICT(image_id, family) DO UPDATE
+                     SET scanned_at = MAX(scanned_at, excluded.scanned_at)",
+            )?
+            .execute(params![image_id, family.as_str(), seen_at])?;
+        }
         let mut families: Vec<Family> = c.covered.clone();
         families.extend(c.findings.iter().map(|(f, _)| *f));
         families.sort();

@@ -381,6 +381,19 @@ pub const MIGRATIONS: &[&str] = &[
         UNIQUE (destination, subject_id, jkey)
     );
     CREATE INDEX ci_alert_items_state ON ci_alert_items(state);
+
+    -- A test of `defectdojo.ci_engagement` (images only CI saw) is 'ci': it is emptied
+    -- only by CI results, never because the cluster does not run the image.
+    ALTER TABLE dojo_tests ADD COLUMN origin TEXT NOT NULL DEFAULT 'runtime';
+
+    -- The newest CI scan of each image content that covered a family (scanned for it,
+    -- found or not): a repository's CI view is its newest covered content.
+    CREATE TABLE ci_covered (
+        image_id   INTEGER NOT NULL,
+        family     TEXT NOT NULL,
+        scanned_at INTEGER NOT NULL,
+        PRIMARY KEY (image_id, family)
+    ) WITHOUT ROWID;
     "#,
 ];
 

@@ -8,7 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use anyhow::{Context as _, Result};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::format::{self, GenericFile, GenericFinding, Usage};
@@ -120,23 +120,9 @@ pub fn plan(
     let mut stats = PlanStats::default();
     let mut desired: BTreeSet<i64> = BTreeSet::new();
 
-    let subjects: Vec<(i64, String, String)> = conn
-        .prepare(
-            "SELECT s.id, s.family, s.key FROM subjects s
-             WHERE EXISTS (SELECT 1 FROM targets t JOIN reports r ON r.target_id = t.id
-                           WHERE t.subject_id = s.id)
-             ORDER BY s.family, s.key",
-        )?
-        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
-
-    for (subject_id, family, subject_key) in subjects {
-        let Some(family) = Family::parse(&family) else {
-            continue;
-        };
-        if !cfg.families.contains(&family) {
-            continue;
-        }
+    let live = "EXISTS (SELECT 1 FROM targets t JOIN reports r ON r.target_id = t.id
+                        WHERE t.subject_id = s.id)";
+    for (subject_id, family, subject_key) in exported_subjects(conn, cfg, live)? {
         let targets = load_targets(conn, subject_id)?;
         let groups = group_targets(cfg, cluster, family, &subject_key, &targets, &namespaces);
         let findings = load_findings(conn, subject_id)?;
@@ -151,10 +137,25 @@ pub fn plan(
         }
     }
 
+    // Images that run nowhere but CI saw: their own engagement, when configured.
+    if let Some(engagement) = &cfg.ci_engagement {
+        plan_ci(
+            conn,
+            cfg,
+            engagement,
+            cluster,
+            force,
+            &mut desired,
+            &mut stats,
+            sink,
+        )?;
+    }
+
     // Tests we pushed before that the store no longer produces.
-    let stale: Vec<(i64, String, String, String, String, String, i64)> = conn
+    type Stale = (i64, String, String, String, String, String, i64, String);
+    let stale: Vec<Stale> = conn
         .prepare(
-            "SELECT id, product_type, product, engagement, title, family, subject_id
+            "SELECT id, product_type, product, engagement, title, family, subject_id, origin
              FROM dojo_tests WHERE acked_hash IS NOT NULL",
         )?
         .query_map([], |r| {
@@ -166,10 +167,11 @@ pub fn plan(
                 r.get(4)?,
                 r.get(5)?,
                 r.get(6)?,
+                r.get(7)?,
             ))
         })?
         .collect::<rusqlite::Result<_>>()?;
-    for (test_id, pt, p, e, title, family, subject_id) in stale {
+    for (test_id, pt, p, e, title, family, subject_id, origin) in stale {
         if desired.contains(&test_id) {
             continue;
         }
@@ -182,7 +184,13 @@ pub fn plan(
                                 WHERE t.subject_id = ?1)",
             )?
             .query_row(params![subject_id], |r| r.get(0))?;
-        if live || !cfg.families.contains(&family) {
+        // A CI test is emptied only when CI says so (the newest scan lists nothing):
+        // not because the image now runs (its runtime test holds it), nor because
+        // `ci_engagement` was turned off or renamed while CI still lists findings.
+        let ci_says_clean = origin != "ci"
+            || (cfg.ci_engagement.is_some()
+                && ci_open_findings(conn, family, subject_id)?.is_empty());
+        if live || !cfg.families.contains(&family) || !ci_says_clean {
             stats.left_alone.push(format!("{p} / {e} / {title}"));
             continue;
         }
@@ -197,6 +205,164 @@ pub fn plan(
         )?;
     }
     Ok(stats)
+}
+
+/// The CI engagement: per image repository CI scanned that runs nowhere in this
+/// cluster, the open findings of its newest CI scan. Product type and product come from
+/// the mapping as for a workload without a namespace (so `{{ cluster }}` and fallbacks
+/// apply, annotations do not); the title is the mapping's test title.
+#[allow(clippy::too_many_arguments)]
+fn plan_ci(
+    conn: &Connection,
+    cfg: &DojoConfig,
+    engagement: &Template,
+    cluster: &str,
+    force: bool,
+    desired: &mut BTreeSet<i64>,
+    stats: &mut PlanStats,
+    sink: &mut dyn FnMut(PlannedTest) -> Result<()>,
+) -> Result<()> {
+    let ci_only = "EXISTS (SELECT 1 FROM ci_findings c WHERE c.subject_id = s.id)
+                   AND NOT EXISTS (SELECT 1 FROM targets t JOIN reports r ON r.target_id = t.id
+                                   WHERE t.subject_id = s.id)";
+    for (subject_id, family, subject_key) in exported_subjects(conn, cfg, ci_only)? {
+        let open = ci_open_findings(conn, family, subject_id)?;
+        let Some(first) = open.first() else {
+            continue;
+        };
+        let (registry, repository) = (first.registry.clone(), first.repository.clone());
+        let vars = Vars {
+            cluster,
+            subject: &subject_key,
+            family: family.as_str(),
+            registry: &registry,
+            repository: &repository,
+            namespace: "",
+            workload_kind: "",
+            workload_name: "",
+            labels: None,
+            annotations: None,
+            workload_labels: None,
+        };
+        let context = Context {
+            product_type: render_or(&cfg.product_type, &vars, "Kubernetes"),
+            product: render_or(&cfg.product, &vars, cluster),
+            engagement: render_or(engagement, &vars, "trivy-digest-ci"),
+        };
+        let title = render_or(&cfg.test, &vars, &subject_key);
+        let mut findings: Vec<GenericFinding> = open
+            .iter()
+            .map(|o| {
+                let usage = Usage {
+                    workloads: Vec::new(),
+                    images: vec![o.image.clone()],
+                };
+                format::generic_finding(
+                    family,
+                    &subject_key,
+                    &o.key,
+                    &o.finding.title,
+                    &o.finding,
+                    &usage,
+                )
+            })
+            .collect();
+        findings.sort_by(|a, b| a.unique_id_from_tool.cmp(&b.unique_id_from_tool));
+        stats.tests += 1;
+        let test_id = upsert_test(conn, &context, &title, family, subject_id)?;
+        conn.prepare_cached("UPDATE dojo_tests SET origin = 'ci' WHERE id = ?1")?
+            .execute(params![test_id])?;
+        desired.insert(test_id);
+        let built = Built { family, findings };
+        decide(
+            conn, cfg, force, test_id, context, title, family, built, false, stats, sink,
+        )?;
+    }
+    Ok(())
+}
+
+/// The subjects `condition` (SQL over `subjects s`) selects, in an exported family.
+fn exported_subjects(
+    conn: &Connection,
+    cfg: &DojoConfig,
+    condition: &str,
+) -> Result<Vec<(i64, Family, String)>> {
+    let rows: Vec<(i64, String, String)> = conn
+        .prepare(&format!(
+            "SELECT s.id, s.family, s.key FROM subjects s WHERE {condition}
+             ORDER BY s.family, s.key"
+        ))?
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, family, key)| Some((id, Family::parse(&family)?, key)))
+        .filter(|(_, family, _)| cfg.families.contains(family))
+        .collect())
+}
+
+/// One open finding of a repository's newest CI scan.
+struct CiOpen {
+    key: String,
+    finding: Finding,
+    /// `registry/repository@digest (tag)` of the content CI scanned.
+    image: String,
+    registry: String,
+    repository: String,
+}
+
+/// The open CI findings of a subject (an image repository) in its newest CI scan that
+/// covered the family (else, with no such scan, the newest content CI found it in).
+fn ci_open_findings(conn: &Connection, family: Family, subject_id: i64) -> Result<Vec<CiOpen>> {
+    let newest: Option<i64> = conn
+        .prepare_cached(
+            "SELECT c.image_id FROM ci_covered c JOIN images i ON i.id = c.image_id
+             JOIN subjects s ON s.id = ?2
+             WHERE c.family = ?1
+               AND (CASE WHEN i.registry = '' THEN i.repository
+                         ELSE i.registry || '/' || i.repository END) = s.key
+             ORDER BY c.scanned_at DESC, c.image_id DESC LIMIT 1",
+        )?
+        .query_row(params![family.as_str(), subject_id], |r| r.get(0))
+        .optional()?
+        .or(conn
+            .prepare_cached(
+                "SELECT f.image_id FROM ci_findings f JOIN ci_images c ON c.image_id = f.image_id
+                 WHERE f.subject_id = ?1
+                 ORDER BY COALESCE(c.scanned_at, c.last_seen) DESC, f.image_id DESC LIMIT 1",
+            )?
+            .query_row(params![subject_id], |r| r.get(0))
+            .optional()?);
+    let Some(image_id) = newest else {
+        return Ok(Vec::new());
+    };
+    let mut stmt = conn.prepare_cached(
+        "SELECT f.fkey, f.data, i.key, i.tag, i.registry, i.repository
+         FROM ci_findings f JOIN images i ON i.id = f.image_id
+         WHERE f.image_id = ?1 AND f.subject_id = ?2 AND f.resolved_at IS NULL
+         ORDER BY f.fkey",
+    )?;
+    let mut rows = stmt.query(params![image_id, subject_id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let key: String = r.get(0)?;
+        let data: String = r.get(1)?;
+        let finding: Finding = serde_json::from_str(&data)
+            .with_context(|| format!("store: CI finding {key:?} has unreadable data"))?;
+        let image: String = r.get(2)?;
+        let tag: Option<String> = r.get(3)?;
+        out.push(CiOpen {
+            key,
+            finding,
+            image: match tag {
+                Some(t) if image.contains('@') => format!("{image} ({t})"),
+                _ => image,
+            },
+            registry: r.get(4)?,
+            repository: r.get(5)?,
+        });
+    }
+    Ok(out)
 }
 
 /// A test's content, ready to hash and send.
