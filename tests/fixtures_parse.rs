@@ -316,3 +316,32 @@ fn starboard_pod_checks_are_findings() {
     // "DANGER" is not one of the five levels: mapped, never dropped.
     assert_eq!(r.mapped_severities, 2);
 }
+
+/// The operator's own SbomReports give each image's package list (the inventory), every
+/// component with its purl, the operating system left out.
+#[test]
+fn sbom_report_fixtures_list_their_packages() {
+    let docs = one("aquasecurity-trivy-operator-v0.32.0-docs/sbom-report.md.block1.yaml");
+    let names: Vec<(&str, &str, &str)> = docs
+        .packages
+        .iter()
+        .map(|p| (p.name.as_str(), p.version.as_str(), p.ecosystem.as_str()))
+        .collect();
+    assert!(
+        names.contains(&("base-files", "10.3+deb10u9", "deb")),
+        "{names:?}"
+    );
+    assert!(names.contains(&("netbase", "5.6", "deb")), "{names:?}");
+    assert!(!names.iter().any(|(n, _, _)| *n == "debian"), "{names:?}");
+    assert!(docs.packages.iter().all(|p| p.purl.starts_with("pkg:")));
+
+    let pod = one("aquasecurity-trivy-operator-v0.32.0/00-sbom-pod.yaml");
+    assert!(pod.packages.len() >= 100, "{} packages", pod.packages.len());
+    assert!(
+        pod.packages
+            .iter()
+            .any(|p| p.name == "bash" && p.version == "4.4-5" && p.ecosystem == "deb"),
+        "{:?}",
+        pod.packages.iter().map(|p| &p.name).collect::<Vec<_>>()
+    );
+}
