@@ -202,3 +202,65 @@ fn a_ci_channel_takes_no_namespace_globs() {
         run.stderr
     );
 }
+
+/// An ignore entry without a namespace holds a CI finding back until it expires; then it
+/// alerts, once. One with a namespace never applies to CI (a CI result has none).
+#[test]
+fn ignore_entries_hold_ci_alerts_until_they_expire() {
+    let slack = SlackFake::start();
+    let mut ws = Workspace::new();
+    ws.config(
+        "cluster: prod\nalerts:\n  batch_window: 1s\n  timeout: 5s\n  ignore:\n    \
+         - id: CVE-2026-0300\n      reason: not reachable in the build\n      expires: 2026-11-03\n    \
+         - id: CVE-2026-0400\n      namespace: shop\n      reason: shop only\n  channels:\n    \
+         - name: gate\n      slack_webhook_env: HOOK_GATE\n      origin: ci\n",
+    );
+    ws.env.push(("HOOK_GATE".into(), slack.hook("gate")));
+    scan(&ws, T0, "c0.json", &cluster(&["CVE-2026-0001"]));
+    let new = ws.write(
+        "new.trivy.json",
+        &trivy_cli(
+            "org/new",
+            &digest(7),
+            "2026-11-02T09:00:00Z",
+            &[
+                vuln("CVE-2026-0300", "zlib", "CRITICAL"),
+                vuln("CVE-2026-0400", "curl", "CRITICAL"),
+            ],
+        ),
+    );
+    let run = ws.scan_at(T1, &[&new]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    let s = run.json();
+    assert_eq!(s["alerts"]["ignored"], 1, "{:#}", s["alerts"]);
+    slack.wait_for(1, Duration::from_secs(5));
+    settle();
+    let posted = slack.posted_to("gate");
+    assert_eq!(posted.len(), 1);
+    let body = posted[0]
+        .body
+        .as_ref()
+        .map(|b| b.to_string())
+        .unwrap_or_default();
+    assert!(body.contains("CVE-2026-0400"), "a namespaced entry: {body}");
+    assert!(!body.contains("CVE-2026-0300"), "held back: {body}");
+
+    // Past the expiry: released and sent, once.
+    let run = ws.scan_at(T3, &[&new]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert_eq!(run.json()["alerts"]["released"], 1, "{}", run.stdout);
+    slack.wait_for(2, Duration::from_secs(5));
+    settle();
+    let posted = slack.posted_to("gate");
+    assert_eq!(posted.len(), 2);
+    let body = posted[1]
+        .body
+        .as_ref()
+        .map(|b| b.to_string())
+        .unwrap_or_default();
+    assert!(body.contains("CVE-2026-0300"), "{body}");
+    let run = ws.scan_at("2026-11-05T10:00:00Z", &[&new]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    settle();
+    assert_eq!(slack.posted_to("gate").len(), 2);
+}

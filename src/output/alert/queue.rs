@@ -525,6 +525,37 @@ fn release_expired(
             released += 1;
         }
     }
+    // The same for CI findings held back, while CI still lists them and the cluster
+    // does not have them (then the runtime side owns them).
+    let held: Vec<(i64, String, i64, i64, String)> = conn
+        .prepare_cached(
+            "SELECT id, destination, image_id, subject_id, fkey FROM ci_alert_items
+             WHERE state = 'ignored'",
+        )?
+        .query_map([], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    for (item, dest, image_id, subject_id, fkey) in held {
+        let Some(d) = by_key.get(dest.as_str()) else {
+            continue;
+        };
+        let Some(facts) = ci_facts(conn, image_id, subject_id, &fkey)? else {
+            continue;
+        };
+        if facts.resolved || facts.at_runtime {
+            continue;
+        }
+        if let Verdict::Alert { .. } = decide_ci(d, &facts.candidate(), &cfg.ignore, now) {
+            conn.execute(
+                "UPDATE ci_alert_items SET state = 'pending', reason = NULL WHERE id = ?1",
+                params![item],
+            )?;
+            tracing::info!(destination = %d.label(), finding = %facts.id, image = %facts.repo,
+                "ignore entry no longer applies: alerting (CI)");
+            released += 1;
+        }
+    }
     Ok(released)
 }
 
