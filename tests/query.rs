@@ -6,11 +6,33 @@ use serde_json::Value;
 use support::cli::Workspace;
 use support::dojo::DojoFake;
 use support::reports::{
-    LOG4J, digest, list, shop_inventory, trivy_cli, vuln, vulnerability_report,
+    LOG4J, Vuln, digest, list, shop_inventory, trivy_cli, vuln, vulnerability_report,
 };
 
 const T0: &str = "2026-11-01T10:00:00Z";
 const T1: &str = "2026-11-05T10:00:00Z";
+
+/// CVE-2021-44228 in log4j-core 2.14.1, fixed in 2.15.0.
+fn log4shell() -> Vuln {
+    vuln("CVE-2021-44228", LOG4J, "CRITICAL")
+        .fixed("2.15.0")
+        .installed("2.14.1")
+}
+
+/// CVE-2021-45046 in log4j-core 2.14.1, fixed in 2.16.0.
+fn log4j_45046() -> Vuln {
+    vuln("CVE-2021-45046", LOG4J, "CRITICAL")
+        .fixed("2.16.0")
+        .installed("2.14.1")
+}
+
+/// A pipeline's Trivy result for the running `ghcr.io/org/api` digest.
+fn api_ci(ws: &Workspace, created_at: &str, vulns: &[Vuln]) -> std::path::PathBuf {
+    ws.write(
+        "api.trivy.json",
+        &trivy_cli("org/api", &digest(1), created_at, vulns),
+    )
+}
 
 /// The shared inventory (support::reports::shop_inventory) as one file.
 fn cluster(ws: &Workspace) -> std::path::PathBuf {
@@ -125,22 +147,7 @@ fn ci_results_join_the_cluster_by_digest_and_never_end_cluster_reports() {
     let ws = Workspace::new();
     // CI scanned the api image (same digest) before it was deployed, and an image
     // that runs nowhere.
-    let ci = ws.write(
-        "api.trivy.json",
-        &trivy_cli(
-            "org/api",
-            &digest(1),
-            "2026-10-30T09:00:00Z",
-            &[
-                vuln("CVE-2021-44228", LOG4J, "CRITICAL")
-                    .fixed("2.15.0")
-                    .installed("2.14.1"),
-                vuln("CVE-2021-45046", LOG4J, "CRITICAL")
-                    .fixed("2.16.0")
-                    .installed("2.14.1"),
-            ],
-        ),
-    );
+    let ci = api_ci(&ws, "2026-10-30T09:00:00Z", &[log4shell(), log4j_45046()]);
     let staged = ws.write(
         "new.trivy.json",
         &trivy_cli(
@@ -233,17 +240,7 @@ fn the_summary_tells_what_ci_knew_before_deploy() {
     let ws = Workspace::new();
     // CI saw log4shell in org/api on 10-30; the cluster on 11-01 also runs CVE-2026-0001,
     // which no CI result had.
-    let ci = ws.write(
-        "api.trivy.json",
-        &trivy_cli(
-            "org/api",
-            &digest(1),
-            "2026-10-30T09:00:00Z",
-            &[vuln("CVE-2021-44228", LOG4J, "CRITICAL")
-                .fixed("2.15.0")
-                .installed("2.14.1")],
-        ),
-    );
+    let ci = api_ci(&ws, "2026-10-30T09:00:00Z", &[log4shell()]);
     ws.scan_at("2026-10-30T10:00:00Z", &[&ci]);
     let cluster = ws.write(
         "cluster.json",
@@ -252,12 +249,7 @@ fn the_summary_tells_what_ci_knew_before_deploy() {
             "api",
             "org/api",
             Some(&digest(1)),
-            &[
-                vuln("CVE-2021-44228", LOG4J, "CRITICAL")
-                    .fixed("2.15.0")
-                    .installed("2.14.1"),
-                vuln("CVE-2026-0001", "openssl", "HIGH"),
-            ],
+            &[log4shell(), vuln("CVE-2026-0001", "openssl", "HIGH")],
         )]),
     );
     ws.scan_at(T0, &[&cluster]);
@@ -382,22 +374,7 @@ fn ci_only_findings_stay_out_of_defectdojo() {
     let tests_before = dojo.tests().len();
 
     dojo.clear_log();
-    let known = ws.write(
-        "api.trivy.json",
-        &trivy_cli(
-            "org/api",
-            &digest(1),
-            "2026-11-04T09:00:00Z",
-            &[
-                vuln("CVE-2021-44228", LOG4J, "CRITICAL")
-                    .fixed("2.15.0")
-                    .installed("2.14.1"),
-                vuln("CVE-2021-45046", LOG4J, "CRITICAL")
-                    .fixed("2.16.0")
-                    .installed("2.14.1"),
-            ],
-        ),
-    );
+    let known = api_ci(&ws, "2026-11-04T09:00:00Z", &[log4shell(), log4j_45046()]);
     let unseen = ws.write(
         "new.trivy.json",
         &trivy_cli(
@@ -444,14 +421,10 @@ fn ci_only_findings_go_to_their_own_engagement_when_configured() {
     assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
     let runtime_tests = dojo.tests().len();
 
-    let api = ws.write(
-        "api.trivy.json",
-        &trivy_cli(
-            "org/api",
-            &digest(1),
-            "2026-11-04T09:00:00Z",
-            &[vuln("CVE-2021-45046", LOG4J, "CRITICAL").installed("2.14.1")],
-        ),
+    let api = api_ci(
+        &ws,
+        "2026-11-04T09:00:00Z",
+        &[vuln("CVE-2021-45046", LOG4J, "CRITICAL").installed("2.14.1")],
     );
     let first = ws.write(
         "new-1.trivy.json",

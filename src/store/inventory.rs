@@ -317,13 +317,7 @@ impl Session<'_> {
                 ])?;
             }
         }
-        let (lo, hi) = join_range(family, key);
-        let at_runtime: bool = conn
-            .prepare_cached(
-                "SELECT EXISTS(SELECT 1 FROM findings
-                               WHERE subject_id = ?1 AND fkey >= ?2 AND fkey < ?3)",
-            )?
-            .query_row(params![subject_id, lo, hi], |r| r.get(0))?;
+        let at_runtime = seen_at_runtime(conn, family, subject_id, key)?;
         self.ci.also_at_runtime += u64::from(at_runtime);
         Ok(())
     }
@@ -369,6 +363,23 @@ pub fn join_key(family: Family, fkey: &str) -> &str {
         Some((i, _)) => &fkey[..=i],
         None => fkey,
     }
+}
+
+/// The cluster has (or had) this CI finding: a runtime finding of the subject with the
+/// same join key.
+pub fn seen_at_runtime(
+    conn: &rusqlite::Connection,
+    family: Family,
+    subject_id: i64,
+    fkey: &str,
+) -> Result<bool> {
+    let (lo, hi) = join_range(family, fkey);
+    Ok(conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM findings
+                           WHERE subject_id = ?1 AND fkey >= ?2 AND fkey < ?3)",
+        )?
+        .query_row(params![subject_id, lo, hi], |r| r.get(0))?)
 }
 
 /// The key range `[lo, hi)` holding every key with the join key of `fkey`.

@@ -71,18 +71,7 @@ pub fn vulnerability_report(
     json!({
         "apiVersion": "aquasecurity.github.io/v1alpha1",
         "kind": "VulnerabilityReport",
-        "metadata": {
-            "name": format!("replicaset-{rs}-app"),
-            "namespace": ns,
-            "labels": {
-                "trivy-operator.container.name": "app",
-                "trivy-operator.resource.kind": "ReplicaSet",
-                "trivy-operator.resource.name": rs,
-                "trivy-operator.resource.namespace": ns,
-            },
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true,
-                                 "uid": "7d3c1f2e-0000-4000-8000-000000000001"}],
-        },
+        "metadata": container_report_metadata(ns, &rs, 1),
         "report": {
             "updateTimestamp": "2026-10-01T08:00:00Z",
             "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.48.3"},
@@ -180,18 +169,7 @@ pub fn sbom_report(
     json!({
         "apiVersion": "aquasecurity.github.io/v1alpha1",
         "kind": "SbomReport",
-        "metadata": {
-            "name": format!("replicaset-{rs}-app"),
-            "namespace": ns,
-            "labels": {
-                "trivy-operator.container.name": "app",
-                "trivy-operator.resource.kind": "ReplicaSet",
-                "trivy-operator.resource.name": rs,
-                "trivy-operator.resource.namespace": ns,
-            },
-            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true,
-                                 "uid": "7d3c1f2e-0000-4000-8000-000000000003"}],
-        },
+        "metadata": container_report_metadata(ns, &rs, 3),
         "report": {
             "updateTimestamp": "2026-10-01T08:00:00Z",
             "scanner": {"name": "Trivy", "vendor": "Aqua Security", "version": "0.48.3"},
@@ -267,4 +245,21 @@ pub fn shop_inventory() -> Vec<Value> {
             &[("maven", LOG4J, "2.17.1")],
         ),
     ]
+}
+
+/// The metadata the operator gives a report of container `app` of ReplicaSet `rs`
+/// (`uid` tells the owner references of report kinds apart).
+fn container_report_metadata(ns: &str, rs: &str, uid: u32) -> Value {
+    json!({
+        "name": format!("replicaset-{rs}-app"),
+        "namespace": ns,
+        "labels": {
+            "trivy-operator.container.name": "app",
+            "trivy-operator.resource.kind": "ReplicaSet",
+            "trivy-operator.resource.name": rs,
+            "trivy-operator.resource.namespace": ns,
+        },
+        "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": rs, "controller": true,
+                             "uid": format!("7d3c1f2e-0000-4000-8000-{uid:012}")}],
+    })
 }

@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::config::AlertsConfig;
 use super::decide::{Candidate, Destination, Verdict, decide, decide_ci};
 use crate::model::{Family, Severity};
-use crate::store::inventory::{join_key, join_range};
+use crate::store::inventory::{join_key, seen_at_runtime};
 
 const CURSOR: &str = "alerts.cursor";
 const BASELINE_AT: &str = "alerts.baseline_at";
@@ -117,12 +117,60 @@ impl FindingFacts {
 }
 
 pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<FindingFacts>> {
-    let row = conn
+    let Some(RoutingRow {
+        family,
+        repo,
+        severity,
+        fixable,
+        id,
+        resolved,
+    }) = routing_row(
+        conn,
+        "SELECT s.family, s.key, f.severity, f.fixable, f.data, f.resolved_at IS NOT NULL
+         FROM findings f JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
+        params![finding_id],
+    )?
+    else {
+        return Ok(None);
+    };
+    let namespaces: Vec<String> = conn
         .prepare_cached(
-            "SELECT s.family, s.key, f.severity, f.fixable, f.data, f.resolved_at IS NOT NULL
-             FROM findings f JOIN subjects s ON s.id = f.subject_id WHERE f.id = ?1",
+            "SELECT DISTINCT r.namespace FROM target_findings tf
+             JOIN reports r ON r.target_id = tf.target_id
+             WHERE tf.finding_id = ?1 ORDER BY r.namespace",
         )?
-        .query_row(params![finding_id], |r| {
+        .query_map(params![finding_id], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    Ok(Some(FindingFacts {
+        family,
+        severity,
+        fixable,
+        id,
+        repo,
+        resolved,
+        namespaces,
+    }))
+}
+
+/// What routing reads of a runtime or a CI finding: one row of `sql` (family, subject
+/// key, severity, fixable, data, resolved); none when gone or of an unknown family.
+struct RoutingRow {
+    family: Family,
+    repo: String,
+    severity: Severity,
+    fixable: bool,
+    id: String,
+    resolved: bool,
+}
+
+fn routing_row(
+    conn: &Connection,
+    sql: &str,
+    params: &[&dyn rusqlite::ToSql],
+) -> Result<Option<RoutingRow>> {
+    let row = conn
+        .prepare_cached(sql)?
+        .query_row(params, |r| {
             Ok((
                 r.get::<_, String>(0)?,
                 r.get::<_, String>(1)?,
@@ -139,25 +187,15 @@ pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<Findin
     let Some(family) = Family::parse(&family) else {
         return Ok(None);
     };
-    let id = serde_json::from_str::<crate::model::Finding>(&data)
-        .map(|f| f.id)
-        .unwrap_or_default();
-    let namespaces: Vec<String> = conn
-        .prepare_cached(
-            "SELECT DISTINCT r.namespace FROM target_findings tf
-             JOIN reports r ON r.target_id = tf.target_id
-             WHERE tf.finding_id = ?1 ORDER BY r.namespace",
-        )?
-        .query_map(params![finding_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
-    Ok(Some(FindingFacts {
+    Ok(Some(RoutingRow {
         family,
+        repo,
         severity: Severity::parse_lenient(&severity),
         fixable,
-        id,
-        repo,
+        id: serde_json::from_str::<crate::model::Finding>(&data)
+            .map(|f| f.id)
+            .unwrap_or_default(),
         resolved,
-        namespaces,
     }))
 }
 
@@ -328,42 +366,29 @@ pub fn ci_facts(
     subject_id: i64,
     fkey: &str,
 ) -> Result<Option<CiFacts>> {
-    let row = conn
-        .prepare_cached(
-            "SELECT s.family, s.key, c.severity, c.fixable, c.data, c.resolved_at IS NOT NULL
-             FROM ci_findings c JOIN subjects s ON s.id = c.subject_id
-             WHERE c.image_id = ?1 AND c.subject_id = ?2 AND c.fkey = ?3",
-        )?
-        .query_row(params![image_id, subject_id, fkey], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, bool>(3)?,
-                r.get::<_, String>(4)?,
-                r.get::<_, bool>(5)?,
-            ))
-        })
-        .optional()?;
-    let Some((family, repo, severity, fixable, data, resolved)) = row else {
+    let Some(RoutingRow {
+        family,
+        repo,
+        severity,
+        fixable,
+        id,
+        resolved,
+    }) = routing_row(
+        conn,
+        "SELECT s.family, s.key, c.severity, c.fixable, c.data, c.resolved_at IS NOT NULL
+         FROM ci_findings c JOIN subjects s ON s.id = c.subject_id
+         WHERE c.image_id = ?1 AND c.subject_id = ?2 AND c.fkey = ?3",
+        params![image_id, subject_id, fkey],
+    )?
+    else {
         return Ok(None);
     };
-    let Some(family) = Family::parse(&family) else {
-        return Ok(None);
-    };
-    let (lo, hi) = join_range(family, fkey);
-    let at_runtime: bool = conn
-        .prepare_cached(
-            "SELECT EXISTS(SELECT 1 FROM findings WHERE subject_id = ?1 AND fkey >= ?2 AND fkey < ?3)",
-        )?
-        .query_row(params![subject_id, lo, hi], |r| r.get(0))?;
+    let at_runtime = seen_at_runtime(conn, family, subject_id, fkey)?;
     Ok(Some(CiFacts {
         family,
-        severity: Severity::parse_lenient(&severity),
+        severity,
         fixable,
-        id: serde_json::from_str::<crate::model::Finding>(&data)
-            .map(|f| f.id)
-            .unwrap_or_default(),
+        id,
         repo,
         resolved,
         at_runtime,

@@ -314,7 +314,7 @@ struct CiOpen {
 /// The open CI findings of a subject (an image repository) in its newest CI scan that
 /// covered the family (else, with no such scan, the newest content CI found it in).
 fn ci_open_findings(conn: &Connection, family: Family, subject_id: i64) -> Result<Vec<CiOpen>> {
-    let newest: Option<i64> = conn
+    let covered: Option<i64> = conn
         .prepare_cached(
             "SELECT c.image_id FROM ci_covered c JOIN images i ON i.id = c.image_id
              JOIN subjects s ON s.id = ?2
@@ -324,15 +324,18 @@ fn ci_open_findings(conn: &Connection, family: Family, subject_id: i64) -> Resul
              ORDER BY c.scanned_at DESC, c.image_id DESC LIMIT 1",
         )?
         .query_row(params![family.as_str(), subject_id], |r| r.get(0))
-        .optional()?
-        .or(conn
+        .optional()?;
+    let newest = match covered {
+        Some(id) => Some(id),
+        None => conn
             .prepare_cached(
                 "SELECT f.image_id FROM ci_findings f JOIN ci_images c ON c.image_id = f.image_id
                  WHERE f.subject_id = ?1
                  ORDER BY COALESCE(c.scanned_at, c.last_seen) DESC, f.image_id DESC LIMIT 1",
             )?
             .query_row(params![subject_id], |r| r.get(0))
-            .optional()?);
+            .optional()?,
+    };
     let Some(image_id) = newest else {
         return Ok(Vec::new());
     };
