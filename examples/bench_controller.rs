@@ -190,7 +190,7 @@ async fn update_some(
 
 fn child_run(kubeconfig: &str, store: &Path, listen: &str) -> anyhow::Result<()> {
     let mut config = Config {
-        store: store.to_owned(),
+        store: store.to_owned().into(),
         cluster: "bench".into(),
         ..Config::default()
     };

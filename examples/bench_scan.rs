@@ -196,7 +196,7 @@ fn measure(input: &Path, store: &Path) -> anyhow::Result<Measured> {
 
 fn child_scan(input: &Path, store: &Path) -> anyhow::Result<()> {
     let config = Config {
-        store: store.to_owned(),
+        store: store.to_owned().into(),
         ..Config::default()
     };
     // A generated cluster export, read as a whole (as before sweeps had scopes).

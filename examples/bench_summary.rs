@@ -37,7 +37,7 @@ fn main() -> Result<()> {
     let build = t.elapsed();
 
     let config = Config {
-        store: path.clone(),
+        store: path.clone().into(),
         cluster: "bench".into(),
         ..Config::default()
     };

@@ -6,7 +6,6 @@
 //! A search without hits is an answer (200, empty list), not a missing resource; only a
 //! path that names no endpoint is a 404.
 
-use std::path::PathBuf;
 use std::sync::Arc;
 
 use axum::Router;
@@ -36,7 +35,7 @@ pub struct ApiConfig {
 pub const MAX_PARAM_BYTES: usize = 512;
 
 pub struct ApiWeb {
-    pub store: PathBuf,
+    pub store: crate::store::StoreLocation,
 }
 
 impl ApiWeb {
@@ -308,7 +307,7 @@ async fn respond(
         Err(e) => return bad_request(e),
     };
     let r = tokio::task::spawn_blocking(move || {
-        let store = Store::open(&web.store)?;
+        let store = Store::open_at(&web.store)?;
         inventory::answer(&store, query)?.to_json()
     })
     .await;

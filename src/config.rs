@@ -11,6 +11,7 @@ pub use crate::mail::{SmtpConfig, SmtpTls};
 pub use crate::retry::RetryConfig;
 use crate::secret::{Secret, read_secret_file};
 pub use crate::settings::{ConfigError, HumanDuration};
+use crate::store::StoreLocation;
 use crate::template::Template;
 
 pub const DEFAULT_CONFIG_FILE: &str = "trivy-digest.yaml";
@@ -21,8 +22,14 @@ pub const DEFAULT_STORE_FILE: &str = "trivy-digest.db";
 pub struct Config {
     /// Cluster name: the default DefectDojo product, and a guard against mixing clusters in one store.
     pub cluster: String,
-    /// SQLite store file.
-    pub store: PathBuf,
+    /// The store: an SQLite file (the default), or a `postgres://` URL (fleet mode).
+    pub store: StoreLocation,
+    /// A file holding the PostgreSQL store's password (a mounted Secret); or
+    /// TRIVY_DIGEST_STORE_PASSWORD (or _FILE) in the environment.
+    pub store_password_file: Option<PathBuf>,
+    /// The password read from `store_password_file` or the environment.
+    #[serde(skip)]
+    pub store_password: Option<Secret>,
     /// How long an image stays exported after the last workload using it disappeared.
     /// Longer than the operator's report TTL (24h), so daily re-creation changes nothing.
     pub grace_period: HumanDuration,
@@ -48,7 +55,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             cluster: "kubernetes".into(),
-            store: PathBuf::from(DEFAULT_STORE_FILE),
+            store: StoreLocation::Sqlite(PathBuf::from(DEFAULT_STORE_FILE)),
+            store_password_file: None,
+            store_password: None,
             grace_period: HumanDuration(Duration::from_secs(24 * 3600)),
             kube: KubeConfig::default(),
             run: RunConfig::default(),
@@ -482,7 +491,10 @@ impl Config {
 
 /// An empty path makes SQLite open a temporary database: every sweep would start from
 /// nothing and its history be thrown away.
-fn check_store(path: &Path, key: &str) -> Result<(), ConfigError> {
+fn check_store(location: &StoreLocation, key: &str) -> Result<(), ConfigError> {
+    let Some(path) = location.sqlite_path() else {
+        return Ok(());
+    };
     if path.as_os_str().to_string_lossy().trim().is_empty() {
         return Err(ConfigError::Invalid(format!(
             "{key}: the store path must not be empty (an empty path would be a temporary \
@@ -722,8 +734,22 @@ impl Config {
             self.cluster = c;
         }
         if let Some(s) = env_or_file("TRIVY_DIGEST_STORE")? {
-            self.store = PathBuf::from(s);
+            self.store = StoreLocation::parse(&s)
+                .map_err(|m| ConfigError::Invalid(format!("TRIVY_DIGEST_STORE: {m}")))?;
         }
+        self.store_password = match (
+            env_or_file("TRIVY_DIGEST_STORE_PASSWORD")?,
+            &self.store_password_file,
+        ) {
+            (Some(p), _) => Some(Secret::new(p)),
+            (None, Some(f)) => {
+                Some(Secret::new(read_secret_file(f).map_err(|m| {
+                    ConfigError::Invalid(format!("store_password_file: {m}"))
+                })?))
+            }
+            (None, None) => None,
+        };
+        self.attach_store_password("store")?;
         let url = env_or_alias("DEFECTDOJO_URL", "DEFECT_DOJO_URL")?;
         let token = env_or_alias("DEFECTDOJO_TOKEN", "DEFECT_DOJO_API_KEY")?;
         // DEFECTDOJO_URL alone turns the export on with default mapping.
@@ -767,11 +793,34 @@ impl Config {
         Ok(())
     }
 
-    /// Replaces the store path (`--store`), refusing an empty one.
-    pub fn set_store(&mut self, path: PathBuf) -> Result<(), ConfigError> {
-        check_store(&path, "--store")?;
-        self.store = path;
-        Ok(())
+    /// Replaces the store (`--store`): a path, refusing an empty one, or a PostgreSQL URL.
+    pub fn set_store(&mut self, store: &str) -> Result<(), ConfigError> {
+        let location = StoreLocation::parse(store)
+            .map_err(|m| ConfigError::Invalid(format!("--store: {m}")))?;
+        check_store(&location, "--store")?;
+        self.store = location;
+        self.attach_store_password("--store")
+    }
+
+    /// The password read from TRIVY_DIGEST_STORE_PASSWORD or `store_password_file` goes
+    /// to a PostgreSQL store; a URL holding one too is refused (which one was meant?).
+    fn attach_store_password(&mut self, key: &str) -> Result<(), ConfigError> {
+        let StoreLocation::Postgres(t) = &mut self.store else {
+            return Ok(());
+        };
+        match (&self.store_password, &t.password) {
+            (Some(_), Some(existing)) if Some(existing) != self.store_password.as_ref() => {
+                Err(ConfigError::Invalid(format!(
+                    "{key}: the URL holds a password and TRIVY_DIGEST_STORE_PASSWORD or \
+                     store_password_file gives another; keep one (the file or the variable)"
+                )))
+            }
+            (Some(p), _) => {
+                t.password = Some(p.clone());
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

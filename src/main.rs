@@ -23,9 +23,11 @@ struct Cli {
     /// Configuration file (default: trivy-digest.yaml in the working directory, if present).
     #[arg(long, global = true, env = "TRIVY_DIGEST_CONFIG")]
     config: Option<PathBuf>,
-    /// SQLite store file (overrides the config's `store`).
+    /// The store: an SQLite file, or a postgres:// URL for a fleet (overrides the
+    /// config's `store`; the password comes from TRIVY_DIGEST_STORE_PASSWORD or
+    /// `store_password_file`).
     #[arg(long, global = true)]
-    store: Option<PathBuf>,
+    store: Option<String>,
     /// Cluster name (overrides the config's `cluster` and TRIVY_DIGEST_CLUSTER).
     #[arg(long, global = true)]
     cluster: Option<String>,
@@ -144,7 +146,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<i32> {
     let mut config = Config::load(cli.config.as_deref())?;
     if let Some(s) = cli.store {
-        config.set_store(s)?;
+        config.set_store(&s)?;
     }
     if let Some(c) = cli.cluster {
         config.cluster = c;

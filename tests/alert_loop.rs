@@ -39,7 +39,7 @@ async fn ingest(dir: &Path, items: Vec<Value>) {
     std::fs::write(&input, list(items)).expect("write");
     let config = Config {
         cluster: "prod".into(),
-        store: dir.join("store.db"),
+        store: dir.join("store.db").into(),
         ..Config::default()
     };
     let opts = ScanOptions::new(vec![Input::Path(input)], chrono::Utc::now());
@@ -53,7 +53,7 @@ fn alert_config(dir: &Path, hook: &str) -> Config {
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).expect("config");
     let mut c = Config::load(Some(&path)).expect("config");
-    c.store = dir.join("store.db");
+    c.store = dir.join("store.db").into();
     c.run.shutdown_grace = HumanDuration(Duration::from_secs(5));
     c
 }

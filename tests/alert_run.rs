@@ -29,7 +29,7 @@ fn config(dir: &Path, hook: &str) -> Config {
     let path = dir.join("config.yaml");
     std::fs::write(&path, yaml).expect("config");
     let mut c = Config::load(Some(&path)).expect("config");
-    c.store = dir.join("store.db");
+    c.store = dir.join("store.db").into();
     c.grace_period = HumanDuration(Duration::from_secs(60));
     c.kube.crd_recheck = HumanDuration(Duration::from_millis(500));
     c.run.listen = format!("127.0.0.1:{}", free_port());

@@ -62,7 +62,7 @@ fn store() -> Workspace {
 
 fn config(ws: &Workspace, yaml: &str) -> Config {
     let mut c = Config::from_yaml(yaml).expect("config");
-    c.store = ws.store();
+    c.store = ws.store().into();
     c
 }
 
@@ -441,7 +441,7 @@ fn a_store_error_is_a_500_that_names_no_path() {
     let dir = ws.path("not-a-store");
     std::fs::create_dir_all(&dir).expect("mkdir");
     let mut c = config(&ws, "api:\n  serve: true\n");
-    c.store = dir.clone();
+    c.store = dir.clone().into();
     with_server(c, async |req| {
         let r = req("GET", "/api/v1/cves/CVE-2021-44228").send().await;
         assert_eq!(r.status, 500, "{}", r.body);

@@ -30,7 +30,7 @@ fn vulns() -> Vec<Vuln> {
 fn config(dir: &Path, dojo: Option<&DojoFake>) -> Config {
     let mut c = Config {
         cluster: "test".into(),
-        store: dir.join("store.db"),
+        store: dir.join("store.db").into(),
         grace_period: HumanDuration(GRACE),
         ..Config::default()
     };

@@ -218,7 +218,7 @@ fn accept_b3(ws: &Workspace) {
 
 fn config_for(ws: &Workspace, extra: &str) -> Config {
     let mut c = Config::from_yaml(&format!("{BASE_CONFIG}{extra}")).expect("config");
-    c.store = ws.store();
+    c.store = ws.store().into();
     c
 }
 

@@ -62,10 +62,10 @@ pub fn query(config: &Config, args: &CliArgs) -> Result<(String, i32)> {
     if !config.store.exists() {
         bail!(
             "store {}: does not exist; run `trivy-digest scan` or `run` first",
-            config.store.display()
+            config.store
         );
     }
-    let store = Store::open(&config.store)?;
+    let store = Store::open_at(&config.store)?;
     let a = answer(&store, args.query())?;
     let code = if a.is_empty() {
         exit::NOT_FOUND

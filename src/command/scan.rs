@@ -150,12 +150,12 @@ pub struct DojoSummary {
 
 /// Runs one sweep.
 pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
-    let mut store = Store::open(&config.store)?;
+    let mut store = Store::open_at(&config.store)?;
     store.claim_cluster(&config.cluster)?;
     let now = opts.now.timestamp();
     let mut summary = ScanSummary {
         cluster: config.cluster.clone(),
-        store: config.store.display().to_string(),
+        store: config.store.to_string(),
         inputs: opts
             .inputs
             .iter()

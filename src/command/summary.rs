@@ -40,13 +40,13 @@ pub async fn summary(config: &Config, args: CliArgs) -> Result<i32> {
     if !config.store.exists() {
         bail!(
             "store {}: does not exist; run `trivy-digest scan` or `run` first",
-            config.store.display()
+            config.store
         );
     }
     let now = args.now.unwrap_or_else(Utc::now);
     let tz = config.summary.timezone.tz();
     let month = args.month.unwrap_or_else(|| Month::last_complete(now, tz));
-    let mut store = Store::open(&config.store)?;
+    let mut store = Store::open_at(&config.store)?;
     store.claim_cluster(&config.cluster)?;
     let scope = match &args.team {
         Some(t) => Scope::Team(t.clone()),

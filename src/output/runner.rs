@@ -25,7 +25,7 @@ const POLL: Duration = Duration::from_millis(100);
 /// What the outputs share in `run`.
 #[derive(Clone)]
 pub struct Runner {
-    pub store: std::path::PathBuf,
+    pub store: crate::store::StoreLocation,
     pub shutdown_grace: Duration,
     pub metrics: Option<Arc<Metrics>>,
     pub events: Option<Arc<Events>>,
@@ -84,7 +84,7 @@ impl Runner {
     pub async fn drive(&self, output: Arc<dyn Output>, mut sig: Signals) -> Result<()> {
         let kind = output.kind();
         let wake = output.wake();
-        let mut store = Store::open(&self.store)?;
+        let mut store = Store::open_at(&self.store)?;
         let poll = wake
             .debounce
             .map_or(POLL, |d| POLL.min(d.max(Duration::from_millis(10))));
@@ -295,7 +295,7 @@ mod tests {
 
     fn runner(dir: &std::path::Path, grace: Duration) -> Runner {
         Runner {
-            store: dir.join("store.db"),
+            store: dir.join("store.db").into(),
             shutdown_grace: grace,
             metrics: None,
             events: None,

@@ -70,7 +70,7 @@ pub async fn lead(
         metrics,
         changes,
     } = ctx;
-    let mut store = Store::open(&config.store)?;
+    let mut store = Store::open_at(&config.store)?;
     store.claim_cluster(&config.cluster)?;
 
     // Small: a queued report is its whole JSON (tens of KB); the watchers wait instead.

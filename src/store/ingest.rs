@@ -6,8 +6,8 @@
 
 use std::collections::HashMap;
 
+use crate::store::db::{OptionalExtension, params};
 use anyhow::{Context, Result};
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::Store;
@@ -168,7 +168,8 @@ impl<'s> Session<'s> {
             .prepare_cached(
                 "INSERT INTO sightings(subject_id, image_id, workload_id, first_seen, last_seen)
                  VALUES(?1, ?2, ?3, ?4, ?4)
-                 ON CONFLICT DO UPDATE SET last_seen = MAX(last_seen, excluded.last_seen)",
+                 ON CONFLICT (subject_id, image_id, workload_id)
+                 DO UPDATE SET last_seen = MAX(sightings.last_seen, excluded.last_seen)",
             )?
             .execute(params![
                 subject_id,
@@ -253,7 +254,7 @@ impl<'s> Session<'s> {
     fn end_unseen(
         &self,
         candidates: &str,
-        params: impl rusqlite::Params,
+        params: impl crate::store::db::Params,
         covered: impl Fn(ReportKind, &str, &str) -> bool,
     ) -> Result<u64> {
         let conn = self.store.conn();
@@ -369,7 +370,7 @@ impl<'s> Session<'s> {
                      RETURNING id",
                 )?
                 .query_map(params![target], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
+                .collect::<crate::store::db::Result<_>>()?;
             reopened.extend(ids);
         }
         for id in &reopened {
@@ -386,7 +387,7 @@ impl<'s> Session<'s> {
                  RETURNING id",
             )?
             .query_map(params![now], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::store::db::Result<_>>()?;
         for id in &resolved {
             event(conn, *id, now, "resolved", None)?;
         }
@@ -454,8 +455,10 @@ impl<'s> Session<'s> {
         ])?;
         // A pinned image keeps the tag it was last seen with (tags move, digests do not).
         if img.pinned() && img.tag.is_some() {
-            conn.prepare_cached("UPDATE images SET tag = ?2 WHERE key = ?1 AND tag IS NOT ?2")?
-                .execute(params![key, img.tag])?;
+            conn.prepare_cached(
+                "UPDATE images SET tag = ?2 WHERE key = ?1 AND tag IS DISTINCT FROM ?2",
+            )?
+            .execute(params![key, img.tag])?;
         }
         let id: i64 = conn
             .prepare_cached("SELECT id FROM images WHERE key = ?1")?
@@ -617,7 +620,7 @@ impl Drop for Session<'_> {
 }
 
 fn event(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     finding: i64,
     at: i64,
     kind: &str,
@@ -720,7 +723,7 @@ mod tests {
             .expect("prepare");
         stmt.query_map([], |r| r.get(0))
             .expect("query")
-            .collect::<rusqlite::Result<_>>()
+            .collect::<crate::store::db::Result<_>>()
             .expect("rows")
     }
 

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeSet, HashSet};
 
+use crate::store::db::{OptionalExtension, params};
 use anyhow::{Context, Result};
-use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -175,15 +175,18 @@ impl Session<'_> {
             "INSERT INTO ci_images(image_id, artifact, source, first_seen, last_seen, scanned_at)
              VALUES(?1, ?2, ?3, ?4, ?4, ?5)
              ON CONFLICT(image_id) DO UPDATE SET
-                 first_seen = MIN(first_seen, excluded.first_seen),
-                 last_seen = MAX(last_seen, excluded.last_seen),
+                 first_seen = MIN(ci_images.first_seen, excluded.first_seen),
+                 last_seen = MAX(ci_images.last_seen, excluded.last_seen),
                  artifact = CASE WHEN excluded.scanned_at IS NOT NULL
-                     AND (scanned_at IS NULL OR excluded.scanned_at >= scanned_at)
-                     THEN excluded.artifact ELSE artifact END,
+                     AND (ci_images.scanned_at IS NULL OR excluded.scanned_at >= ci_images.scanned_at)
+                     THEN excluded.artifact ELSE ci_images.artifact END,
                  source = CASE WHEN excluded.scanned_at IS NOT NULL
-                     AND (scanned_at IS NULL OR excluded.scanned_at >= scanned_at)
-                     THEN excluded.source ELSE source END,
-                 scanned_at = MAX(COALESCE(scanned_at, excluded.scanned_at), excluded.scanned_at)",
+                     AND (ci_images.scanned_at IS NULL OR excluded.scanned_at >= ci_images.scanned_at)
+                     THEN excluded.source ELSE ci_images.source END,
+                 -- The newest scan time; a file without one keeps what is known.
+                 scanned_at = CASE WHEN excluded.scanned_at IS NOT NULL
+                     AND (ci_images.scanned_at IS NULL OR excluded.scanned_at > ci_images.scanned_at)
+                     THEN excluded.scanned_at ELSE ci_images.scanned_at END",
         )?
         .execute(params![image_id, c.artifact, source, seen_at, scanned_at])?;
         self.ci.files += 1;
@@ -203,7 +206,7 @@ impl Session<'_> {
             conn.prepare_cached(
                 "INSERT INTO ci_covered(image_id, family, scanned_at) VALUES(?1, ?2, ?3)
                  ON CONFLICT(image_id, family) DO UPDATE
-                     SET scanned_at = MAX(scanned_at, excluded.scanned_at)",
+                     SET scanned_at = MAX(ci_covered.scanned_at, excluded.scanned_at)",
             )?
             .execute(params![image_id, family.as_str(), seen_at])?;
         }
@@ -337,7 +340,7 @@ impl Session<'_> {
                  WHERE image_id = ?1 AND subject_id = ?2 AND resolved_at IS NULL",
             )?
             .query_map(params![image_id, subject_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::store::db::Result<_>>()?;
         let mut gone = conn.prepare_cached(
             "UPDATE ci_findings SET resolved_at = ?4
              WHERE image_id = ?1 AND subject_id = ?2 AND fkey = ?3",
@@ -368,7 +371,7 @@ pub fn join_key(family: Family, fkey: &str) -> &str {
 /// The cluster has (or had) this CI finding: a runtime finding of the subject with the
 /// same join key.
 pub fn seen_at_runtime(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     family: Family,
     subject_id: i64,
     fkey: &str,

@@ -5,8 +5,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::store::db::{Db, OptionalExtension, params};
 use anyhow::{Context, Result};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::Store;
@@ -173,7 +173,7 @@ pub fn by_id(store: &Store, id: &str, filter: Filter) -> Result<Vec<FindingHit>>
 
 /// One finding of `subject`: its runtime rows (`runtime` keys, usually one) and CI rows.
 fn finding_hit(
-    conn: &Connection,
+    conn: &Db,
     subject_id: i64,
     runtime_keys: &BTreeSet<String>,
     ci_keys: &BTreeSet<String>,
@@ -336,7 +336,7 @@ pub fn by_package(
         let ids: BTreeSet<i64> = conn
             .prepare_cached("SELECT image_id FROM image_packages WHERE package_id = ?1")?
             .query_map(params![id], |r| r.get::<_, i64>(0))?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::store::db::Result<_>>()?;
         let images = images(conn, &ids, filter)?;
         if images.is_empty() {
             continue;
@@ -376,7 +376,7 @@ pub fn by_image(store: &Store, repo: &str, filter: Filter) -> Result<Vec<Reposit
     )?;
     let rows: Vec<(i64, String)> = stmt
         .query_map(params![repository], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     let mut by_repo: BTreeMap<String, BTreeSet<i64>> = BTreeMap::new();
     for (id, reg) in rows {
         if registry.as_ref().is_some_and(|r| *r != reg) {
@@ -414,7 +414,7 @@ pub fn by_image(store: &Store, repo: &str, filter: Filter) -> Result<Vec<Reposit
     Ok(out)
 }
 
-fn open_counts(conn: &Connection, image_id: i64) -> Result<BTreeMap<String, u64>> {
+fn open_counts(conn: &Db, image_id: i64) -> Result<BTreeMap<String, u64>> {
     let mut stmt = conn.prepare_cached(
         "SELECT f.severity, COUNT(DISTINCT f.id) FROM targets t
          JOIN target_findings tf ON tf.target_id = t.id JOIN findings f ON f.id = tf.finding_id
@@ -434,7 +434,7 @@ fn open_counts(conn: &Connection, image_id: i64) -> Result<BTreeMap<String, u64>
 
 /// The image contents `ids`, with their workloads and CI sightings; images that neither
 /// run nor were seen by CI only with `include_past`.
-fn images(conn: &Connection, ids: &BTreeSet<i64>, filter: Filter) -> Result<Vec<ImageHit>> {
+fn images(conn: &Db, ids: &BTreeSet<i64>, filter: Filter) -> Result<Vec<ImageHit>> {
     let mut out = Vec::new();
     for &id in ids {
         let Some((key, registry, repository, tag, digest, first_seen)) = conn
@@ -473,7 +473,7 @@ fn images(conn: &Connection, ids: &BTreeSet<i64>, filter: Filter) -> Result<Vec<
                     since: r.get(3)?,
                 })
             })?
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<crate::store::db::Result<_>>()?;
         workloads.sort();
         let last_ran: Option<i64> = conn
             .prepare_cached("SELECT MAX(last_seen) FROM sightings WHERE image_id = ?1")?

@@ -1,26 +1,40 @@
-//! The embedded SQLite store: images deduplicated by digest, the workloads that run
-//! them, findings with their history, and the DefectDojo outbox.
+//! The store: images deduplicated by digest, the workloads that run them, findings with
+//! their history, and the DefectDojo outbox.
 //!
-//! One file, WAL journal, versioned migrations. Every write of a sweep happens in one
-//! transaction, so a crash leaves the store as it was before the sweep.
+//! An embedded SQLite file (WAL journal) by default, or a PostgreSQL database shared by
+//! a fleet; one SQL dialect over both (`db`), versioned migrations for each. Every write
+//! of a sweep happens in one transaction, so a crash leaves the store as it was before
+//! the sweep.
 
+pub mod db;
 mod ingest;
 pub mod inventory;
+pub mod location;
 pub mod lookup;
+mod pg;
 pub mod query;
 mod schema;
+mod tls;
 pub mod triage;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rusqlite::{Connection, OptionalExtension, params};
 
+pub use db::Db;
+use db::{OptionalExtension, params};
 pub use ingest::{FinishStats, Session};
+pub use location::{PgTarget, StoreLocation};
 
 /// Default wait for another process's write lock.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// PostgreSQL advisory lock keys (one database holds one store): the migrations, and
+/// the write lock every write transaction takes, as SQLite's `BEGIN IMMEDIATE` does, so
+/// writers from many clusters queue instead of deadlocking on each other's rows.
+const PG_MIGRATE_LOCK: i64 = 0x7472_6976_7964_0001;
+const PG_WRITE_LOCK: i64 = 0x7472_6976_7964_0002;
 
 /// The wait for a lock; `TRIVY_DIGEST_BUSY_TIMEOUT_MS` (undocumented, for tests) shortens it.
 fn busy_timeout() -> Duration {
@@ -30,31 +44,28 @@ fn busy_timeout() -> Duration {
         .map_or(BUSY_TIMEOUT, Duration::from_millis)
 }
 
-/// True for SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock.
-pub fn is_busy(e: &rusqlite::Error) -> bool {
-    matches!(
-        e.sqlite_error_code(),
-        Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
-    )
+/// True for SQLITE_BUSY / SQLITE_LOCKED, or PostgreSQL's lock timeout: another
+/// connection holds the lock.
+pub fn is_busy(e: &db::Error) -> bool {
+    e.is_busy()
 }
 
-/// "database is locked" says neither which file nor why; this says both.
+/// "database is locked" says neither which store nor why; this says both.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "store {} is locked: another trivy-digest process (a `run` or a `scan`) holds its write \
+    "store {location} is locked: another trivy-digest process (a `run` or a `scan`) holds its write \
      lock and did not release it within {}; wait for it to finish or stop it",
-    path.display(),
     humantime::format_duration(*waited)
 )]
 pub struct StoreLocked {
-    pub path: PathBuf,
+    pub location: String,
     pub waited: Duration,
 }
 
-fn busy_or(path: &Path, e: rusqlite::Error) -> anyhow::Error {
+fn busy_or(location: &StoreLocation, e: db::Error) -> anyhow::Error {
     if is_busy(&e) {
         StoreLocked {
-            path: path.to_owned(),
+            location: location.to_string(),
             waited: busy_timeout(),
         }
         .into()
@@ -63,23 +74,37 @@ fn busy_or(path: &Path, e: rusqlite::Error) -> anyhow::Error {
     }
 }
 
-/// SQLite's own message, without the SQL text rusqlite adds to input errors.
-fn sqlite_message(e: &rusqlite::Error) -> String {
+/// The engine's own message, without the SQL text rusqlite adds to input errors.
+fn engine_message(e: &db::Error) -> String {
     match e {
-        rusqlite::Error::SqlInputError { msg, .. } => msg.clone(),
-        rusqlite::Error::SqliteFailure(f, Some(msg)) => format!("{msg} ({:?})", f.code),
+        db::Error::Sqlite(rusqlite::Error::SqlInputError { msg, .. }) => msg.clone(),
+        db::Error::Sqlite(rusqlite::Error::SqliteFailure(f, Some(msg))) => {
+            format!("{msg} ({:?})", f.code)
+        }
         other => other.to_string(),
     }
 }
 
 pub struct Store {
-    conn: Connection,
-    path: PathBuf,
+    conn: Db,
+    location: StoreLocation,
 }
 
 impl Store {
-    /// Opens (creating if needed) and migrates the store at `path`.
+    /// Opens (creating if needed) and migrates the SQLite store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_at(&StoreLocation::Sqlite(path.to_owned()))
+    }
+
+    /// Opens (creating if needed) and migrates the store: a file or a PostgreSQL database.
+    pub fn open_at(location: &StoreLocation) -> Result<Store> {
+        match location {
+            StoreLocation::Sqlite(path) => Store::open_sqlite(path),
+            StoreLocation::Postgres(target) => Store::open_postgres(target),
+        }
+    }
+
+    fn open_sqlite(path: &Path) -> Result<Store> {
         // SQLite opens an empty path as a private temporary database: history would vanish.
         if path.as_os_str().to_string_lossy().trim().is_empty() {
             bail!("the store path is empty; set `store:` in the config or --store");
@@ -91,54 +116,85 @@ impl Store {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("store {}: cannot create directory", path.display()))?;
         }
-        let conn = Connection::open(path)
+        let conn = rusqlite::Connection::open(path)
             .with_context(|| format!("store {}: cannot open", path.display()))?;
+        let location = StoreLocation::Sqlite(path.to_owned());
         let mut store = Store {
-            conn,
-            path: path.to_owned(),
+            conn: Db::Sqlite(conn),
+            location: location.clone(),
         };
         store.configure().map_err(|e| {
             if e.is::<StoreLocked>() {
                 return e;
             }
-            match e.downcast::<rusqlite::Error>() {
-                Ok(r) if is_busy(&r) => busy_or(path, r),
+            match e.downcast::<db::Error>() {
+                Ok(r) if is_busy(&r) => busy_or(&location, r),
                 Ok(r) => anyhow::Error::new(r).context(format!("store {}", path.display())),
-                Err(e) => e.context(format!("store {}", path.display())),
+                Err(e) => match e.downcast::<rusqlite::Error>() {
+                    Ok(r) => {
+                        busy_or(&location, r.into()).context(format!("store {}", path.display()))
+                    }
+                    Err(e) => e.context(format!("store {}", path.display())),
+                },
             }
         })?;
         Ok(store)
     }
 
-    pub fn open_in_memory() -> Result<Store> {
-        let conn = Connection::open_in_memory()?;
+    fn open_postgres(target: &PgTarget) -> Result<Store> {
+        let conn = pg::PgConn::connect(target)
+            .map_err(|e| anyhow::anyhow!("store {target}: cannot connect: {e}"))?;
         let mut store = Store {
-            conn,
-            path: PathBuf::from(":memory:"),
+            conn: Db::Postgres(conn),
+            location: StoreLocation::Postgres(target.clone()),
+        };
+        store
+            .configure()
+            .with_context(|| format!("store {target}"))?;
+        Ok(store)
+    }
+
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        let mut store = Store {
+            conn: Db::Sqlite(conn),
+            location: StoreLocation::Sqlite(PathBuf::from(":memory:")),
         };
         store.configure()?;
         Ok(store)
     }
 
     fn configure(&mut self) -> Result<()> {
-        // Another process (a second replica, a `scan` beside `run`) waits instead of failing.
-        self.conn.busy_timeout(busy_timeout())?;
-        let mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
-        if mode != "wal" && self.path != Path::new(":memory:") {
-            tracing::warn!(mode, "SQLite did not switch to WAL; continuing with {mode}");
+        match &self.conn {
+            Db::Sqlite(conn) => {
+                // Another process (a second replica, a `scan` beside `run`) waits instead of failing.
+                conn.busy_timeout(busy_timeout())?;
+                let mode: String = conn.query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))?;
+                if mode != "wal" && self.location.sqlite_path() != Some(Path::new(":memory:")) {
+                    tracing::warn!(mode, "SQLite did not switch to WAL; continuing with {mode}");
+                }
+                conn.execute_batch(
+                    "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8192;",
+                )?;
+                self.migrate_sqlite()
+            }
+            Db::Postgres(_) => {
+                // A writer of another cluster holding the write lock: wait as long as
+                // SQLite would, then say so (StoreLocked).
+                self.conn.execute_batch(&format!(
+                    "SET lock_timeout = {}; SET client_min_messages = warning",
+                    busy_timeout().as_millis().max(1)
+                ))?;
+                self.migrate_postgres()
+            }
         }
-        self.conn.execute_batch(
-            "PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=ON; PRAGMA cache_size=-8192;",
-        )?;
-        self.migrate()
     }
 
-    fn migrate(&mut self) -> Result<()> {
-        let raw: i64 = self
-            .conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    fn migrate_sqlite(&mut self) -> Result<()> {
+        let Db::Sqlite(conn) = &mut self.conn else {
+            bail!("not an SQLite store");
+        };
+        let raw: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
         // Negative is no version this program ever wrote: not a fresh store to migrate.
         let Ok(version) = usize::try_from(raw) else {
             bail!(
@@ -154,11 +210,9 @@ impl Store {
             );
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
-            let path = self.path.clone();
-            let tx = self
-                .conn
+            let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(|e| busy_or(&path, e))?;
+                .map_err(|e| busy_or(&self.location, e.into()))?;
             // Another connection (a task of this process opening the same fresh store,
             // another replica) may have applied it while this one waited for the lock.
             let applied: i64 = tx.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -167,49 +221,119 @@ impl Store {
             }
             // SQLite's message only: rusqlite's would repeat the whole migration's SQL.
             tx.execute_batch(sql).map_err(|e| {
-                anyhow::anyhow!("migration {} failed: {}", i + 1, sqlite_message(&e))
+                anyhow::anyhow!("migration {} failed: {}", i + 1, engine_message(&e.into()))
             })?;
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
-            tx.commit().map_err(|e| busy_or(&path, e))?;
+            tx.commit().map_err(|e| busy_or(&self.location, e.into()))?;
         }
         Ok(())
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// PostgreSQL's migrations, under a lock: replicas of many clusters start at once.
+    fn migrate_postgres(&mut self) -> Result<()> {
+        let db = &self.conn;
+        db.execute_batch(&format!("SELECT pg_advisory_lock({PG_MIGRATE_LOCK})"))
+            .map_err(|e| busy_or(&self.location, e))?;
+        let result = (|| -> Result<()> {
+            db.execute_batch(
+                "CREATE TABLE IF NOT EXISTS schema_version (version BIGINT NOT NULL)",
+            )?;
+            let version = self.pg_version()?;
+            if version > schema::POSTGRES.len() {
+                bail!(
+                    "schema version {version} is newer than this binary knows ({}); \
+                     use a newer trivy-digest",
+                    schema::POSTGRES.len()
+                );
+            }
+            for (i, sql) in schema::POSTGRES.iter().enumerate().skip(version) {
+                db.execute_batch("BEGIN")?;
+                let applied = db
+                    .execute_batch(sql)
+                    .map_err(|e| {
+                        anyhow::anyhow!("migration {} failed: {}", i + 1, engine_message(&e))
+                    })
+                    .and_then(|()| {
+                        db.execute("DELETE FROM schema_version", [])?;
+                        db.execute(
+                            "INSERT INTO schema_version(version) VALUES(?1)",
+                            params![(i + 1) as i64],
+                        )?;
+                        Ok(db.execute_batch("COMMIT")?)
+                    });
+                if let Err(e) = applied {
+                    let _ = db.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+            Ok(())
+        })();
+        let _ = db.execute_batch(&format!("SELECT pg_advisory_unlock({PG_MIGRATE_LOCK})"));
+        result
+    }
+
+    fn pg_version(&self) -> Result<usize> {
+        let v: Option<i64> =
+            self.conn
+                .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))?;
+        let v = v.unwrap_or(0);
+        usize::try_from(v)
+            .map_err(|_| anyhow::anyhow!("store {}: schema version {v} is negative", self.location))
+    }
+
+    /// Where the store is, as it may be printed (a PostgreSQL URL without its password).
+    pub fn location(&self) -> &StoreLocation {
+        &self.location
+    }
+
+    pub fn engine(&self) -> db::Engine {
+        self.conn.engine()
     }
 
     pub fn schema_version(&self) -> Result<usize> {
+        if self.conn.engine() == db::Engine::Postgres {
+            return self.pg_version();
+        }
         let v: i64 = self
             .conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))?;
-        usize::try_from(v).map_err(|_| {
-            anyhow::anyhow!(
-                "store {}: schema version {v} is negative",
-                self.path.display()
-            )
-        })
+        usize::try_from(v)
+            .map_err(|_| anyhow::anyhow!("store {}: schema version {v} is negative", self.location))
     }
 
-    pub(crate) fn conn(&self) -> &Connection {
+    pub(crate) fn conn(&self) -> &Db {
         &self.conn
     }
 
     /// Takes the write lock (waiting up to the busy timeout for another process).
     pub(crate) fn begin_write(&self) -> Result<()> {
-        self.conn
-            .execute_batch("BEGIN IMMEDIATE")
-            .map_err(|e| busy_or(&self.path, e))
+        match &self.conn {
+            Db::Sqlite(_) => self
+                .conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| busy_or(&self.location, e)),
+            Db::Postgres(_) => {
+                self.conn.execute_batch("BEGIN")?;
+                if let Err(e) = self
+                    .conn
+                    .execute_batch(&format!("SELECT pg_advisory_xact_lock({PG_WRITE_LOCK})"))
+                {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    return Err(busy_or(&self.location, e));
+                }
+                Ok(())
+            }
+        }
     }
 
     /// Runs `f` in one write transaction: committed when it returns Ok, rolled back otherwise.
-    pub fn write<T>(&mut self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub fn write<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         self.begin_write()?;
         match f(&self.conn) {
             Ok(v) => {
                 self.conn
                     .execute_batch("COMMIT")
-                    .map_err(|e| busy_or(&self.path, e))?;
+                    .map_err(|e| busy_or(&self.location, e))?;
                 Ok(v)
             }
             Err(e) => {
@@ -223,13 +347,13 @@ impl Store {
     /// the DefectDojo tests it pushes to can say which store they belong to (two stores
     /// may well be given the same cluster name).
     pub fn identity(&self) -> Result<String> {
-        let read = |conn: &Connection| -> rusqlite::Result<Option<String>> {
+        let read = |conn: &Db| -> db::Result<Option<String>> {
             conn.query_row("SELECT value FROM meta WHERE key='store_id'", [], |r| {
                 r.get(0)
             })
             .optional()
         };
-        if let Some(id) = read(&self.conn).map_err(|e| busy_or(&self.path, e))? {
+        if let Some(id) = read(&self.conn).map_err(|e| busy_or(&self.location, e))? {
             return Ok(id);
         }
         let id = format!("{:016x}", fastrand::u64(..));
@@ -239,14 +363,11 @@ impl Store {
                 "INSERT INTO meta(key, value) VALUES('store_id', ?1) ON CONFLICT DO NOTHING",
                 params![id],
             )
-            .map_err(|e| busy_or(&self.path, e))?;
+            .map_err(|e| busy_or(&self.location, e))?;
         read(&self.conn)
-            .map_err(|e| busy_or(&self.path, e))?
+            .map_err(|e| busy_or(&self.location, e))?
             .ok_or_else(|| {
-                anyhow::anyhow!(
-                    "store {}: no store_id after writing one",
-                    self.path.display()
-                )
+                anyhow::anyhow!("store {}: no store_id after writing one", self.location)
             })
     }
 
@@ -264,7 +385,7 @@ impl Store {
             Some(c) => bail!(
                 "store {} belongs to cluster {c:?}, not {cluster:?}; use one store per cluster \
                  (--store or `store:` in the config)",
-                self.path.display()
+                self.location
             ),
             None => {
                 self.conn
@@ -272,7 +393,7 @@ impl Store {
                         "INSERT INTO meta(key, value) VALUES('cluster', ?1)",
                         params![cluster],
                     )
-                    .map_err(|e| busy_or(&self.path, e))?;
+                    .map_err(|e| busy_or(&self.location, e))?;
                 Ok(())
             }
         }
@@ -290,7 +411,7 @@ mod migrate_race {
     fn a_store_migrated_while_waiting_for_the_lock_opens() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("store.db");
-        let mut other = Connection::open(&path).expect("open");
+        let mut other = rusqlite::Connection::open(&path).expect("open");
         let mode: String = other
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .expect("wal");

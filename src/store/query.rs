@@ -2,8 +2,8 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::store::db::{Db, params};
 use anyhow::{Context as _, Result};
-use rusqlite::{Connection, params};
 use serde::Serialize;
 
 use crate::model::{Severity, SeverityCounts};
@@ -24,7 +24,7 @@ pub struct ScanTotals {
 pub fn scan_totals(store: &Store, scan_id: i64) -> Result<ScanTotals> {
     let conn = store.conn();
     let (images, pinned): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(i.digest IS NOT NULL), 0) FROM images i
+        "SELECT COUNT(*), COUNT(i.digest) FROM images i
          WHERE i.id IN (SELECT t.image_id FROM reports r JOIN targets t ON t.id = r.target_id
                         WHERE r.seen_scan = ?1)",
         params![scan_id],
@@ -71,7 +71,7 @@ pub struct LiveTotals {
 pub fn live_totals(store: &Store) -> Result<LiveTotals> {
     let conn = store.conn();
     let (images, pinned): (i64, i64) = conn.query_row(
-        "SELECT COUNT(*), COALESCE(SUM(i.digest IS NOT NULL), 0) FROM images i
+        "SELECT COUNT(*), COUNT(i.digest) FROM images i
          WHERE i.id IN (SELECT t.image_id FROM targets t JOIN reports r ON r.target_id = t.id)",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
@@ -95,9 +95,7 @@ pub fn live_totals(store: &Store) -> Result<LiveTotals> {
 
 /// Namespace name → annotations, as last seen. A row whose JSON is not an object of
 /// strings is skipped with a warning naming the namespace.
-pub fn namespace_annotations(
-    conn: &Connection,
-) -> Result<HashMap<String, HashMap<String, String>>> {
+pub fn namespace_annotations(conn: &Db) -> Result<HashMap<String, HashMap<String, String>>> {
     let mut out = HashMap::new();
     let mut stmt = conn.prepare_cached("SELECT name, annotations FROM namespaces")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
@@ -117,7 +115,7 @@ pub fn namespace_annotations(
 }
 
 /// Namespace → the team its `annotation` names (trimmed), for namespaces that have one.
-pub fn teams_by_namespace(conn: &Connection, annotation: &str) -> Result<BTreeMap<String, String>> {
+pub fn teams_by_namespace(conn: &Db, annotation: &str) -> Result<BTreeMap<String, String>> {
     Ok(namespace_annotations(conn)?
         .into_iter()
         .filter_map(|(ns, mut a)| a.remove(annotation).map(|t| (ns, t.trim().to_owned())))
@@ -126,7 +124,7 @@ pub fn teams_by_namespace(conn: &Connection, annotation: &str) -> Result<BTreeMa
 
 /// Highest finding event id: what the output runner polls for new work (every 100 ms:
 /// the rowid's maximum, from a cached statement).
-pub fn last_event_id(conn: &Connection) -> Result<i64> {
+pub fn last_event_id(conn: &Db) -> Result<i64> {
     Ok(conn
         .prepare_cached("SELECT COALESCE(MAX(id), 0) FROM finding_events")?
         .query_row([], |r| r.get(0))?)

@@ -8,8 +8,8 @@
 
 use std::collections::HashMap;
 
+use crate::store::db::{Db, params};
 use anyhow::{Context, Result};
-use rusqlite::{Connection, params};
 
 use crate::model::{Family, finding_uid};
 
@@ -68,7 +68,7 @@ pub struct Verdict {
 /// Records DefectDojo's id for a finding of a test, with its triage flags when read back
 /// (`None` keeps the flags recorded before) and the hash of what was sent.
 pub fn record(
-    conn: &Connection,
+    conn: &Db,
     test_id: i64,
     uid: &str,
     dd_id: i64,
@@ -114,7 +114,7 @@ pub struct Copy {
 }
 
 /// Every DefectDojo copy of one finding (one per test that holds it).
-pub fn copies(conn: &Connection, finding_id: i64) -> Result<Vec<Copy>> {
+pub fn copies(conn: &Db, finding_id: i64) -> Result<Vec<Copy>> {
     let Some((family, key, fkey)) = conn
         .prepare_cached(
             "SELECT s.family, s.key, f.fkey FROM findings f JOIN subjects s ON s.id = f.subject_id
@@ -129,7 +129,7 @@ pub fn copies(conn: &Connection, finding_id: i64) -> Result<Vec<Copy>> {
         })
         .map(Some)
         .or_else(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => Ok(None),
+            crate::store::db::Error::NoRows => Ok(None),
             e => Err(e),
         })?
     else {
@@ -158,12 +158,12 @@ pub fn copies(conn: &Connection, finding_id: i64) -> Result<Vec<Copy>> {
             },
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::store::db::Result<_>>()?)
 }
 
 /// Every triaged finding (by our finding id): one pass over the subjects that have a
 /// triaged finding somewhere, not one query per finding.
-pub fn verdicts(conn: &Connection) -> Result<HashMap<i64, Verdict>> {
+pub fn verdicts(conn: &Db) -> Result<HashMap<i64, Verdict>> {
     let mut stmt = conn.prepare(
         "SELECT t.subject_id, f.uid, f.risk_accepted, f.false_p, f.out_of_scope
          FROM dojo_findings f JOIN dojo_tests t ON t.id = f.test_id

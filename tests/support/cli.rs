@@ -10,6 +10,9 @@ pub struct Workspace {
     pub dir: tempfile::TempDir,
     /// Extra environment for every run (DEFECTDOJO_URL, ...).
     pub env: Vec<(String, String)>,
+    /// The PostgreSQL database this workspace's store is in (`Workspace::postgres`);
+    /// None for the SQLite file.
+    pub pg: Option<String>,
 }
 
 /// The result of one run.
@@ -40,6 +43,32 @@ impl Workspace {
         Workspace {
             dir: tempfile::tempdir().expect("temp dir"),
             env: Vec::new(),
+            pg: None,
+        }
+    }
+
+    /// A workspace whose store is a fresh database on the test PostgreSQL server, named
+    /// by TRIVY_DIGEST_STORE, its password read from a file (TRIVY_DIGEST_STORE_PASSWORD_FILE).
+    pub fn postgres(test: &str) -> Workspace {
+        let mut ws = Workspace::new();
+        let db = super::postgres::database(test);
+        let pw = ws.write("pg-password", super::postgres::PASSWORD);
+        ws.env
+            .push(("TRIVY_DIGEST_STORE".into(), super::postgres::url(&db)));
+        ws.env.push((
+            "TRIVY_DIGEST_STORE_PASSWORD_FILE".into(),
+            pw.display().to_string(),
+        ));
+        ws.pg = Some(db);
+        ws
+    }
+
+    /// The engine's name, for messages.
+    pub fn engine(&self) -> &'static str {
+        if self.pg.is_some() {
+            "postgres"
+        } else {
+            "sqlite"
         }
     }
 
@@ -119,8 +148,12 @@ impl Workspace {
         self.run(&refs)
     }
 
-    /// Opens the store read-only for assertions.
+    /// Opens the store read-only for assertions (SQLite workspaces).
     pub fn db(&self) -> rusqlite::Connection {
+        assert!(
+            self.pg.is_none(),
+            "db() reads the SQLite file; use count() on PostgreSQL"
+        );
         rusqlite::Connection::open_with_flags(
             self.store(),
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
@@ -129,6 +162,11 @@ impl Workspace {
     }
 
     pub fn count(&self, sql: &str) -> i64 {
+        if let Some(db) = &self.pg {
+            return super::postgres::admin(db)
+                .query_row(sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        }
         self.db()
             .query_row(sql, [], |r| r.get(0))
             .unwrap_or_else(|e| panic!("{sql}: {e}"))

@@ -8,6 +8,7 @@ pub mod dojo;
 pub mod http_thread;
 pub mod kube_http;
 pub mod kube_server;
+pub mod postgres;
 pub mod proxy;
 pub mod reports;
 pub mod slack;

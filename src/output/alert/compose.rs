@@ -4,8 +4,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::store::db::{Db, OptionalExtension, params};
 use anyhow::Result;
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::queue::{CiItem, Item};
@@ -245,7 +245,7 @@ impl Message {
 }
 
 /// Groups a destination's items by image repository and reads what the messages say.
-pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Result<Vec<Group>> {
+pub fn groups(conn: &Db, items: &[&Item], dojo_url: Option<&str>) -> Result<Vec<Group>> {
     // repo → (item ids, (finding id, family, data, severity, subject id), namespaces)
     type Row = (i64, String, String, String, i64);
     type Acc = (Vec<i64>, Vec<Row>, BTreeSet<String>);
@@ -339,7 +339,7 @@ pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Res
                          AND dd_test_id IS NOT NULL ORDER BY id",
                     )?
                     .query_map(params![subject_id, family], |r| r.get(0))?
-                    .collect::<rusqlite::Result<_>>()?;
+                    .collect::<crate::store::db::Result<_>>()?;
                 for id in ids {
                     dojo_links.push(format!("{}/test/{id}", base.trim_end_matches('/')));
                 }
@@ -363,7 +363,7 @@ pub fn groups(conn: &Connection, items: &[&Item], dojo_url: Option<&str>) -> Res
 
 /// Groups a destination's CI items by image repository: the findings as CI listed them,
 /// the digests CI scanned, and the workloads running those digests now (if any).
-pub fn ci_groups(conn: &Connection, items: &[&CiItem]) -> Result<Vec<Group>> {
+pub fn ci_groups(conn: &Db, items: &[&CiItem]) -> Result<Vec<Group>> {
     #[derive(Default)]
     struct Acc {
         ids: Vec<i64>,

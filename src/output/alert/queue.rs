@@ -3,9 +3,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::store::db::{Db, OptionalExtension, params};
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde::Serialize;
 
 use super::config::AlertsConfig;
@@ -46,7 +46,7 @@ fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 
-pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
+pub fn meta_get(conn: &Db, key: &str) -> Result<Option<String>> {
     Ok(conn
         .query_row("SELECT value FROM meta WHERE key = ?1", params![key], |r| {
             r.get(0)
@@ -54,7 +54,7 @@ pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
         .optional()?)
 }
 
-fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
+fn meta_set(conn: &Db, key: &str, value: &str) -> Result<()> {
     conn.execute(
         "INSERT INTO meta(key, value) VALUES(?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -65,7 +65,7 @@ fn meta_set(conn: &Connection, key: &str, value: &str) -> Result<()> {
 
 /// Takes (or renews) the sending lease for `holder` until `now + ttl`; false while
 /// another holder's lease runs. Call inside a write transaction.
-pub fn claim_sender(conn: &Connection, holder: &str, now: i64, ttl: i64) -> Result<bool> {
+pub fn claim_sender(conn: &Db, holder: &str, now: i64, ttl: i64) -> Result<bool> {
     if let Some(v) = meta_get(conn, SENDER)? {
         let (expires, other) = v.split_once(' ').unwrap_or(("0", ""));
         if other != holder && expires.parse::<i64>().unwrap_or(0) > now {
@@ -77,7 +77,7 @@ pub fn claim_sender(conn: &Connection, holder: &str, now: i64, ttl: i64) -> Resu
 }
 
 /// Gives the lease back, if `holder` still has it.
-pub fn release_sender(conn: &Connection, holder: &str) -> Result<()> {
+pub fn release_sender(conn: &Db, holder: &str) -> Result<()> {
     if let Some(v) = meta_get(conn, SENDER)?
         && v.split_once(' ').map(|(_, h)| h) == Some(holder)
     {
@@ -87,7 +87,7 @@ pub fn release_sender(conn: &Connection, holder: &str) -> Result<()> {
 }
 
 /// True once a baseline (or a first alert run) has been recorded in this store.
-pub fn has_cursor(conn: &Connection) -> Result<bool> {
+pub fn has_cursor(conn: &Db) -> Result<bool> {
     Ok(meta_get(conn, CURSOR)?.is_some())
 }
 
@@ -116,7 +116,7 @@ impl FindingFacts {
     }
 }
 
-pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<FindingFacts>> {
+pub fn finding_facts(conn: &Db, finding_id: i64) -> Result<Option<FindingFacts>> {
     let Some(RoutingRow {
         family,
         repo,
@@ -140,7 +140,7 @@ pub fn finding_facts(conn: &Connection, finding_id: i64) -> Result<Option<Findin
              WHERE tf.finding_id = ?1 ORDER BY r.namespace",
         )?
         .query_map(params![finding_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     Ok(Some(FindingFacts {
         family,
         severity,
@@ -164,9 +164,9 @@ struct RoutingRow {
 }
 
 fn routing_row(
-    conn: &Connection,
+    conn: &Db,
     sql: &str,
-    params: &[&dyn rusqlite::ToSql],
+    params: &[&dyn crate::store::db::ToValue],
 ) -> Result<Option<RoutingRow>> {
     let row = conn
         .prepare_cached(sql)?
@@ -203,7 +203,7 @@ fn routing_row(
 /// whose ignore entry expired. `baseline_allowed` is false in the controller until every
 /// kind was listed: the baseline must hold the whole cluster, not the first batch.
 pub fn plan(
-    conn: &Connection,
+    conn: &Db,
     cfg: &AlertsConfig,
     dests: &[Destination],
     teams: &BTreeMap<String, String>,
@@ -245,7 +245,7 @@ pub fn plan(
              WHERE id > ?1 AND event = 'opened' ORDER BY id",
         )?
         .query_map(params![cursor], |r| Ok((r.get(0)?, r.get(1)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     let last = crate::store::query::last_event_id(conn)?.max(cursor);
     let mut seen = BTreeSet::new();
     for (_, finding_id) in &events {
@@ -307,7 +307,7 @@ pub fn plan(
 
 /// True when a CI alert for this runtime finding's join key is queued or sent to
 /// `destination`.
-fn ci_alerted(conn: &Connection, destination: &str, finding_id: i64) -> Result<bool> {
+fn ci_alerted(conn: &Db, destination: &str, finding_id: i64) -> Result<bool> {
     let row: Option<(i64, String, String)> = conn
         .prepare_cached(
             "SELECT f.subject_id, f.fkey, s.family FROM findings f
@@ -360,12 +360,7 @@ impl CiFacts {
     }
 }
 
-pub fn ci_facts(
-    conn: &Connection,
-    image_id: i64,
-    subject_id: i64,
-    fkey: &str,
-) -> Result<Option<CiFacts>> {
+pub fn ci_facts(conn: &Db, image_id: i64, subject_id: i64, fkey: &str) -> Result<Option<CiFacts>> {
     let Some(RoutingRow {
         family,
         repo,
@@ -401,7 +396,7 @@ pub fn ci_facts(
 /// baseline), so CI alerts only what was not yet seen at runtime. The first run records a
 /// baseline when `baseline_first_run` is on, as for runtime.
 fn plan_ci(
-    conn: &Connection,
+    conn: &Db,
     cfg: &AlertsConfig,
     dests: &[Destination],
     now: DateTime<Utc>,
@@ -429,7 +424,7 @@ fn plan_ci(
             "SELECT image_id, subject_id, fkey FROM ci_events WHERE id > ?1 ORDER BY id",
         )?
         .query_map(params![cursor], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     for (image_id, subject_id, fkey) in &events {
         let Some(facts) = ci_facts(conn, *image_id, *subject_id, fkey)? else {
             continue;
@@ -484,7 +479,7 @@ pub struct CiItem {
     pub fkey: String,
 }
 
-pub fn pending_ci(conn: &Connection) -> Result<Vec<CiItem>> {
+pub fn pending_ci(conn: &Db) -> Result<Vec<CiItem>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, destination, image_id, subject_id, fkey FROM ci_alert_items
          WHERE state = 'pending' ORDER BY id",
@@ -498,11 +493,11 @@ pub fn pending_ci(conn: &Connection) -> Result<Vec<CiItem>> {
             fkey: r.get(4)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::store::db::Result<_>>()?)
 }
 
 /// Moves CI items out of 'pending' for good (resolved, ignored, orphaned).
-pub fn settle_ci(conn: &Connection, ids: &[i64], state: &str, reason: &str) -> Result<()> {
+pub fn settle_ci(conn: &Db, ids: &[i64], state: &str, reason: &str) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "UPDATE ci_alert_items SET state = ?2, reason = ?3 WHERE id = ?1 AND state = 'pending'",
     )?;
@@ -515,7 +510,7 @@ pub fn settle_ci(conn: &Connection, ids: &[i64], state: &str, reason: &str) -> R
 /// Findings held back by an ignore entry that no longer applies (expired or removed)
 /// alert now, if they are still open.
 fn release_expired(
-    conn: &Connection,
+    conn: &Db,
     cfg: &AlertsConfig,
     dests: &[Destination],
     teams: &BTreeMap<String, String>,
@@ -526,7 +521,7 @@ fn release_expired(
             "SELECT id, destination, finding_id FROM alert_items WHERE state = 'ignored'",
         )?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     let by_key: HashMap<&str, &Destination> = dests.iter().map(|d| (d.key.as_str(), d)).collect();
     let mut released = 0;
     for (item, dest, finding_id) in held {
@@ -560,7 +555,7 @@ fn release_expired(
         .query_map([], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     for (item, dest, image_id, subject_id, fkey) in held {
         let Some(d) = by_key.get(dest.as_str()) else {
             continue;
@@ -593,7 +588,7 @@ pub struct Item {
     pub namespaces: Vec<String>,
 }
 
-pub fn pending(conn: &Connection) -> Result<Vec<Item>> {
+pub fn pending(conn: &Db) -> Result<Vec<Item>> {
     let mut stmt = conn.prepare_cached(
         "SELECT id, destination, finding_id, namespaces FROM alert_items
          WHERE state = 'pending' ORDER BY id",
@@ -620,7 +615,7 @@ pub fn pending(conn: &Connection) -> Result<Vec<Item>> {
 }
 
 /// Moves items out of 'pending' for good (accepted, resolved, ignored, orphaned).
-pub fn settle(conn: &Connection, ids: &[i64], state: &str, reason: &str) -> Result<()> {
+pub fn settle(conn: &Db, ids: &[i64], state: &str, reason: &str) -> Result<()> {
     let mut stmt = conn.prepare_cached(
         "UPDATE alert_items SET state = ?2, reason = ?3 WHERE id = ?1 AND state = 'pending'",
     )?;
@@ -633,7 +628,7 @@ pub fn settle(conn: &Connection, ids: &[i64], state: &str, reason: &str) -> Resu
 /// Recorded before the send: a row left in 'sending' is a send a crash interrupted (its
 /// items are still pending, so they are sent again: at most that one message twice).
 pub fn begin_message(
-    conn: &Connection,
+    conn: &Db,
     destination: &str,
     kind: &str,
     title: &str,
@@ -650,7 +645,7 @@ pub fn begin_message(
 /// The server accepted the message: its items are sent, in the same transaction.
 /// `items` are alert_items ids, `ci_items` ci_alert_items ids.
 pub fn message_sent(
-    conn: &Connection,
+    conn: &Db,
     message: i64,
     items: &[i64],
     ci_items: &[i64],
@@ -671,7 +666,7 @@ pub fn message_sent(
     Ok(())
 }
 
-pub fn message_failed(conn: &Connection, message: i64, error: &str) -> Result<()> {
+pub fn message_failed(conn: &Db, message: i64, error: &str) -> Result<()> {
     conn.execute(
         "UPDATE alert_messages SET state = 'failed', last_error = ?2 WHERE id = ?1",
         params![message, error],
@@ -680,7 +675,7 @@ pub fn message_failed(conn: &Connection, message: i64, error: &str) -> Result<()
 }
 
 /// Messages the destination accepted in the hour before `now` (the cap's measure).
-pub fn sent_in_last_hour(conn: &Connection, destination: &str, now: i64) -> Result<u32> {
+pub fn sent_in_last_hour(conn: &Db, destination: &str, now: i64) -> Result<u32> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(*) FROM alert_messages WHERE destination = ?1 AND state = 'sent'
          AND sent_at > ?2 AND kind <> 'test'",
@@ -691,7 +686,7 @@ pub fn sent_in_last_hour(conn: &Connection, destination: &str, now: i64) -> Resu
 }
 
 /// Findings waiting to be sent, for the gauge.
-pub fn pending_count(conn: &Connection) -> Result<u64> {
+pub fn pending_count(conn: &Db) -> Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT (SELECT COUNT(*) FROM alert_items WHERE state = 'pending')
               + (SELECT COUNT(*) FROM ci_alert_items WHERE state = 'pending')",
@@ -702,7 +697,7 @@ pub fn pending_count(conn: &Connection) -> Result<u64> {
 }
 
 /// Sends that failed since the last success, per destination (for the gauge).
-pub fn failing_destinations(conn: &Connection) -> Result<u64> {
+pub fn failing_destinations(conn: &Db) -> Result<u64> {
     let n: i64 = conn.query_row(
         "SELECT COUNT(DISTINCT destination) FROM alert_messages m WHERE state = 'failed'
          AND id > COALESCE((SELECT MAX(id) FROM alert_messages s

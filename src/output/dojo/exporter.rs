@@ -112,7 +112,7 @@ struct Shared<'a, 's> {
 }
 
 impl Shared<'_, '_> {
-    fn db<T>(&self, f: impl FnOnce(&rusqlite::Connection) -> Result<T>) -> Result<T> {
+    fn db<T>(&self, f: impl FnOnce(&crate::store::Db) -> Result<T>) -> Result<T> {
         let guard = self
             .store
             .lock()
@@ -432,7 +432,7 @@ async fn sync_findings(
     } else {
         HashMap::new()
     };
-    let db = |f: &dyn Fn(&rusqlite::Connection) -> Result<()>| {
+    let db = |f: &dyn Fn(&crate::store::Db) -> Result<()>| {
         s.db(|c| f(c)).map_err(|e| DojoError::Setup(e.to_string()))
     };
 

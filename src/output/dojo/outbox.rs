@@ -2,8 +2,8 @@
 //! DefectDojo accepted it, so a crash or restart loses nothing and repeats at most the
 //! push that was in flight.
 
+use crate::store::db::{Db, OptionalExtension, params};
 use anyhow::Result;
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::plan::{Action, Context, PlannedTest};
 use crate::model::Family;
@@ -36,12 +36,7 @@ pub fn refused_retry_wait(refusals: u32) -> i64 {
 /// is queued again only once its retry wait is over (`refused_retry_wait`), or with
 /// `retry_refused` (`scan --resync`). A queued push of the same content keeps its attempt
 /// count and last error, so repeated refusals keep backing off.
-pub fn enqueue(
-    conn: &Connection,
-    p: &PlannedTest,
-    now: i64,
-    retry_refused: bool,
-) -> Result<Enqueued> {
+pub fn enqueue(conn: &Db, p: &PlannedTest, now: i64, retry_refused: bool) -> Result<Enqueued> {
     type Row = (String, String, Option<String>, i64, Option<i64>);
     let existing: Option<Row> = conn
         .prepare_cached(
@@ -119,7 +114,7 @@ pub struct Pending {
     pub dd_test_id: Option<i64>,
 }
 
-pub fn pending(conn: &Connection) -> Result<Vec<Pending>> {
+pub fn pending(conn: &Db) -> Result<Vec<Pending>> {
     let mut stmt = conn.prepare(
         "SELECT o.id, o.test_id, o.action, o.content_hash, o.full_hash, o.form, o.file, o.attempts,
                 t.product_type, t.product, t.engagement, t.title, t.family, t.dd_test_id
@@ -163,7 +158,7 @@ pub fn pending(conn: &Connection) -> Result<Vec<Pending>> {
 }
 
 /// Counted before sending, so a push that crashed the process is visible as an attempt.
-pub fn attempt(conn: &Connection, id: i64, now: i64) -> Result<()> {
+pub fn attempt(conn: &Db, id: i64, now: i64) -> Result<()> {
     conn.execute(
         "UPDATE outbox SET attempts = attempts + 1, last_attempt_at = ?2 WHERE id = ?1",
         params![id, now],
@@ -171,7 +166,7 @@ pub fn attempt(conn: &Connection, id: i64, now: i64) -> Result<()> {
     Ok(())
 }
 
-pub fn note_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
+pub fn note_error(conn: &Db, id: i64, error: &str) -> Result<()> {
     conn.execute(
         "UPDATE outbox SET last_error = ?2 WHERE id = ?1",
         params![id, error],
@@ -182,10 +177,10 @@ pub fn note_error(conn: &Connection, id: i64, error: &str) -> Result<()> {
 /// DefectDojo refused the content (400, 413, ...): kept with its message, sent again after
 /// `refused_retry_wait`. For a refused entry `attempts` counts the identical refusals in a
 /// row: any other answer in between (a different message, a 5xx) starts it again at 1.
-pub fn refuse(conn: &Connection, id: i64, error: &str) -> Result<()> {
+pub fn refuse(conn: &Db, id: i64, error: &str) -> Result<()> {
     conn.execute(
         "UPDATE outbox SET state = 'failed',
-             attempts = CASE WHEN last_error IS ?2 THEN MAX(attempts, 1) ELSE 1 END,
+             attempts = CASE WHEN last_error IS NOT DISTINCT FROM ?2 THEN MAX(attempts, 1) ELSE 1 END,
              last_error = ?2
          WHERE id = ?1",
         params![id, error],
@@ -195,7 +190,7 @@ pub fn refuse(conn: &Connection, id: i64, error: &str) -> Result<()> {
 
 /// A finding was deleted in DefectDojo: forget its id, and make the test's next push a
 /// reimport (which creates it again).
-pub fn finding_gone(conn: &Connection, test_id: i64, uid: &str) -> Result<()> {
+pub fn finding_gone(conn: &Db, test_id: i64, uid: &str) -> Result<()> {
     conn.execute(
         "DELETE FROM dojo_findings WHERE test_id = ?1 AND uid = ?2",
         params![test_id, uid],
@@ -209,13 +204,7 @@ pub fn finding_gone(conn: &Connection, test_id: i64, uid: &str) -> Result<()> {
 
 /// The reimport was accepted: the test's membership is acknowledged and the push leaves
 /// the outbox unless a patch step is still owed (then it stays as a sync).
-pub fn reimported(
-    conn: &Connection,
-    p: &Pending,
-    dd_test_id: i64,
-    result: &str,
-    now: i64,
-) -> Result<()> {
+pub fn reimported(conn: &Db, p: &Pending, dd_test_id: i64, result: &str, now: i64) -> Result<()> {
     conn.execute(
         "UPDATE dojo_tests SET acked_hash = ?2, dd_test_id = ?3, last_push_at = ?4, last_result = ?5
          WHERE id = ?1",
@@ -238,7 +227,7 @@ pub fn reimported(
 }
 
 /// Every changed finding was patched: the test is fully in sync.
-pub fn synced(conn: &Connection, p: &Pending) -> Result<()> {
+pub fn synced(conn: &Db, p: &Pending) -> Result<()> {
     conn.execute(
         "UPDATE dojo_tests SET synced_hash = ?2 WHERE id = ?1",
         params![p.test_id, p.full_hash],
@@ -247,7 +236,7 @@ pub fn synced(conn: &Connection, p: &Pending) -> Result<()> {
     Ok(())
 }
 
-pub fn known_contexts(conn: &Connection) -> Result<std::collections::HashSet<Context>> {
+pub fn known_contexts(conn: &Db) -> Result<std::collections::HashSet<Context>> {
     let mut stmt = conn.prepare("SELECT product_type, product, engagement FROM dojo_contexts")?;
     let rows = stmt.query_map([], |r| {
         Ok(Context {
@@ -256,11 +245,11 @@ pub fn known_contexts(conn: &Connection) -> Result<std::collections::HashSet<Con
             engagement: r.get(2)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::store::db::Result<_>>()?)
 }
 
 /// Age in seconds of the oldest push waiting, if any.
-pub fn oldest_pending_age(conn: &Connection, now: i64) -> Result<Option<i64>> {
+pub fn oldest_pending_age(conn: &Db, now: i64) -> Result<Option<i64>> {
     let oldest: Option<i64> = conn.query_row(
         "SELECT MIN(created_at) FROM outbox WHERE state = 'pending'",
         [],
@@ -270,9 +259,9 @@ pub fn oldest_pending_age(conn: &Connection, now: i64) -> Result<Option<i64>> {
 }
 
 /// Counts for the summary: pushes waiting and pushes refused.
-pub fn depth(conn: &Connection) -> Result<(u64, u64)> {
+pub fn depth(conn: &Db) -> Result<(u64, u64)> {
     let (p, f): (i64, i64) = conn.query_row(
-        "SELECT COALESCE(SUM(state = 'pending'), 0), COALESCE(SUM(state = 'failed'), 0) FROM outbox",
+        "SELECT COUNT(CASE WHEN state = 'pending' THEN 1 END), COUNT(CASE WHEN state = 'failed' THEN 1 END) FROM outbox",
         [],
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
@@ -287,7 +276,7 @@ pub struct DojoFindingState {
 }
 
 pub fn finding_states(
-    conn: &Connection,
+    conn: &Db,
     test_id: i64,
 ) -> Result<std::collections::HashMap<String, DojoFindingState>> {
     let mut stmt =
@@ -301,15 +290,15 @@ pub fn finding_states(
             },
         ))
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    Ok(rows.collect::<crate::store::db::Result<_>>()?)
 }
 
 /// Drops the records of findings no longer in the test (closed by the reimport).
-pub fn forget_findings_except(conn: &Connection, test_id: i64, keep: &[String]) -> Result<()> {
+pub fn forget_findings_except(conn: &Db, test_id: i64, keep: &[String]) -> Result<()> {
     let existing: Vec<String> = conn
         .prepare_cached("SELECT uid FROM dojo_findings WHERE test_id = ?1")?
         .query_map(params![test_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     let keep: std::collections::HashSet<&String> = keep.iter().collect();
     for uid in existing {
         if !keep.contains(&uid) {

@@ -7,8 +7,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::store::db::{Db, OptionalExtension, params};
 use anyhow::{Context as _, Result};
-use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::format::{self, GenericFile, GenericFinding, Usage};
@@ -110,7 +110,7 @@ type Namespaces = HashMap<String, (BTreeMap<String, String>, BTreeMap<String, St
 /// Creates the `dojo_tests` rows it needs. With `force`, every desired test is pushed
 /// again whatever was acknowledged (after a test was deleted in DefectDojo).
 pub fn plan(
-    conn: &Connection,
+    conn: &Db,
     cfg: &DojoConfig,
     cluster: &str,
     force: bool,
@@ -170,7 +170,7 @@ pub fn plan(
                 r.get(7)?,
             ))
         })?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     for (test_id, pt, p, e, title, family, subject_id, origin) in stale {
         if desired.contains(&test_id) {
             continue;
@@ -213,7 +213,7 @@ pub fn plan(
 /// apply, annotations do not); the title is the mapping's test title.
 #[allow(clippy::too_many_arguments)]
 fn plan_ci(
-    conn: &Connection,
+    conn: &Db,
     cfg: &DojoConfig,
     engagement: &Template,
     cluster: &str,
@@ -283,7 +283,7 @@ fn plan_ci(
 
 /// The subjects `condition` (SQL over `subjects s`) selects, in an exported family.
 fn exported_subjects(
-    conn: &Connection,
+    conn: &Db,
     cfg: &DojoConfig,
     condition: &str,
 ) -> Result<Vec<(i64, Family, String)>> {
@@ -293,7 +293,7 @@ fn exported_subjects(
              ORDER BY s.family, s.key"
         ))?
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<crate::store::db::Result<_>>()?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, family, key)| Some((id, Family::parse(&family)?, key)))
@@ -313,7 +313,7 @@ struct CiOpen {
 
 /// The open CI findings of a subject (an image repository) in its newest CI scan that
 /// covered the family (else, with no such scan, the newest content CI found it in).
-fn ci_open_findings(conn: &Connection, family: Family, subject_id: i64) -> Result<Vec<CiOpen>> {
+fn ci_open_findings(conn: &Db, family: Family, subject_id: i64) -> Result<Vec<CiOpen>> {
     let covered: Option<i64> = conn
         .prepare_cached(
             "SELECT c.image_id FROM ci_covered c JOIN images i ON i.id = c.image_id
@@ -385,7 +385,7 @@ impl Built {
 
 #[allow(clippy::too_many_arguments)]
 fn decide(
-    conn: &Connection,
+    conn: &Db,
     cfg: &DojoConfig,
     force: bool,
     test_id: i64,
@@ -510,7 +510,7 @@ fn hashes(form: &[(String, String)], built: &Built) -> (String, String) {
 }
 
 fn upsert_test(
-    conn: &Connection,
+    conn: &Db,
     c: &Context,
     title: &str,
     family: Family,
@@ -537,7 +537,7 @@ fn upsert_test(
         )?)
 }
 
-fn load_namespaces(conn: &Connection) -> Result<Namespaces> {
+fn load_namespaces(conn: &Db) -> Result<Namespaces> {
     let mut out = Namespaces::new();
     let mut stmt = conn.prepare("SELECT name, labels, annotations FROM namespaces")?;
     let rows = stmt.query_map([], |r| {
@@ -556,7 +556,7 @@ fn load_namespaces(conn: &Connection) -> Result<Namespaces> {
     Ok(out)
 }
 
-fn load_targets(conn: &Connection, subject_id: i64) -> Result<BTreeMap<i64, TargetInfo>> {
+fn load_targets(conn: &Db, subject_id: i64) -> Result<BTreeMap<i64, TargetInfo>> {
     let mut targets: BTreeMap<i64, TargetInfo> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT t.id, i.registry, i.repository, i.key, i.tag, w.namespace, w.kind, w.name, r.container,
@@ -621,7 +621,7 @@ struct StoredFinding {
     targets: Vec<i64>,
 }
 
-fn load_findings(conn: &Connection, subject_id: i64) -> Result<Vec<StoredFinding>> {
+fn load_findings(conn: &Db, subject_id: i64) -> Result<Vec<StoredFinding>> {
     let mut by_id: BTreeMap<i64, StoredFinding> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT f.id, f.fkey, f.data, tf.target_id, f.first_title FROM findings f

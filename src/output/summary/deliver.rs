@@ -9,9 +9,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::store::db::{OptionalExtension, params};
 use anyhow::{Context, Result};
 use chrono::{DateTime, Utc};
-use rusqlite::{OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::history::{self, History};

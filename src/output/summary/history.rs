@@ -25,8 +25,8 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
+use crate::store::db::params;
 use anyhow::{Context, Result};
-use rusqlite::params;
 
 use crate::model::{Family, Severity};
 use crate::store::Store;
@@ -177,10 +177,10 @@ pub struct History {
 
 /// The rows of `sql` by their first column, the id; `row` reads the rest.
 fn by_id<T>(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     sql: &str,
     what: &str,
-    row: impl Fn(&rusqlite::Row) -> rusqlite::Result<T>,
+    row: impl Fn(&crate::store::db::Row<'_>) -> crate::store::db::Result<T>,
 ) -> Result<HashMap<i64, T>> {
     let mut stmt = conn.prepare(sql)?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, row(r)?)))?;
@@ -350,7 +350,7 @@ impl History {
         let mut stmt = conn.prepare(
             "WITH live AS (
                 SELECT t.subject_id AS s, COALESCE(t.image_id, 0) AS i, r.workload_id AS w,
-                       MAX(r.gone_since IS NULL) AS running, MAX(r.gone_since) AS gone
+                       MAX(CASE WHEN r.gone_since IS NULL THEN 1 ELSE 0 END) AS running, MAX(r.gone_since) AS gone
                 FROM reports r JOIN targets t ON t.id = r.target_id GROUP BY 1, 2, 3)
              SELECT g.subject_id, g.image_id, g.workload_id, g.first_seen, g.last_seen,
                     live.running, live.gone
@@ -459,13 +459,13 @@ pub fn namespaces_of(
 /// Marks the findings CI saw before the cluster did; false when the store holds no CI
 /// result at all (then the summary says nothing about CI).
 fn mark_known_before_deploy(
-    conn: &rusqlite::Connection,
+    conn: &crate::store::Db,
     findings: &mut [FindingHistory],
 ) -> Result<bool> {
     use crate::store::inventory::join_key;
     let mut stmt = conn.prepare(
         "SELECT c.subject_id, c.fkey, s.family, MIN(c.first_seen) FROM ci_findings c
-         JOIN subjects s ON s.id = c.subject_id GROUP BY c.subject_id, c.fkey",
+         JOIN subjects s ON s.id = c.subject_id GROUP BY c.subject_id, c.fkey, s.family",
     )?;
     let mut ci: HashMap<(i64, String), i64> = HashMap::new();
     for row in stmt.query_map([], |r| {

@@ -27,10 +27,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::store::db::params;
 use anyhow::{Result, bail};
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
-use rusqlite::params;
 
 use super::history::{FindingHistory, History};
 use super::month::Month;

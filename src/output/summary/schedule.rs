@@ -8,10 +8,10 @@
 //! occurrences after the scheduler first ran against this store count (`meta`
 //! `summary_armed_at`), so a fresh install does not mail last month on its first start.
 
+use crate::store::db::{OptionalExtension, params};
 use anyhow::Result;
 use chrono::{DateTime, TimeDelta, Utc};
 use chrono_tz::Tz;
-use rusqlite::{OptionalExtension, params};
 
 use super::deliver::{self, Outcome, SendOptions};
 use super::month::Month;

@@ -108,7 +108,7 @@ async fn index(State(web): State<Arc<SummaryWeb>>, Query(q): Query<TeamQuery>) -
 }
 
 fn render_index(config: &Config, team: Option<&str>, now: DateTime<Utc>) -> Result<String> {
-    let store = Store::open(&config.store)?;
+    let store = Store::open_at(&config.store)?;
     let tz = config.summary.timezone.tz();
     let earliest: Option<i64> =
         store
@@ -169,7 +169,7 @@ async fn month(
     let w = web.clone();
     let scope = team_scope(q.team);
     let r = tokio::task::spawn_blocking(move || -> Result<String> {
-        let store = Store::open(&w.config.store)?;
+        let store = Store::open_at(&w.config.store)?;
         let s = report::build(&store, &deliver::options(&w.config, m, scope, now))?;
         if text {
             render::text_with(&s, &w.config.summary.templates)
