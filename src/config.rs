@@ -24,6 +24,9 @@ pub struct Config {
     pub cluster: String,
     /// The store: an SQLite file (the default), or a `postgres://` URL (fleet mode).
     pub store: StoreLocation,
+    /// The fleet's name, in fleet mode: the default DefectDojo product (`{{ fleet }}`)
+    /// and the summary's title.
+    pub fleet: String,
     /// A file holding the PostgreSQL store's password (a mounted Secret); or
     /// TRIVY_DIGEST_STORE_PASSWORD (or _FILE) in the environment.
     pub store_password_file: Option<PathBuf>,
@@ -58,6 +61,7 @@ impl Default for Config {
             store: StoreLocation::Sqlite(PathBuf::from(DEFAULT_STORE_FILE)),
             store_password_file: None,
             store_password: None,
+            fleet: "fleet".into(),
             grace_period: HumanDuration(Duration::from_secs(24 * 3600)),
             kube: KubeConfig::default(),
             run: RunConfig::default(),
@@ -225,6 +229,10 @@ pub struct RunConfig {
     /// Open HTTP connections at most; further clients wait in the listen backlog.
     pub max_connections: usize,
     pub leader_election: LeaderConfig,
+    /// With a fleet store (PostgreSQL): how long the store's lease on the outputs lasts
+    /// unrenewed. One replica of one cluster runs DefectDojo, alerts and summaries for
+    /// the fleet; if it dies, another cluster's takes over within this long.
+    pub fleet_lease: HumanDuration,
 }
 
 impl Default for RunConfig {
@@ -237,6 +245,7 @@ impl Default for RunConfig {
             header_read_timeout: HumanDuration(Duration::from_secs(10)),
             max_connections: 256,
             leader_election: LeaderConfig::default(),
+            fleet_lease: HumanDuration(Duration::from_secs(15)),
         }
     }
 }
@@ -321,7 +330,7 @@ impl Default for DojoConfig {
             token_file: None,
             token: None,
             product_type: t("Kubernetes"),
-            product: t("{{ cluster }}"),
+            product: t("{{ fleet | cluster }}"),
             engagement: t("trivy-digest"),
             test: t("{{ subject }}"),
             ci_engagement: None,
@@ -437,6 +446,11 @@ impl Config {
                 "run.export_interval".into(),
                 self.run.export_interval,
                 Bounds::new(millis(100), secs(DAY)),
+            ),
+            (
+                "run.fleet_lease".into(),
+                self.run.fleet_lease,
+                Bounds::new(secs(1), secs(HOUR)),
             ),
             (
                 "run.batch_window".into(),

@@ -13,6 +13,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
     Cluster,
+    /// The fleet's name (`fleet` in the config) when the store is a fleet's
+    /// (PostgreSQL); empty otherwise, so `{{ fleet | cluster }}` is the cluster there.
+    Fleet,
     /// `registry/repository` for images, the resource for checks.
     Subject,
     /// Report family: vulnerability, secret, config-audit, rbac, infra, compliance.
@@ -35,6 +38,7 @@ impl Field {
     fn parse(s: &str) -> Option<Field> {
         Some(match s {
             "cluster" => Field::Cluster,
+            "fleet" => Field::Fleet,
             "subject" => Field::Subject,
             "family" => Field::Family,
             "registry" => Field::Registry,
@@ -61,6 +65,7 @@ impl Field {
 #[derive(Debug, Clone, Default)]
 pub struct Vars<'a> {
     pub cluster: &'a str,
+    pub fleet: &'a str,
     pub subject: &'a str,
     pub family: &'a str,
     pub registry: &'a str,
@@ -78,6 +83,7 @@ impl Vars<'_> {
     fn get(&self, f: &Field) -> &str {
         match f {
             Field::Cluster => self.cluster,
+            Field::Fleet => self.fleet,
             Field::Subject => self.subject,
             Field::Family => self.family,
             Field::Registry => self.registry,
@@ -161,7 +167,7 @@ impl Template {
                     alts.push(Alt::Field(f));
                 } else {
                     return Err(err(format!(
-                        "unknown field `{alt}`; fields are cluster, subject, family, registry, \
+                        "unknown field `{alt}`; fields are cluster, fleet, subject, family, registry, \
                          repository, namespace, workload_kind, workload_name, label:<key>, \
                          annotation:<key>, workload_label:<key>, or a \"literal\""
                     )));
@@ -227,9 +233,14 @@ impl Template {
     /// True when every rendering contains the cluster name: some placeholder reads
     /// `cluster` first. As a later alternative (`{{ annotation:team | cluster }}`) it is
     /// only a fallback, and workloads with the annotation render the same in every cluster.
+    /// A leading `fleet` is skipped: it is empty outside fleet mode, where the warning
+    /// this serves applies.
     pub fn always_includes_cluster(&self) -> bool {
         self.parts.iter().any(|p| {
-            matches!(p, Part::Placeholder(alts) if matches!(alts.first(), Some(Alt::Field(Field::Cluster))))
+            matches!(p, Part::Placeholder(alts) if matches!(
+                alts.iter().find(|a| !matches!(a, Alt::Field(Field::Fleet))),
+                Some(Alt::Field(Field::Cluster))
+            ))
         })
     }
 

@@ -324,6 +324,11 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
             session.store().conn(),
             &dojo_cfg,
             &config.cluster,
+            if session.store().is_fleet() {
+                config.fleet.as_str()
+            } else {
+                ""
+            },
             opts.resync,
             &mut |t| {
                 written += 1;

@@ -30,6 +30,8 @@ pub struct Runner {
     pub metrics: Option<Arc<Metrics>>,
     pub events: Option<Arc<Events>>,
     pub clock: Clock,
+    /// In a fleet store: the lease term the outputs' writes must still hold.
+    pub fence: Option<crate::store::lease::Fence>,
 }
 
 /// The flags the outputs run under.
@@ -56,6 +58,7 @@ impl Runner {
             metrics,
             events,
             clock: super::system_clock(),
+            fence: None,
         }
     }
 
@@ -85,6 +88,7 @@ impl Runner {
         let kind = output.kind();
         let wake = output.wake();
         let mut store = Store::open_at(&self.store)?;
+        store.fence(self.fence.clone());
         let poll = wake
             .debounce
             .map_or(POLL, |d| POLL.min(d.max(Duration::from_millis(10))));
@@ -300,6 +304,7 @@ mod tests {
             metrics: None,
             events: None,
             clock: crate::output::system_clock(),
+            fence: None,
         }
     }
 

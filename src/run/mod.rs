@@ -6,6 +6,7 @@
 //! at once.
 
 mod controller;
+mod fleet;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -112,7 +113,26 @@ pub async fn run_with(
             changes: Some(changes_rx),
         };
         let runner = runner.clone();
-        let outputs = tokio::spawn(async move { runner.run(built.outputs, signals).await });
+        let outputs = if config.store.is_postgres() {
+            // A fleet store: the outputs run where the store's lease is held.
+            let (fence_tx, fence_rx) = watch::channel(None);
+            tokio::spawn(fleet::keep_lease(
+                config.store.clone(),
+                fleet::holder(&config.cluster),
+                config.run.fleet_lease.0,
+                fence_tx,
+                stop_rx.clone(),
+                lead_rx.clone(),
+            ));
+            tokio::spawn(fleet::drive_outputs(
+                runner,
+                built.outputs,
+                signals,
+                fence_rx,
+            ))
+        } else {
+            tokio::spawn(async move { runner.run(built.outputs, signals).await })
+        };
         let ctx = controller::Ctx {
             config: &config,
             client: client.clone(),

@@ -58,8 +58,8 @@ impl<'s> Session<'s> {
     pub fn begin(store: &'s mut Store, source: &str, now: i64) -> Result<Session<'s>> {
         store.begin_write()?;
         let scan_id = match store.conn().query_row(
-            "INSERT INTO scans(started_at, source) VALUES(?1, ?2) RETURNING id",
-            params![now, source],
+            "INSERT INTO scans(started_at, source, cluster) VALUES(?1, ?2, ?3) RETURNING id",
+            params![now, source, store.cluster()],
             |r| r.get(0),
         ) {
             Ok(id) => id,
@@ -134,9 +134,9 @@ impl<'s> Session<'s> {
             .conn()
             .prepare_cached(
                 "INSERT INTO reports(kind, namespace, name, workload_id, container, target_id,
-                                     scanned_at, seen_scan, gone_since, selector, labels)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10)
-                 ON CONFLICT(kind, namespace, name) DO UPDATE SET
+                                     scanned_at, seen_scan, gone_since, selector, labels, cluster)
+                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, NULL, ?9, ?10, ?11)
+                 ON CONFLICT(cluster, kind, namespace, name) DO UPDATE SET
                      workload_id = excluded.workload_id, container = excluded.container,
                      target_id = excluded.target_id, scanned_at = excluded.scanned_at,
                      seen_scan = excluded.seen_scan, gone_since = NULL,
@@ -153,6 +153,7 @@ impl<'s> Session<'s> {
                 self.scan_id,
                 self.selector,
                 serde_json::to_string(&r.labels)?,
+                self.store.cluster(),
             ])?;
         if let (Some(image_id), false) = (image_id, r.packages.is_empty()) {
             self.set_packages(
@@ -185,15 +186,17 @@ impl<'s> Session<'s> {
         self.store
             .conn()
             .prepare_cached(
-                "INSERT INTO namespaces(name, labels, annotations, updated_at) VALUES(?1, ?2, ?3, ?4)
-                 ON CONFLICT(name) DO UPDATE SET labels = excluded.labels,
+                "INSERT INTO namespaces(name, labels, annotations, updated_at, cluster)
+                 VALUES(?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(cluster, name) DO UPDATE SET labels = excluded.labels,
                      annotations = excluded.annotations, updated_at = excluded.updated_at",
             )?
             .execute(params![
                 ns.name,
                 serde_json::to_string(&ns.labels)?,
                 serde_json::to_string(&ns.annotations)?,
-                self.now
+                self.now,
+                self.store.cluster(),
             ])?;
         Ok(())
     }
@@ -206,7 +209,7 @@ impl<'s> Session<'s> {
             .conn()
             .prepare_cached(
                 "UPDATE reports SET seen_scan = ?4, gone_since = NULL, selector = ?5
-                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3",
+                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3 AND cluster = ?6",
             )?
             .execute(params![
                 id.kind.as_str(),
@@ -214,6 +217,7 @@ impl<'s> Session<'s> {
                 id.name,
                 self.scan_id,
                 self.selector,
+                self.store.cluster(),
             ])?;
         Ok(n > 0)
     }
@@ -225,9 +229,16 @@ impl<'s> Session<'s> {
             .conn()
             .prepare_cached(
                 "UPDATE reports SET gone_since = ?4
-                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3 AND gone_since IS NULL",
+                 WHERE kind = ?1 AND namespace = ?2 AND name = ?3 AND cluster = ?5
+                   AND gone_since IS NULL",
             )?
-            .execute(params![id.kind.as_str(), id.namespace, id.name, self.now])?;
+            .execute(params![
+                id.kind.as_str(),
+                id.namespace,
+                id.name,
+                self.now,
+                self.store.cluster()
+            ])?;
         Ok(n > 0)
     }
 
@@ -243,8 +254,8 @@ impl<'s> Session<'s> {
     pub fn relisted(&mut self, kind: ReportKind, floor: i64, coverage: &Coverage) -> Result<u64> {
         self.end_unseen(
             "SELECT id, kind, namespace, selector FROM reports
-             WHERE kind = ?1 AND seen_scan < ?2 AND gone_since IS NULL",
-            params![kind.as_str(), floor],
+             WHERE kind = ?1 AND seen_scan < ?2 AND gone_since IS NULL AND cluster = ?3",
+            params![kind.as_str(), floor, self.store.cluster()],
             |k, ns, sel| coverage.covers(k, ns, sel),
         )
     }
@@ -289,12 +300,13 @@ impl<'s> Session<'s> {
         if !scope.is_read_only() {
             stats.reports_gone = self.end_unseen(
                 "SELECT id, kind, namespace, selector FROM reports
-                 WHERE seen_scan <> ?1 AND gone_since IS NULL",
-                params![self.scan_id],
+                 WHERE seen_scan <> ?1 AND gone_since IS NULL AND cluster = ?2",
+                params![self.scan_id, self.store.cluster()],
                 |k, ns, sel| scope.covers(k, ns, sel),
             )?;
         }
         let conn = self.store.conn();
+        let cluster = self.store.cluster();
         let now = self.now;
         for (target, at) in &self.scanned {
             let newer = conn
@@ -325,15 +337,16 @@ impl<'s> Session<'s> {
              FROM (SELECT t.subject_id AS s, COALESCE(t.image_id, 0) AS i, r.workload_id AS w,
                           MAX(r.gone_since) AS gone
                    FROM reports r JOIN targets t ON t.id = r.target_id
-                   WHERE r.gone_since IS NOT NULL AND r.gone_since < ?1
+                   WHERE r.gone_since IS NOT NULL AND r.gone_since < ?1 AND r.cluster = ?2
                    GROUP BY 1, 2, 3) AS x
              WHERE sightings.subject_id = x.s AND sightings.image_id = x.i
                AND sightings.workload_id = x.w",
-            params![cutoff],
+            params![cutoff, cluster],
         )?;
+        // Only this cluster's: another cluster's reports follow its own grace period.
         stats.reports_expired = conn.execute(
-            "DELETE FROM reports WHERE gone_since IS NOT NULL AND gone_since < ?1",
-            params![cutoff],
+            "DELETE FROM reports WHERE gone_since IS NOT NULL AND gone_since < ?1 AND cluster = ?2",
+            params![cutoff, cluster],
         )? as u64;
 
         // Content no report refers to any more is kept for a grace period, then removed.
@@ -422,15 +435,25 @@ impl<'s> Session<'s> {
         }
         let conn = self.store.conn();
         conn.prepare_cached(
-            "INSERT INTO workloads(namespace, kind, name, first_seen) VALUES(?1, ?2, ?3, ?4)
-             ON CONFLICT DO NOTHING",
+            "INSERT INTO workloads(namespace, kind, name, first_seen, cluster)
+             VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
         )?
-        .execute(params![w.namespace, w.kind, w.name, self.now])?;
+        .execute(params![
+            w.namespace,
+            w.kind,
+            w.name,
+            self.now,
+            self.store.cluster()
+        ])?;
         let id: i64 = conn
             .prepare_cached(
-                "SELECT id FROM workloads WHERE namespace = ?1 AND kind = ?2 AND name = ?3",
+                "SELECT id FROM workloads
+                 WHERE namespace = ?1 AND kind = ?2 AND name = ?3 AND cluster = ?4",
             )?
-            .query_row(params![w.namespace, w.kind, w.name], |r| r.get(0))?;
+            .query_row(
+                params![w.namespace, w.kind, w.name, self.store.cluster()],
+                |r| r.get(0),
+            )?;
         self.workloads.insert(w.clone(), id);
         Ok(id)
     }

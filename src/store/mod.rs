@@ -9,6 +9,7 @@
 pub mod db;
 mod ingest;
 pub mod inventory;
+pub mod lease;
 pub mod location;
 pub mod lookup;
 mod pg;
@@ -88,6 +89,10 @@ fn engine_message(e: &db::Error) -> String {
 pub struct Store {
     conn: Db,
     location: StoreLocation,
+    /// The cluster this process writes for (`claim_cluster`); "" until claimed.
+    cluster: String,
+    /// The fleet lease every write transaction must still hold (the outputs' stores).
+    fence: Option<lease::Fence>,
 }
 
 impl Store {
@@ -122,6 +127,8 @@ impl Store {
         let mut store = Store {
             conn: Db::Sqlite(conn),
             location: location.clone(),
+            cluster: String::new(),
+            fence: None,
         };
         store.configure().map_err(|e| {
             if e.is::<StoreLocked>() {
@@ -147,6 +154,8 @@ impl Store {
         let mut store = Store {
             conn: Db::Postgres(conn),
             location: StoreLocation::Postgres(target.clone()),
+            cluster: String::new(),
+            fence: None,
         };
         store
             .configure()
@@ -159,6 +168,8 @@ impl Store {
         let mut store = Store {
             conn: Db::Sqlite(conn),
             location: StoreLocation::Sqlite(PathBuf::from(":memory:")),
+            cluster: String::new(),
+            fence: None,
         };
         store.configure()?;
         Ok(store)
@@ -210,6 +221,11 @@ impl Store {
             );
         }
         for (i, sql) in schema::MIGRATIONS.iter().enumerate().skip(version) {
+            let rebuild = schema::REBUILDS.contains(&(i + 1));
+            if rebuild {
+                // A no-op inside a transaction: set before the migration's.
+                conn.execute_batch("PRAGMA foreign_keys=OFF")?;
+            }
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(|e| busy_or(&self.location, e.into()))?;
@@ -223,8 +239,24 @@ impl Store {
             tx.execute_batch(sql).map_err(|e| {
                 anyhow::anyhow!("migration {} failed: {}", i + 1, engine_message(&e.into()))
             })?;
+            if rebuild {
+                let broken: i64 =
+                    tx.query_row("SELECT COUNT(*) FROM pragma_foreign_key_check", [], |r| {
+                        r.get(0)
+                    })?;
+                if broken > 0 {
+                    bail!(
+                        "migration {}: {broken} rows would break a foreign key; the store \
+                         is left as it was",
+                        i + 1
+                    );
+                }
+            }
             tx.pragma_update(None, "user_version", (i + 1) as i64)?;
             tx.commit().map_err(|e| busy_or(&self.location, e.into()))?;
+            if rebuild {
+                conn.execute_batch("PRAGMA foreign_keys=ON")?;
+            }
         }
         Ok(())
     }
@@ -305,8 +337,26 @@ impl Store {
         &self.conn
     }
 
-    /// Takes the write lock (waiting up to the busy timeout for another process).
+    /// Every later write transaction checks that `fence` still holds its lease, and
+    /// fails with [`lease::LeaseLost`] once it does not.
+    pub fn fence(&mut self, fence: Option<lease::Fence>) {
+        self.fence = fence;
+    }
+
+    /// Takes the write lock (waiting up to the busy timeout for another process); with a
+    /// fence, checks the lease under that lock, so no write follows a lost lease.
     pub(crate) fn begin_write(&self) -> Result<()> {
+        self.begin_write_unfenced()?;
+        if let Some(f) = &self.fence
+            && let Err(e) = lease::check(&self.conn, f)
+        {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn begin_write_unfenced(&self) -> Result<()> {
         match &self.conn {
             Db::Sqlite(_) => self
                 .conn
@@ -329,6 +379,16 @@ impl Store {
     /// Runs `f` in one write transaction: committed when it returns Ok, rolled back otherwise.
     pub fn write<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         self.begin_write()?;
+        self.finish_write(f)
+    }
+
+    /// `write` without the fence: the lease itself is taken and renewed this way.
+    pub(crate) fn write_unfenced<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        self.begin_write_unfenced()?;
+        self.finish_write(f)
+    }
+
+    fn finish_write<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
         match f(&self.conn) {
             Ok(v) => {
                 self.conn
@@ -371,32 +431,68 @@ impl Store {
             })
     }
 
-    /// A store belongs to one cluster: mixing two would let one cluster's sweep mark the
-    /// other's workloads as gone.
-    pub fn claim_cluster(&self, cluster: &str) -> Result<()> {
-        let existing: Option<String> = self
-            .conn
-            .query_row("SELECT value FROM meta WHERE key='cluster'", [], |r| {
-                r.get(0)
-            })
-            .optional()?;
-        match existing {
-            Some(c) if c == cluster => Ok(()),
-            Some(c) => bail!(
-                "store {} belongs to cluster {c:?}, not {cluster:?}; use one store per cluster \
-                 (--store or `store:` in the config)",
-                self.location
-            ),
-            None => {
-                self.conn
-                    .execute(
-                        "INSERT INTO meta(key, value) VALUES('cluster', ?1)",
-                        params![cluster],
-                    )
-                    .map_err(|e| busy_or(&self.location, e))?;
-                Ok(())
+    /// The cluster this process writes for: its sweeps, relists and grace expiry touch
+    /// this cluster's reports only.
+    pub fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    /// True for a store many clusters share (PostgreSQL).
+    pub fn is_fleet(&self) -> bool {
+        self.conn.engine() == db::Engine::Postgres
+    }
+
+    /// Names the cluster this process writes for. An SQLite store belongs to one cluster
+    /// (mixing two in one file is a mistake: the refusal says so); its first claim takes
+    /// the rows written before clusters were recorded. A PostgreSQL store is a fleet's:
+    /// each cluster is recorded, and its rows are tagged with its name.
+    pub fn claim_cluster(&mut self, cluster: &str) -> Result<()> {
+        if cluster.is_empty() {
+            bail!("the cluster name is empty; set `cluster:` in the config or --cluster");
+        }
+        if !self.is_fleet() {
+            let existing: Option<String> = self
+                .conn
+                .query_row("SELECT value FROM meta WHERE key='cluster'", [], |r| {
+                    r.get(0)
+                })
+                .optional()?;
+            match existing {
+                Some(c) if c == cluster => {}
+                Some(c) => bail!(
+                    "store {} belongs to cluster {c:?}, not {cluster:?}; use one store per \
+                     cluster (--store or `store:` in the config), or one PostgreSQL store for \
+                     the fleet (README: Many clusters)",
+                    self.location
+                ),
+                None => {
+                    let name = cluster.to_owned();
+                    self.write(|db| {
+                        db.execute(
+                            "INSERT INTO meta(key, value) VALUES('cluster', ?1)",
+                            params![name],
+                        )?;
+                        for table in ["workloads", "reports", "namespaces", "scans"] {
+                            db.execute(
+                                &format!("UPDATE {table} SET cluster = ?1 WHERE cluster = ''"),
+                                params![name],
+                            )?;
+                        }
+                        Ok(())
+                    })?;
+                }
             }
         }
+        let now = chrono::Utc::now().timestamp();
+        self.conn
+            .execute(
+                "INSERT INTO clusters(name, first_seen, last_seen) VALUES(?1, ?2, ?2)
+                 ON CONFLICT(name) DO UPDATE SET last_seen = excluded.last_seen",
+                params![cluster, now],
+            )
+            .map_err(|e| busy_or(&self.location, e))?;
+        self.cluster = cluster.to_owned();
+        Ok(())
     }
 }
 

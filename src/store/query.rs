@@ -93,11 +93,13 @@ pub fn live_totals(store: &Store) -> Result<LiveTotals> {
     })
 }
 
-/// Namespace name → annotations, as last seen. A row whose JSON is not an object of
+/// Namespace name → annotations, as last seen (in a fleet store, the cluster that
+/// reported the namespace last). A row whose JSON is not an object of
 /// strings is skipped with a warning naming the namespace.
 pub fn namespace_annotations(conn: &Db) -> Result<HashMap<String, HashMap<String, String>>> {
     let mut out = HashMap::new();
-    let mut stmt = conn.prepare_cached("SELECT name, annotations FROM namespaces")?;
+    let mut stmt = conn
+        .prepare_cached("SELECT name, annotations FROM namespaces ORDER BY updated_at, cluster")?;
     let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
     for row in rows {
         let (name, json) = row.context("store: reading namespaces")?;

@@ -3,6 +3,10 @@
 //! `schema_version`. Never edit a released migration: add one, to both lists, with the
 //! same meaning (tests/store_backends.rs runs one suite over both).
 
+/// SQLite migrations that rebuild tables: the runner turns foreign keys off around them
+/// (SQLite's documented procedure) and checks them before committing.
+pub const REBUILDS: &[usize] = &[8];
+
 pub const MIGRATIONS: &[&str] = &[
     // 1: the core pipeline.
     r#"
@@ -397,12 +401,97 @@ pub const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (image_id, family)
     ) WITHOUT ROWID;
     "#,
+    // 8: clusters. Workloads, reports and namespaces belong to a cluster, so that a
+    // fleet's clusters share one store (PostgreSQL) and a sweep, relist or grace expiry
+    // touches its own cluster's rows only. Images, subjects, targets and findings are
+    // shared: one image digest is one content wherever it runs. Rows written before
+    // belong to the cluster the store was claimed for ('' until it is claimed; the first
+    // claim takes them). The tables are rebuilt (SQLite cannot change a UNIQUE
+    // constraint); the runner turns foreign keys off around this one.
+    r#"
+    CREATE TABLE workloads_new (
+        id         INTEGER PRIMARY KEY,
+        cluster    TEXT NOT NULL,
+        namespace  TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        first_seen INTEGER NOT NULL,
+        UNIQUE (cluster, namespace, kind, name)
+    );
+    INSERT INTO workloads_new(id, cluster, namespace, kind, name, first_seen)
+        SELECT id, COALESCE((SELECT value FROM meta WHERE key = 'cluster'), ''),
+               namespace, kind, name, first_seen FROM workloads;
+    DROP TABLE workloads;
+    ALTER TABLE workloads_new RENAME TO workloads;
+
+    CREATE TABLE reports_new (
+        id          INTEGER PRIMARY KEY,
+        cluster     TEXT NOT NULL,
+        kind        TEXT NOT NULL,
+        namespace   TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        workload_id INTEGER NOT NULL REFERENCES workloads(id),
+        container   TEXT NOT NULL,
+        target_id   INTEGER NOT NULL REFERENCES targets(id),
+        scanned_at  INTEGER,
+        seen_scan   INTEGER NOT NULL,
+        gone_since  INTEGER,
+        selector    TEXT NOT NULL DEFAULT '',
+        labels      TEXT NOT NULL DEFAULT '{}',
+        UNIQUE (cluster, kind, namespace, name)
+    );
+    INSERT INTO reports_new(id, cluster, kind, namespace, name, workload_id, container,
+                            target_id, scanned_at, seen_scan, gone_since, selector, labels)
+        SELECT id, COALESCE((SELECT value FROM meta WHERE key = 'cluster'), ''), kind,
+               namespace, name, workload_id, container, target_id, scanned_at, seen_scan,
+               gone_since, selector, labels FROM reports;
+    DROP TABLE reports;
+    ALTER TABLE reports_new RENAME TO reports;
+    CREATE INDEX reports_target ON reports(target_id);
+    CREATE INDEX reports_seen ON reports(seen_scan);
+    CREATE INDEX reports_workload ON reports(workload_id);
+
+    CREATE TABLE namespaces_new (
+        cluster     TEXT NOT NULL,
+        name        TEXT NOT NULL,
+        labels      TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        updated_at  INTEGER NOT NULL,
+        PRIMARY KEY (cluster, name)
+    ) WITHOUT ROWID;
+    INSERT INTO namespaces_new(cluster, name, labels, annotations, updated_at)
+        SELECT COALESCE((SELECT value FROM meta WHERE key = 'cluster'), ''), name, labels,
+               annotations, updated_at FROM namespaces;
+    DROP TABLE namespaces;
+    ALTER TABLE namespaces_new RENAME TO namespaces;
+
+    ALTER TABLE scans ADD COLUMN cluster TEXT NOT NULL DEFAULT '';
+
+    -- The clusters that write to this store, and when each last did.
+    CREATE TABLE clusters (
+        name       TEXT PRIMARY KEY,
+        first_seen INTEGER NOT NULL,
+        last_seen  INTEGER NOT NULL
+    );
+
+    -- Who runs the outputs for every cluster of a shared store (store::lease): the
+    -- holder, its fencing token (each new holder gets the next), and the database
+    -- server's milliseconds.
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        token       INTEGER NOT NULL,
+        acquired_at INTEGER NOT NULL,
+        renewed_at  INTEGER NOT NULL,
+        expires_at  INTEGER NOT NULL
+    );
+    "#,
 ];
 
 /// PostgreSQL's migrations. 1 is SQLite's 1 to 7 in PostgreSQL's types: BIGINT for
 /// INTEGER (SQLite's integers are 64-bit), BYTEA for BLOB, identity columns for rowids.
 pub const POSTGRES: &[&str] = &[
-    // 1: the schema of SQLite's migration 7.
+    // 1: the schema of SQLite's migration 8.
     r#"
 
     CREATE TABLE meta (
@@ -416,17 +505,19 @@ pub const POSTGRES: &[&str] = &[
         started_at  BIGINT NOT NULL,
         finished_at BIGINT,
         source      TEXT NOT NULL,
-        complete    BIGINT NOT NULL DEFAULT 0
+        complete    BIGINT NOT NULL DEFAULT 0,
+        cluster     TEXT NOT NULL DEFAULT ''
     );
 
     -- Namespace + top controller.
     CREATE TABLE workloads (
         id         BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        cluster    TEXT NOT NULL,
         namespace  TEXT NOT NULL,
         kind       TEXT NOT NULL,
         name       TEXT NOT NULL,
         first_seen BIGINT NOT NULL,
-        UNIQUE (namespace, kind, name)
+        UNIQUE (cluster, namespace, kind, name)
     );
 
     -- One image content: by digest, or by tag when unpinned.
@@ -473,6 +564,7 @@ pub const POSTGRES: &[&str] = &[
     -- Report objects; gone_since starts the grace period.
     CREATE TABLE reports (
         id          BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+        cluster     TEXT NOT NULL,
         kind        TEXT NOT NULL,
         namespace   TEXT NOT NULL,
         name        TEXT NOT NULL,
@@ -482,10 +574,11 @@ pub const POSTGRES: &[&str] = &[
         scanned_at  BIGINT,
         seen_scan   BIGINT NOT NULL,
         gone_since  BIGINT,
-        UNIQUE (kind, namespace, name)
+        UNIQUE (cluster, kind, namespace, name)
     );
     CREATE INDEX reports_target ON reports(target_id);
     CREATE INDEX reports_seen ON reports(seen_scan);
+    CREATE INDEX reports_workload ON reports(workload_id);
 
     -- Findings per subject, with their history.
     CREATE TABLE findings (
@@ -577,10 +670,12 @@ pub const POSTGRES: &[&str] = &[
 
     -- Namespace labels and annotations, for mapping templates and team routing.
     CREATE TABLE namespaces (
-        name        TEXT PRIMARY KEY,
+        cluster     TEXT NOT NULL,
+        name        TEXT NOT NULL,
         labels      TEXT NOT NULL,
         annotations TEXT NOT NULL,
-        updated_at  BIGINT NOT NULL
+        updated_at  BIGINT NOT NULL,
+        PRIMARY KEY (cluster, name)
     );
 
     -- Product type / product / engagement known to exist: the first push into any other
@@ -775,6 +870,21 @@ pub const POSTGRES: &[&str] = &[
         family     TEXT NOT NULL,
         scanned_at BIGINT NOT NULL,
         PRIMARY KEY (image_id, family)
+    );
+
+    CREATE TABLE clusters (
+        name       TEXT PRIMARY KEY,
+        first_seen BIGINT NOT NULL,
+        last_seen  BIGINT NOT NULL
+    );
+
+    CREATE TABLE leases (
+        name        TEXT PRIMARY KEY,
+        holder      TEXT NOT NULL,
+        token       BIGINT NOT NULL,
+        acquired_at BIGINT NOT NULL,
+        renewed_at  BIGINT NOT NULL,
+        expires_at  BIGINT NOT NULL
     );
     "#,
 ];

@@ -18,6 +18,7 @@ use crate::output::{Context, Kind, Output, Problem, Report, Step, Wake};
 pub struct DojoOutput {
     cfg: DojoConfig,
     cluster: String,
+    fleet: String,
     client: DojoClient,
     /// Push every test again, whatever DefectDojo acknowledged before (`scan --resync`).
     resync: bool,
@@ -77,6 +78,7 @@ impl DojoOutput {
             client: DojoClient::new(&cfg)?,
             cfg,
             cluster: config.cluster.clone(),
+            fleet: config.fleet.clone(),
             resync,
             export_interval: config.run.export_interval.0,
             metrics,
@@ -86,9 +88,15 @@ impl DojoOutput {
     async fn export(&self, ctx: Context<'_>) -> Result<Step> {
         let now = ctx.now.timestamp();
         let resync = self.resync;
+        // A fleet store's tests hold every cluster's workloads: `{{ fleet }}` names them.
+        let fleet = if ctx.store.is_fleet() {
+            self.fleet.as_str()
+        } else {
+            ""
+        };
         let mut still_refused = Vec::new();
         let plan = ctx.store.write(|conn| {
-            super::plan(conn, &self.cfg, &self.cluster, resync, &mut |t| {
+            super::plan(conn, &self.cfg, &self.cluster, fleet, resync, &mut |t| {
                 match outbox::enqueue(conn, &t, now, resync)? {
                     outbox::Enqueued::StillRefused(e) => {
                         tracing::debug!(test = %t.title, error = %e, "refused earlier; not resent yet");

@@ -125,10 +125,11 @@ pub fn decide(
     }
 }
 
-// Fleet mode (one shared store) joins this list once it exists.
 const FIXES: &str = "give every cluster its own name (`cluster:`, the chart's config.cluster) \
     and a mapping that keeps their tests apart: put {{ cluster }} in defectdojo.product or \
-    defectdojo.engagement, e.g. engagement: '{{ cluster }}'";
+    defectdojo.engagement, e.g. engagement: '{{ cluster }}'; or move the clusters into one \
+    fleet store (`store: postgres://...`, README: Many clusters), whose one test per image \
+    holds every cluster's workloads";
 
 fn foreign(me: &Owner, other: &Owner, id: i64, title: &str) -> String {
     let same_name = if other.cluster == me.cluster {

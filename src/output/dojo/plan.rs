@@ -81,6 +81,9 @@ struct TargetInfo {
 }
 
 struct WorkloadUse {
+    /// The cluster it runs in; shown first in a fleet store's tests.
+    cluster: String,
+    fleet: bool,
     namespace: String,
     kind: String,
     name: String,
@@ -91,11 +94,14 @@ struct WorkloadUse {
 
 impl WorkloadUse {
     fn display(&self) -> String {
-        let base = if self.namespace.is_empty() {
+        let mut base = if self.namespace.is_empty() {
             format!("{}/{}", self.kind, self.name)
         } else {
             format!("{}/{}/{}", self.namespace, self.kind, self.name)
         };
+        if self.fleet {
+            base = format!("{}/{base}", self.cluster);
+        }
         if self.container.is_empty() {
             base
         } else {
@@ -113,6 +119,7 @@ pub fn plan(
     conn: &Db,
     cfg: &DojoConfig,
     cluster: &str,
+    fleet: &str,
     force: bool,
     sink: &mut dyn FnMut(PlannedTest) -> Result<()>,
 ) -> Result<PlanStats> {
@@ -124,7 +131,15 @@ pub fn plan(
                         WHERE t.subject_id = s.id)";
     for (subject_id, family, subject_key) in exported_subjects(conn, cfg, live)? {
         let targets = load_targets(conn, subject_id)?;
-        let groups = group_targets(cfg, cluster, family, &subject_key, &targets, &namespaces);
+        let groups = group_targets(
+            cfg,
+            cluster,
+            fleet,
+            family,
+            &subject_key,
+            &targets,
+            &namespaces,
+        );
         let findings = load_findings(conn, subject_id)?;
         for ((context, title), target_ids) in groups {
             let built = build_test(family, &subject_key, &findings, &targets, &target_ids)?;
@@ -144,6 +159,7 @@ pub fn plan(
             cfg,
             engagement,
             cluster,
+            fleet,
             force,
             &mut desired,
             &mut stats,
@@ -217,6 +233,7 @@ fn plan_ci(
     cfg: &DojoConfig,
     engagement: &Template,
     cluster: &str,
+    fleet: &str,
     force: bool,
     desired: &mut BTreeSet<i64>,
     stats: &mut PlanStats,
@@ -233,6 +250,7 @@ fn plan_ci(
         let (registry, repository) = (first.registry.clone(), first.repository.clone());
         let vars = Vars {
             cluster,
+            fleet,
             subject: &subject_key,
             family: family.as_str(),
             registry: &registry,
@@ -246,7 +264,11 @@ fn plan_ci(
         };
         let context = Context {
             product_type: render_or(&cfg.product_type, &vars, "Kubernetes"),
-            product: render_or(&cfg.product, &vars, cluster),
+            product: render_or(
+                &cfg.product,
+                &vars,
+                if fleet.is_empty() { cluster } else { fleet },
+            ),
             engagement: render_or(engagement, &vars, "trivy-digest-ci"),
         };
         let title = render_or(&cfg.test, &vars, &subject_key);
@@ -539,7 +561,8 @@ fn upsert_test(
 
 fn load_namespaces(conn: &Db) -> Result<Namespaces> {
     let mut out = Namespaces::new();
-    let mut stmt = conn.prepare("SELECT name, labels, annotations FROM namespaces")?;
+    let mut stmt = conn
+        .prepare("SELECT name, labels, annotations FROM namespaces ORDER BY updated_at, cluster")?;
     let rows = stmt.query_map([], |r| {
         Ok((
             r.get::<_, String>(0)?,
@@ -557,16 +580,17 @@ fn load_namespaces(conn: &Db) -> Result<Namespaces> {
 }
 
 fn load_targets(conn: &Db, subject_id: i64) -> Result<BTreeMap<i64, TargetInfo>> {
+    let fleet = conn.engine() == crate::store::db::Engine::Postgres;
     let mut targets: BTreeMap<i64, TargetInfo> = BTreeMap::new();
     let mut stmt = conn.prepare_cached(
         "SELECT t.id, i.registry, i.repository, i.key, i.tag, w.namespace, w.kind, w.name, r.container,
-                r.labels
+                r.labels, w.cluster
          FROM targets t
          LEFT JOIN images i ON i.id = t.image_id
          JOIN reports r ON r.target_id = t.id
          JOIN workloads w ON w.id = r.workload_id
          WHERE t.subject_id = ?1
-         ORDER BY t.id, w.namespace, w.kind, w.name, r.container",
+         ORDER BY t.id, w.cluster, w.namespace, w.kind, w.name, r.container",
     )?;
     let mut rows = stmt.query(params![subject_id])?;
     while let Some(r) = rows.next()? {
@@ -591,6 +615,8 @@ fn load_targets(conn: &Db, subject_id: i64) -> Result<BTreeMap<i64, TargetInfo>>
             workloads: Vec::new(),
         });
         let w = WorkloadUse {
+            cluster: r.get(10)?,
+            fleet,
             namespace: r.get(5)?,
             kind: r.get(6)?,
             name: r.get(7)?,
@@ -602,7 +628,8 @@ fn load_targets(conn: &Db, subject_id: i64) -> Result<BTreeMap<i64, TargetInfo>>
         // that disagree on its labels (an old ReplicaSet still in its grace period) are
         // mapped each on its own, as workloads of one image that disagree are.
         if !t.workloads.iter().any(|x| {
-            x.namespace == w.namespace
+            x.cluster == w.cluster
+                && x.namespace == w.namespace
                 && x.kind == w.kind
                 && x.name == w.name
                 && x.container == w.container
@@ -661,9 +688,11 @@ fn render_or(t: &Template, vars: &Vars<'_>, fallback: &str) -> String {
 
 /// Maps each target (through its workloads) to a test. With the default mapping every
 /// target of a subject lands in one test.
+#[allow(clippy::too_many_arguments)]
 fn group_targets(
     cfg: &DojoConfig,
     cluster: &str,
+    fleet: &str,
     family: Family,
     subject: &str,
     targets: &BTreeMap<i64, TargetInfo>,
@@ -673,8 +702,14 @@ fn group_targets(
     for (id, t) in targets {
         for w in &t.workloads {
             let ns = namespaces.get(&w.namespace);
+            // `{{ cluster }}` is where the workload runs (one store may hold a fleet's).
             let vars = Vars {
-                cluster,
+                cluster: if w.cluster.is_empty() {
+                    cluster
+                } else {
+                    &w.cluster
+                },
+                fleet,
                 subject,
                 family: family.as_str(),
                 registry: &t.registry,
@@ -688,7 +723,11 @@ fn group_targets(
             };
             let context = Context {
                 product_type: render_or(&cfg.product_type, &vars, "Kubernetes"),
-                product: render_or(&cfg.product, &vars, cluster),
+                product: render_or(
+                    &cfg.product,
+                    &vars,
+                    if fleet.is_empty() { cluster } else { fleet },
+                ),
                 engagement: render_or(&cfg.engagement, &vars, "trivy-digest"),
             };
             let title = render_or(&cfg.test, &vars, subject);

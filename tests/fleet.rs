@@ -1,0 +1,362 @@
+//! Fleet mode: many clusters writing into one PostgreSQL store (a real server, started by
+//! tests/support/postgres.rs). Each cluster's sweep, relist and grace expiry touches its
+//! own reports only; images, findings and DefectDojo tests are shared, so an image that
+//! runs in three clusters is one test holding all three clusters' workloads.
+
+mod support;
+
+use std::path::PathBuf;
+use std::process::Child;
+
+use serde_json::Value;
+use support::cli::{Run, Workspace, output};
+use support::dojo::{DojoFake, results};
+use support::reports::{Vuln, digest, list, vuln, vulnerability_report};
+
+const T0: &str = "2026-11-01T10:00:00Z";
+const T1: &str = "2026-11-02T10:00:00Z";
+const T2: &str = "2026-11-05T10:00:00Z";
+
+/// One cluster's install: its own working directory and config, the fleet's store.
+struct Cluster {
+    name: String,
+    ws: Workspace,
+}
+
+fn fleet(test: &str, names: &[&str], extra_config: &str) -> (String, Vec<Cluster>) {
+    let db = support::postgres::database(test);
+    let clusters = names
+        .iter()
+        .map(|n| {
+            let mut ws = Workspace::new();
+            let pw = ws.write("pg-password", support::postgres::PASSWORD);
+            ws.config(&format!(
+                "cluster: {n}\nstore: {}\nstore_password_file: {}\ngrace_period: 24h\n{extra_config}",
+                support::postgres::url(&db),
+                pw.display()
+            ));
+            ws.pg = Some(db.clone());
+            Cluster {
+                name: (*n).to_owned(),
+                ws,
+            }
+        })
+        .collect();
+    (db, clusters)
+}
+
+/// img-1 and img-2 (shared digests 1 and 2) have the same two findings everywhere; each
+/// cluster's own img-0 digest (100, 101, 102) has CVE-2026-0001 and one of its own.
+fn vulns(digest: u32) -> Vec<Vuln> {
+    let own = match digest {
+        100 => "CVE-2026-0100",
+        101 => "CVE-2026-0101",
+        102 => "CVE-2026-0102",
+        _ => "CVE-2026-0002",
+    };
+    vec![
+        vuln("CVE-2026-0001", "openssl", "CRITICAL").fixed("3.0.9"),
+        vuln(own, "zlib", "HIGH"),
+    ]
+}
+
+/// `n` workloads in namespace `shop` of one cluster: workload i runs `org/img-(i % 3)`;
+/// the digest of img-0 is the cluster's own (`own_digest`), img-1 and img-2 are shared.
+fn export(c: &Cluster, n: u32, own_digest: u32) -> PathBuf {
+    let reports: Vec<Value> = (0..n)
+        .map(|i| {
+            let img = i % 3;
+            let d = if img == 0 { own_digest } else { img };
+            vulnerability_report(
+                "shop",
+                &format!("app-{i}"),
+                &format!("org/img-{img}"),
+                Some(&digest(d)),
+                &vulns(d),
+            )
+        })
+        .collect();
+    c.ws.write("export.json", &list(reports))
+}
+
+fn sweep(c: &Cluster, now: &str, input: &std::path::Path) -> Child {
+    c.ws.command(&[
+        "scan",
+        "--format",
+        "json",
+        "--complete",
+        "--now",
+        now,
+        "--from",
+        &input.display().to_string(),
+    ])
+    .stdout(std::process::Stdio::piped())
+    .stderr(std::process::Stdio::piped())
+    .spawn()
+    .expect("spawn scan")
+}
+
+fn finished(c: &Cluster, child: Child) -> Run {
+    let run = output(child.wait_with_output().expect("wait"));
+    assert!(
+        matches!(run.code, 0 | 3),
+        "cluster {}: exit {}\n{}\n{}",
+        c.name,
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+fn live_reports(c: &Cluster) -> i64 {
+    c.ws.count(&format!(
+        "SELECT COUNT(*) FROM reports WHERE cluster = '{}' AND gone_since IS NULL",
+        c.name
+    ))
+}
+
+#[test]
+fn three_clusters_write_at_once_and_each_sweep_ends_only_its_own_reports() {
+    let (_db, clusters) = fleet("three_at_once", &["eu", "us", "ap"], "");
+    let exports: Vec<PathBuf> = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| export(c, 30, 100 + i as u32))
+        .collect();
+    // Three processes, one per cluster, at the same moment; twice, so the second round
+    // meets rows the first wrote.
+    for now in [T0, T1] {
+        let children: Vec<Child> = clusters
+            .iter()
+            .zip(&exports)
+            .map(|(c, e)| sweep(c, now, e))
+            .collect();
+        for (c, child) in clusters.iter().zip(children) {
+            let s = finished(c, child).json();
+            assert_eq!(s["reports"]["stored"], 30, "{}: {s:#}", c.name);
+            assert_eq!(s["history"]["reports_gone"], 0, "{}: {s:#}", c.name);
+        }
+    }
+    let ws = &clusters[0].ws;
+    for c in &clusters {
+        assert_eq!(live_reports(c), 30, "{}", c.name);
+    }
+    // Digests are shared: img-1 and img-2 once each, img-0 once per cluster.
+    assert_eq!(ws.count("SELECT COUNT(*) FROM images"), 5);
+    assert_eq!(ws.count("SELECT COUNT(*) FROM workloads"), 90);
+    assert_eq!(
+        ws.count("SELECT COUNT(*) FROM clusters"),
+        3,
+        "every cluster is recorded"
+    );
+    // Findings are per image repository: img-0's three digests share CVE-2026-0001
+    // and have one of their own each.
+    assert_eq!(
+        ws.count("SELECT COUNT(*) FROM findings WHERE resolved_at IS NULL"),
+        4 + 2 + 2
+    );
+
+    // us is scaled down to 6 workloads: only us's 24 others start their grace period.
+    let us = &clusters[1];
+    let small = export(us, 6, 101);
+    let s = finished(us, sweep(us, T1, &small)).json();
+    assert_eq!(s["history"]["reports_gone"], 24, "{s:#}");
+    assert_eq!(live_reports(&clusters[0]), 30);
+    assert_eq!(live_reports(us), 6);
+    assert_eq!(live_reports(&clusters[2]), 30);
+
+    // eu's reports go too (its export is lost: an empty --complete list is refused,
+    // so eu's workloads are deleted one by one; here: all but one).
+    let eu = &clusters[0];
+    let one = export(eu, 1, 100);
+    let s = finished(eu, sweep(eu, T1, &one)).json();
+    assert_eq!(s["history"]["reports_gone"], 29, "{s:#}");
+
+    // Past the grace period, us's sweep expires us's gone reports only: eu's 29 gone
+    // reports wait for eu's own next sweep.
+    let s = finished(us, sweep(us, T2, &small)).json();
+    assert_eq!(s["history"]["reports_expired"], 24, "{s:#}");
+    let gone_eu = eu
+        .ws
+        .count("SELECT COUNT(*) FROM reports WHERE cluster = 'eu' AND gone_since IS NOT NULL");
+    assert_eq!(
+        gone_eu, 29,
+        "another cluster's grace expiry never touches eu"
+    );
+    let s = finished(eu, sweep(eu, T2, &one)).json();
+    assert_eq!(s["history"]["reports_expired"], 29, "{s:#}");
+    // What still runs somewhere stays open: img-1 and img-2 run in ap.
+    assert_eq!(
+        ws.count(
+            "SELECT COUNT(*) FROM findings f JOIN subjects s ON s.id = f.subject_id
+             WHERE f.resolved_at IS NULL AND s.key IN ('ghcr.io/org/img-1', 'ghcr.io/org/img-2')"
+        ),
+        4
+    );
+}
+
+#[test]
+fn a_writer_killed_mid_sweep_leaves_the_store_as_it_was_and_the_next_sweep_converges() {
+    let (_db, clusters) = fleet("killed", &["eu", "us"], "");
+    let (eu, us) = (&clusters[0], &clusters[1]);
+    let big = export(eu, 3000, 100);
+    let base = export(us, 30, 101);
+    finished(us, sweep(us, T0, &base));
+    let before = us.ws.count("SELECT COUNT(*) FROM reports");
+    // eu is killed while it writes its 3000 reports in one transaction.
+    let mut child = sweep(eu, T0, &big);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        // The sweep's transaction is open once its scan row exists (uncommitted rows are
+        // invisible; the lock shows it).
+        let writing = us
+            .ws
+            .count("SELECT COUNT(*) FROM pg_locks WHERE locktype = 'advisory' AND granted");
+        if writing > 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    child.kill().expect("kill");
+    let _ = child.wait();
+    assert_eq!(
+        us.ws.count("SELECT COUNT(*) FROM reports"),
+        before,
+        "nothing of the killed sweep is visible"
+    );
+    assert_eq!(
+        us.ws
+            .count("SELECT COUNT(*) FROM reports WHERE cluster = 'eu'"),
+        0
+    );
+    // The other cluster is not blocked by the dead writer, and eu's next sweep converges.
+    finished(us, sweep(us, T1, &base));
+    let s = finished(eu, sweep(eu, T1, &big)).json();
+    assert_eq!(s["reports"]["stored"], 3000, "{s:#}");
+    assert_eq!(live_reports(eu), 3000);
+    assert_eq!(live_reports(us), 30);
+}
+
+fn dojo_config() -> String {
+    "defectdojo:\n  timeout: 5s\n  retry:\n    max_attempts: 3\n    initial_backoff: 10ms\n    \
+     max_backoff: 40ms\n"
+        .to_owned()
+}
+
+#[test]
+fn an_image_running_in_three_clusters_is_one_defectdojo_test_with_every_workload() {
+    let dojo = DojoFake::start_blocking();
+    let (_db, mut clusters) = fleet("union", &["eu", "us", "ap"], &dojo_config());
+    for c in &mut clusters {
+        c.ws.env.extend(dojo.env());
+    }
+    let exports: Vec<PathBuf> = clusters
+        .iter()
+        .enumerate()
+        .map(|(i, c)| export(c, 6, 100 + i as u32))
+        .collect();
+    let mut pushes = Vec::new();
+    for (c, e) in clusters.iter().zip(&exports) {
+        let s = finished(c, sweep(c, T0, e)).json();
+        pushes.push(dojo.reimports().len());
+        assert!(
+            results(&s).iter().all(|r| r == "done" || r == "unchanged"),
+            "{}: {s:#}",
+            c.name
+        );
+    }
+    // One test per image repository, in the fleet's product.
+    let tests = dojo.tests();
+    let titles: Vec<&str> = tests.iter().filter_map(|t| t.title.as_deref()).collect();
+    assert_eq!(tests.len(), 3, "{titles:?}");
+    for p in dojo.products() {
+        assert_eq!(p.name, "fleet", "{p:?}");
+    }
+    let img0 = tests
+        .iter()
+        .find(|t| t.title.as_deref() == Some("ghcr.io/org/img-0"))
+        .expect("img-0's test");
+    let findings = dojo.findings_of_test(img0.id);
+    let active: Vec<&str> = findings
+        .iter()
+        .filter(|f| !f.is_mitigated)
+        .map(|f| f.title.as_str())
+        .collect();
+    // Three digests, one per cluster: the union of their findings in one test.
+    assert_eq!(active.len(), 4, "{active:?}");
+    let description = findings
+        .iter()
+        .find(|f| f.title.starts_with("CVE-2026-0001"))
+        .map(|f| {
+            format!(
+                "{}\n{}",
+                f.description,
+                f.impact.clone().unwrap_or_default()
+            )
+        })
+        .unwrap_or_default();
+    for w in [
+        "eu/shop/Deployment/app-0",
+        "us/shop/Deployment/app-3",
+        "ap/shop/Deployment/app-0",
+    ] {
+        assert!(description.contains(w), "{w} in {description}");
+    }
+
+    // Steady state: every cluster sweeps again, nothing changed, nothing is pushed.
+    let before = dojo.reimports().len();
+    for (c, e) in clusters.iter().zip(&exports) {
+        finished(c, sweep(c, T1, e));
+    }
+    assert_eq!(
+        dojo.reimports().len(),
+        before,
+        "nothing is pushed in steady state"
+    );
+    // Each cluster's first sweep pushed only what changed fleet-wide: the first, all
+    // three tests; the others, img-0's (a new digest with a finding of its own).
+    assert_eq!(pushes, vec![3, 4, 5], "reimports after each cluster's first sweep");
+}
+
+#[test]
+fn a_cluster_with_its_own_store_is_refused_the_fleets_test() {
+    let dojo = DojoFake::start_blocking();
+    let (_db, mut clusters) = fleet("refusal", &["eu"], &dojo_config());
+    clusters[0].ws.env.extend(dojo.env());
+    let e = export(&clusters[0], 6, 100);
+    finished(&clusters[0], sweep(&clusters[0], T0, &e));
+    assert_eq!(dojo.tests().len(), 3);
+    // A cluster left on its own SQLite store, mapped onto the fleet's product.
+    let mut lone = Workspace::new();
+    lone.config(&format!(
+        "cluster: lone\n{}  product: fleet\n",
+        dojo_config()
+    ));
+    lone.env.extend(dojo.env());
+    let input = lone.write(
+        "c.json",
+        &list(vec![vulnerability_report(
+            "shop",
+            "api",
+            "org/img-1",
+            Some(&digest(1)),
+            &vulns(1)[..1],
+        )]),
+    );
+    let before = dojo.reimports().len();
+    let run = lone.scan_at(T1, &[&input]);
+    assert_eq!(run.code, 4, "{}\n{}", run.stdout, run.stderr);
+    let s = run.json();
+    assert_eq!(results(&s), vec!["not_ours"], "{s:#}");
+    let error = s["defectdojo"]["tests"][0]["error"].as_str().unwrap_or("");
+    assert!(error.contains("belongs to cluster \"eu\""), "{error}");
+    assert!(error.contains("fleet store"), "{error}");
+    assert_eq!(dojo.reimports().len(), before, "nothing was sent");
+    assert_eq!(
+        dojo.findings().iter().filter(|f| !f.is_mitigated).count(),
+        6,
+        "the fleet's findings stand"
+    );
+}
