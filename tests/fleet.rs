@@ -317,7 +317,11 @@ fn an_image_running_in_three_clusters_is_one_defectdojo_test_with_every_workload
     );
     // Each cluster's first sweep pushed only what changed fleet-wide: the first, all
     // three tests; the others, img-0's (a new digest with a finding of its own).
-    assert_eq!(pushes, vec![3, 4, 5], "reimports after each cluster's first sweep");
+    assert_eq!(
+        pushes,
+        vec![3, 4, 5],
+        "reimports after each cluster's first sweep"
+    );
 }
 
 #[test]
@@ -359,4 +363,201 @@ fn a_cluster_with_its_own_store_is_refused_the_fleets_test() {
         6,
         "the fleet's findings stand"
     );
+}
+
+/// The real controller, three clusters' leaders (`run`, one process each, each watching
+/// its own namespace of one API server) on one fleet store: one holds the store's lease
+/// and exports for all three. Killed, it is replaced by another cluster's leader within
+/// the lease, which exports what changed since, and nothing the first had sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_leader_killed_is_replaced_within_the_lease_and_nothing_is_exported_twice() {
+    use kube::api::{DynamicObject, PostParams};
+    use std::time::{Duration, Instant};
+    use support::controller::{eventually, free_port, reports_api};
+    use support::kube_server::KubeServer;
+
+    let server = KubeServer::start();
+    server.install_crds();
+    let client = server.client().await;
+    let create = |ns: &str, name: &str, img: u32, vulns: &[Vuln]| {
+        let v = vulnerability_report(
+            ns,
+            name,
+            &format!("org/img-{img}"),
+            Some(&digest(img)),
+            vulns,
+        );
+        let obj: DynamicObject = serde_json::from_value(v).expect("object");
+        (reports_api(&client, ns), obj)
+    };
+    for (i, ns) in ["ns-eu", "ns-us", "ns-ap"].iter().enumerate() {
+        for img in 0..3u32 {
+            let (api, obj) = create(ns, &format!("app-{img}"), img, &vulns(img + 1));
+            api.create(&PostParams::default(), &obj)
+                .await
+                .unwrap_or_else(|e| panic!("create {ns} {img} ({i}): {e}"));
+        }
+    }
+    let dojo = DojoFake::start().await;
+    let (_db, mut clusters) = fleet("takeover", &["eu", "us", "ap"], "");
+    let mut children = Vec::new();
+    for c in &mut clusters {
+        c.ws.env.extend(dojo.env());
+        c.ws.env.push((
+            "KUBECONFIG".into(),
+            server.kubeconfig_path().display().to_string(),
+        ));
+        // Each "cluster" watches its own namespace of the one API server.
+        let config = std::fs::read_to_string(c.ws.path("trivy-digest.yaml")).expect("config");
+        c.ws.config(&format!(
+            "{config}kube:\n  include_namespaces: [ns-{}]\nrun:\n  listen: 127.0.0.1:{}\n  \
+             export_interval: 200ms\n  batch_window: 100ms\n  fleet_lease: 3s\n  \
+             leader_election:\n    enabled: false\n{}",
+            c.name,
+            free_port(),
+            dojo_config()
+        ));
+        let child =
+            c.ws.command(&["run"])
+                .env("TRIVY_DIGEST_LOG", "info")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(c.ws.path("run.log")).expect("log"))
+                .spawn()
+                .expect("spawn run");
+        children.push(Some(child));
+    }
+    let ws = &clusters[0].ws;
+    // One test per image, each holding the three clusters' workloads.
+    eventually(
+        "the union of three clusters in DefectDojo",
+        Duration::from_secs(60),
+        || async {
+            let tests = dojo.tests();
+            tests.len() == 3
+                && tests.iter().all(|t| {
+                    let impact: String = dojo
+                        .findings_of_test(t.id)
+                        .iter()
+                        .filter_map(|f| f.impact.clone())
+                        .collect();
+                    ["eu/ns-eu/", "us/ns-us/", "ap/ns-ap/"]
+                        .iter()
+                        .all(|w| impact.contains(w))
+                })
+        },
+    )
+    .await;
+    // Settled: wait for a few export intervals with no new push.
+    let mut settled = dojo.reimports().len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let now = dojo.reimports().len();
+        if now == settled {
+            break;
+        }
+        settled = now;
+    }
+    let holder = |ws: &Workspace| -> (String, i64) {
+        let db = support::postgres::admin(ws.pg.as_deref().expect("pg"));
+        db.query_row(
+            "SELECT holder, token FROM leases WHERE name = 'outputs'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("a lease holder")
+    };
+    let (first, token) = holder(ws);
+    let leader = clusters
+        .iter()
+        .position(|c| first.starts_with(&format!("{}/", c.name)))
+        .unwrap_or_else(|| panic!("holder {first:?} is none of the clusters"));
+    // Kill it: no release, the lease must expire.
+    let mut victim = children[leader].take().expect("child");
+    victim.kill().expect("kill");
+    let _ = victim.wait();
+    let killed = Instant::now();
+
+    // A change in a surviving cluster: its next leader must export it.
+    let survivor = (leader + 1) % 3;
+    let ns = format!("ns-{}", clusters[survivor].name);
+    let (api, obj) = create(
+        &ns,
+        "app-1",
+        1,
+        &[
+            vuln("CVE-2026-0001", "openssl", "CRITICAL").fixed("3.0.9"),
+            vuln("CVE-2026-0002", "zlib", "HIGH"),
+            vuln("CVE-2026-7777", "curl", "HIGH"),
+        ],
+    );
+    let mut obj = obj;
+    let current = api
+        .get(obj.metadata.name.as_deref().expect("name"))
+        .await
+        .expect("get");
+    obj.metadata.resource_version = current.metadata.resource_version;
+    api.replace(
+        obj.metadata.name.as_deref().expect("name"),
+        &PostParams::default(),
+        &obj,
+    )
+    .await
+    .expect("replace");
+    eventually(
+        "the new finding exported by the next leader",
+        Duration::from_secs(30),
+        || async {
+            dojo.findings()
+                .iter()
+                .any(|f| f.title.starts_with("CVE-2026-7777"))
+        },
+    )
+    .await;
+    let took = killed.elapsed();
+    let (second, next_token) = holder(ws);
+    assert_ne!(second, first, "another replica holds the lease");
+    assert!(next_token > token, "a new token: {token} then {next_token}");
+    assert!(
+        took < Duration::from_secs(3 + 8),
+        "taken over and exported within the lease (3 s) and a few export rounds: {took:?}"
+    );
+    // Nothing the first leader sent was sent again: one more push, the changed test.
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    assert_eq!(
+        dojo.reimports().len(),
+        settled + 1,
+        "only the changed test was pushed again: {:?}",
+        dojo.reimports()
+            .iter()
+            .map(|r| r.path.clone())
+            .collect::<Vec<_>>()
+    );
+    for child in children.iter_mut().flatten() {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+    // Only the two holders ran the outputs; the third cluster's leader never pushed.
+    let logs: Vec<String> = clusters
+        .iter()
+        .map(|c| std::fs::read_to_string(c.ws.path("run.log")).unwrap_or_default())
+        .collect();
+    let next = clusters
+        .iter()
+        .position(|c| second.starts_with(&format!("{}/", c.name)))
+        .expect("second holder");
+    for (i, log) in logs.iter().enumerate() {
+        let held = i == leader || i == next;
+        assert_eq!(
+            log.contains("fleet lease taken"),
+            held,
+            "{}: {log}",
+            clusters[i].name
+        );
+        assert_eq!(
+            log.contains("DefectDojo: pushing changes"),
+            held,
+            "{}: {log}",
+            clusters[i].name
+        );
+    }
 }
