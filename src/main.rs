@@ -111,6 +111,24 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+    /// Store commands.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy this cluster's SQLite store (`store:` or --store) into a fleet store:
+    /// history, first-seen dates, DefectDojo sync state, alert records and summary
+    /// claims. The file is left as it was.
+    Migrate {
+        /// The fleet store, postgres://USER@HOST:PORT/DATABASE?sslmode=verify-full (the
+        /// password from TRIVY_DIGEST_STORE_PASSWORD or `store_password_file`).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -197,6 +215,12 @@ fn run(cli: Cli) -> anyhow::Result<i32> {
             Ok(summary.exit_code)
         }
         Command::Run => runtime()?.block_on(trivy_digest::run::run(config)),
+        Command::Store {
+            command: StoreCommand::Migrate { to },
+        } => {
+            stdout(&trivy_digest::command::store::migrate(&config, &to)?)?;
+            Ok(0)
+        }
         Command::Summary(args) => {
             runtime()?.block_on(trivy_digest::command::summary::summary(&config, args))
         }

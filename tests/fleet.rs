@@ -79,8 +79,8 @@ fn export(c: &Cluster, n: u32, own_digest: u32) -> PathBuf {
     c.ws.write("export.json", &list(reports))
 }
 
-fn sweep(c: &Cluster, now: &str, input: &std::path::Path) -> Child {
-    c.ws.command(&[
+fn sweep(ws: &Workspace, now: &str, input: &std::path::Path) -> Child {
+    ws.command(&[
         "scan",
         "--format",
         "json",
@@ -96,12 +96,11 @@ fn sweep(c: &Cluster, now: &str, input: &std::path::Path) -> Child {
     .expect("spawn scan")
 }
 
-fn finished(c: &Cluster, child: Child) -> Run {
+fn finished(name: &str, child: Child) -> Run {
     let run = output(child.wait_with_output().expect("wait"));
     assert!(
         matches!(run.code, 0 | 3),
-        "cluster {}: exit {}\n{}\n{}",
-        c.name,
+        "cluster {name}: exit {}\n{}\n{}",
         run.code,
         run.stdout,
         run.stderr
@@ -130,10 +129,10 @@ fn three_clusters_write_at_once_and_each_sweep_ends_only_its_own_reports() {
         let children: Vec<Child> = clusters
             .iter()
             .zip(&exports)
-            .map(|(c, e)| sweep(c, now, e))
+            .map(|(c, e)| sweep(&c.ws, now, e))
             .collect();
         for (c, child) in clusters.iter().zip(children) {
-            let s = finished(c, child).json();
+            let s = finished(&c.name, child).json();
             assert_eq!(s["reports"]["stored"], 30, "{}: {s:#}", c.name);
             assert_eq!(s["history"]["reports_gone"], 0, "{}: {s:#}", c.name);
         }
@@ -160,7 +159,7 @@ fn three_clusters_write_at_once_and_each_sweep_ends_only_its_own_reports() {
     // us is scaled down to 6 workloads: only us's 24 others start their grace period.
     let us = &clusters[1];
     let small = export(us, 6, 101);
-    let s = finished(us, sweep(us, T1, &small)).json();
+    let s = finished(&us.name, sweep(&us.ws, T1, &small)).json();
     assert_eq!(s["history"]["reports_gone"], 24, "{s:#}");
     assert_eq!(live_reports(&clusters[0]), 30);
     assert_eq!(live_reports(us), 6);
@@ -170,12 +169,12 @@ fn three_clusters_write_at_once_and_each_sweep_ends_only_its_own_reports() {
     // so eu's workloads are deleted one by one; here: all but one).
     let eu = &clusters[0];
     let one = export(eu, 1, 100);
-    let s = finished(eu, sweep(eu, T1, &one)).json();
+    let s = finished(&eu.name, sweep(&eu.ws, T1, &one)).json();
     assert_eq!(s["history"]["reports_gone"], 29, "{s:#}");
 
     // Past the grace period, us's sweep expires us's gone reports only: eu's 29 gone
     // reports wait for eu's own next sweep.
-    let s = finished(us, sweep(us, T2, &small)).json();
+    let s = finished(&us.name, sweep(&us.ws, T2, &small)).json();
     assert_eq!(s["history"]["reports_expired"], 24, "{s:#}");
     let gone_eu = eu
         .ws
@@ -184,7 +183,7 @@ fn three_clusters_write_at_once_and_each_sweep_ends_only_its_own_reports() {
         gone_eu, 29,
         "another cluster's grace expiry never touches eu"
     );
-    let s = finished(eu, sweep(eu, T2, &one)).json();
+    let s = finished(&eu.name, sweep(&eu.ws, T2, &one)).json();
     assert_eq!(s["history"]["reports_expired"], 29, "{s:#}");
     // What still runs somewhere stays open: img-1 and img-2 run in ap.
     assert_eq!(
@@ -202,10 +201,10 @@ fn a_writer_killed_mid_sweep_leaves_the_store_as_it_was_and_the_next_sweep_conve
     let (eu, us) = (&clusters[0], &clusters[1]);
     let big = export(eu, 3000, 100);
     let base = export(us, 30, 101);
-    finished(us, sweep(us, T0, &base));
+    finished(&us.name, sweep(&us.ws, T0, &base));
     let before = us.ws.count("SELECT COUNT(*) FROM reports");
     // eu is killed while it writes its 3000 reports in one transaction.
-    let mut child = sweep(eu, T0, &big);
+    let mut child = sweep(&eu.ws, T0, &big);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     loop {
         // The sweep's transaction is open once its scan row exists (uncommitted rows are
@@ -232,8 +231,8 @@ fn a_writer_killed_mid_sweep_leaves_the_store_as_it_was_and_the_next_sweep_conve
         0
     );
     // The other cluster is not blocked by the dead writer, and eu's next sweep converges.
-    finished(us, sweep(us, T1, &base));
-    let s = finished(eu, sweep(eu, T1, &big)).json();
+    finished(&us.name, sweep(&us.ws, T1, &base));
+    let s = finished(&eu.name, sweep(&eu.ws, T1, &big)).json();
     assert_eq!(s["reports"]["stored"], 3000, "{s:#}");
     assert_eq!(live_reports(eu), 3000);
     assert_eq!(live_reports(us), 30);
@@ -259,7 +258,7 @@ fn an_image_running_in_three_clusters_is_one_defectdojo_test_with_every_workload
         .collect();
     let mut pushes = Vec::new();
     for (c, e) in clusters.iter().zip(&exports) {
-        let s = finished(c, sweep(c, T0, e)).json();
+        let s = finished(&c.name, sweep(&c.ws, T0, e)).json();
         pushes.push(dojo.reimports().len());
         assert!(
             results(&s).iter().all(|r| r == "done" || r == "unchanged"),
@@ -308,7 +307,7 @@ fn an_image_running_in_three_clusters_is_one_defectdojo_test_with_every_workload
     // Steady state: every cluster sweeps again, nothing changed, nothing is pushed.
     let before = dojo.reimports().len();
     for (c, e) in clusters.iter().zip(&exports) {
-        finished(c, sweep(c, T1, e));
+        finished(&c.name, sweep(&c.ws, T1, e));
     }
     assert_eq!(
         dojo.reimports().len(),
@@ -330,7 +329,7 @@ fn a_cluster_with_its_own_store_is_refused_the_fleets_test() {
     let (_db, mut clusters) = fleet("refusal", &["eu"], &dojo_config());
     clusters[0].ws.env.extend(dojo.env());
     let e = export(&clusters[0], 6, 100);
-    finished(&clusters[0], sweep(&clusters[0], T0, &e));
+    finished(&clusters[0].name, sweep(&clusters[0].ws, T0, &e));
     assert_eq!(dojo.tests().len(), 3);
     // A cluster left on its own SQLite store, mapped onto the fleet's product.
     let mut lone = Workspace::new();
@@ -355,7 +354,7 @@ fn a_cluster_with_its_own_store_is_refused_the_fleets_test() {
     let s = run.json();
     assert_eq!(results(&s), vec!["not_ours"], "{s:#}");
     let error = s["defectdojo"]["tests"][0]["error"].as_str().unwrap_or("");
-    assert!(error.contains("belongs to cluster \"eu\""), "{error}");
+    assert!(error.contains("belongs to cluster \"fleet\""), "{error}");
     assert!(error.contains("fleet store"), "{error}");
     assert_eq!(dojo.reimports().len(), before, "nothing was sent");
     assert_eq!(
@@ -560,4 +559,139 @@ async fn the_fleet_leader_killed_is_replaced_within_the_lease_and_nothing_is_exp
             clusters[i].name
         );
     }
+}
+
+/// `store migrate` copies a cluster's SQLite store into the fleet store: the fleet's
+/// findings take the earlier first-seen date, DefectDojo sync state carries on (a rescan
+/// pushes nothing; a change goes into the tests the old store made, which it marked),
+/// and alert records and summary claims come along. A second copy is refused.
+#[test]
+fn store_migrate_keeps_history_sync_state_alert_records_and_summary_claims() {
+    let dojo = DojoFake::start_blocking();
+    let mapping = format!("{}  product: '{{{{ cluster }}}}'\n", dojo_config());
+    // us is in the fleet already and saw img-1 a day after eu did.
+    let (db, mut clusters) = fleet("migrate", &["us"], &mapping);
+    clusters[0].ws.env.extend(dojo.env());
+    let us_export = export(&clusters[0], 3, 101);
+    finished(&clusters[0].name, sweep(&clusters[0].ws, T1, &us_export));
+
+    // eu, on its own SQLite store.
+    let mut eu = Workspace::new();
+    eu.config(&format!("cluster: eu\n{mapping}"));
+    eu.env.extend(dojo.env());
+    let eu_cluster = Cluster {
+        name: "eu".into(),
+        ws: eu,
+    };
+    let eu_export = export(&eu_cluster, 6, 100);
+    let eu = eu_cluster.ws;
+    let s = finished("eu", sweep(&eu, T0, &eu_export)).json();
+    assert_eq!(results(&s), vec!["done", "done", "done"], "{s:#}");
+    // An alert sent and a summary claimed, as the alert and summary outputs record them.
+    let conn = rusqlite::Connection::open(eu.store()).expect("sqlite");
+    conn.execute_batch(
+        "INSERT INTO alert_messages(id, destination, kind, title, state, created_at, sent_at)
+             VALUES(7, 'slack:sec', 'finding', 'CVE-2026-0001', 'sent', 100, 101);
+         INSERT INTO alert_items(destination, finding_id, namespaces, state, created_at, message_id, sent_at)
+             SELECT 'slack:sec', id, 'shop', 'sent', 100, 7, 101 FROM findings;
+         INSERT INTO sent_summaries(month, audience, scope, recipients, message_id, state, claimed_by, claimed_at, sent_at, attempts)
+             VALUES('2026-10', 'all', 'all', 'sec@example.com', '<m@x>', 'sent', 'eu-0', 100, 101, 1);",
+    )
+    .expect("seed");
+    let findings = eu.count("SELECT COUNT(*) FROM findings");
+    let events = eu.count("SELECT COUNT(*) FROM finding_events");
+    drop(conn);
+
+    let pw = eu.write("pg-password", support::postgres::PASSWORD);
+    let url = support::postgres::url(&db);
+    let migrate = |ws: &Workspace| {
+        let mut c = ws.command(&["store", "migrate", "--to", &url]);
+        c.env("TRIVY_DIGEST_STORE_PASSWORD_FILE", &pw);
+        output(c.output().expect("run"))
+    };
+    let run = migrate(&eu);
+    assert_eq!(run.code, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stdout.contains("copied cluster \"eu\""),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains(support::postgres::PASSWORD));
+    let fleet_ws = &clusters[0].ws;
+    assert_eq!(
+        fleet_ws.count("SELECT COUNT(*) FROM reports WHERE cluster = 'eu' AND gone_since IS NULL"),
+        6
+    );
+    // img-1's findings: first seen by eu at T0, before us (T1).
+    let t0 = chrono::DateTime::parse_from_rfc3339(T0)
+        .expect("t0")
+        .timestamp();
+    assert_eq!(
+        fleet_ws.count(
+            "SELECT MIN(f.first_seen) FROM findings f JOIN subjects s ON s.id = f.subject_id
+             WHERE s.key = 'ghcr.io/org/img-1'"
+        ),
+        t0
+    );
+    assert_eq!(
+        fleet_ws.count("SELECT COUNT(*) FROM finding_events WHERE id < 0"),
+        events,
+        "every event is copied, below the alert cursors"
+    );
+    assert_eq!(
+        fleet_ws.count("SELECT COUNT(*) FROM alert_items WHERE state = 'sent'"),
+        findings
+    );
+    assert_eq!(
+        fleet_ws.count(
+            "SELECT COUNT(*) FROM sent_summaries WHERE month = '2026-10' AND state = 'sent'"
+        ),
+        1
+    );
+    assert_eq!(
+        fleet_ws.count(
+            "SELECT COUNT(*) FROM dojo_tests WHERE product = 'eu' AND acked_hash IS NOT NULL"
+        ),
+        3
+    );
+    // Again: refused, nothing doubled.
+    let run = migrate(&eu);
+    assert_eq!(run.code, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("already holds cluster \"eu\""),
+        "{}",
+        run.stderr
+    );
+
+    // eu now writes to the fleet store: the same export pushes nothing...
+    let mut eu_fleet = Workspace::new();
+    eu_fleet.config(&format!(
+        "cluster: eu\nstore: {url}\nstore_password_file: {}\n{mapping}",
+        pw.display()
+    ));
+    eu_fleet.env.extend(dojo.env());
+    eu_fleet.pg = Some(db.clone());
+    let eu_fleet = Cluster {
+        name: "eu".into(),
+        ws: eu_fleet,
+    };
+    let before = dojo.reimports().len();
+    let input = eu_fleet.ws.write(
+        "export.json",
+        &std::fs::read_to_string(&eu_export).expect("export"),
+    );
+    finished(&eu_fleet.name, sweep(&eu_fleet.ws, T2, &input));
+    assert_eq!(
+        dojo.reimports().len(),
+        before,
+        "sync state carried over: nothing to push"
+    );
+    // ...and a change goes into eu's old test, marked by the old store, without refusal.
+    let changed = export(&eu_fleet, 5, 100);
+    let s = finished(&eu_fleet.name, sweep(&eu_fleet.ws, T2, &changed)).json();
+    assert!(
+        results(&s).iter().all(|r| r != "not_ours"),
+        "the old store's tests are the fleet's: {s:#}"
+    );
+    assert_eq!(dojo.tests().iter().filter(|t| t.engagement > 0).count(), 6);
 }

@@ -6,4 +6,5 @@ pub mod alert;
 pub mod exit;
 pub mod query;
 pub mod scan;
+pub mod store;
 pub mod summary;

@@ -6,6 +6,7 @@
 //! of a sweep happens in one transaction, so a crash leaves the store as it was before
 //! the sweep.
 
+pub mod copy;
 pub mod db;
 mod ingest;
 pub mod inventory;

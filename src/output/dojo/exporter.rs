@@ -91,6 +91,8 @@ impl ExportReport {
 pub struct Ownership {
     pub owner: Owner,
     pub adopt_tests: bool,
+    /// Stores merged into this one (`store migrate`): their marks are ours.
+    pub predecessors: Vec<String>,
 }
 
 /// DefectDojo ids found during one delivery. Only found ones are kept: a product missing
@@ -312,8 +314,9 @@ async fn reimport(
             build_id: t.build_id,
         });
     let me = &s.ownership.owner;
-    match owner::decide(
+    match owner::decide_with(
         me,
+        &s.ownership.predecessors,
         found.as_ref(),
         p.dd_test_id,
         s.ownership.adopt_tests,

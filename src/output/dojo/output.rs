@@ -121,12 +121,18 @@ impl DojoOutput {
         for l in &plan.left_alone {
             tracing::warn!(test = %l, "DefectDojo test no longer produced by the mapping; left as it is");
         }
+        // A fleet's tests are the fleet's, whichever cluster's leader pushes.
         let ownership = Ownership {
             owner: Owner {
                 store: ctx.store.identity()?,
-                cluster: self.cluster.clone(),
+                cluster: if ctx.store.is_fleet() {
+                    self.fleet.clone()
+                } else {
+                    self.cluster.clone()
+                },
             },
             adopt_tests: self.cfg.adopt_tests,
+            predecessors: crate::store::copy::predecessors(ctx.store)?,
         };
         let export = super::deliver(
             &mut *ctx.store,

@@ -91,12 +91,28 @@ pub fn decide(
     adopt_tests: bool,
     title: &str,
 ) -> Verdict {
+    decide_with(me, &[], found, known, adopt_tests, title)
+}
+
+/// As [`decide`], where `predecessors` are stores merged into this one by `store
+/// migrate`: the tests they marked are this store's.
+pub fn decide_with(
+    me: &Owner,
+    predecessors: &[String],
+    found: Option<&Found>,
+    known: Option<i64>,
+    adopt_tests: bool,
+    title: &str,
+) -> Verdict {
     let Some(found) = found else {
         return Verdict::Create;
     };
     let mark = found.build_id.as_deref().and_then(Owner::parse);
     match mark {
         Some(m) if m.store == me.store => Verdict::Ours,
+        Some(m) if predecessors.contains(&m.store) => Verdict::Adopt {
+            why: "marked by a store that `store migrate` copied into this one",
+        },
         // A mark of an earlier store of the same cluster (its volume was lost or replaced)
         // may be taken over, but only when asked: it may as well be a second install that
         // was given the same cluster name.
