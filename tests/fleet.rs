@@ -695,3 +695,47 @@ fn store_migrate_keeps_history_sync_state_alert_records_and_summary_claims() {
     );
     assert_eq!(dojo.tests().iter().filter(|t| t.engagement > 0).count(), 6);
 }
+
+/// A `scan` into a fleet store whose lease another replica holds stores its sweep and
+/// leaves the outputs to that holder: nothing is pushed twice.
+#[test]
+fn a_scan_leaves_the_outputs_to_the_fleet_lease_holder() {
+    let dojo = DojoFake::start_blocking();
+    let (db, mut clusters) = fleet("scan_defers", &["eu"], &dojo_config());
+    clusters[0].ws.env.extend(dojo.env());
+    let e = export(&clusters[0], 3, 100);
+    // The first sweep migrates the store; then a `run` of cluster ap holds the lease.
+    finished(&clusters[0].name, sweep(&clusters[0].ws, T0, &e));
+    let pushed = dojo.reimports().len();
+    support::postgres::admin(&db)
+        .execute_batch(
+            "UPDATE leases SET holder = 'ap/trivy-digest-0/1', token = token + 1,
+                 expires_at = 9999999999999 WHERE name = 'outputs'",
+        )
+        .expect("lease");
+    let changed = export(&clusters[0], 2, 100);
+    let s = finished(&clusters[0].name, sweep(&clusters[0].ws, T1, &changed)).json();
+    assert_eq!(s["outputs_run_by"], "ap/trivy-digest-0/1", "{s:#}");
+    assert_eq!(
+        s["history"]["reports_gone"], 1,
+        "the sweep is stored: {s:#}"
+    );
+    assert_eq!(
+        dojo.reimports().len(),
+        pushed,
+        "the holder pushes, not this scan"
+    );
+    let run = clusters[0].ws.run(&[
+        "scan",
+        "--now",
+        T1,
+        "--from",
+        &changed.display().to_string(),
+    ]);
+    assert!(
+        run.stdout
+            .contains("run for the fleet by ap/trivy-digest-0/1"),
+        "{}",
+        run.stdout
+    );
+}

@@ -22,6 +22,7 @@ use crate::source::cluster;
 use crate::source::files::{self, Input};
 use crate::source::{InputError, RawObject};
 use crate::store::inventory::CiChanges;
+use crate::store::lease::{self, Fence};
 use crate::store::{FinishStats, Session, Store, query};
 
 #[derive(Debug, Clone)]
@@ -122,6 +123,9 @@ pub struct ScanSummary {
     /// New-finding alerts queued and sent (absent when no alert destination is configured).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertSummary>,
+    /// In a fleet store, the outputs ran elsewhere: the holder of the fleet's lease.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outputs_run_by: Option<String>,
     pub exit_code: i32,
 }
 
@@ -367,7 +371,37 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         ..AlertSummary::default()
     };
     summary.alerts = built.failed(Kind::Alerts).map(alert_failure);
-    for (kind, result) in runner::once(&built.outputs, &mut store, opts.now).await {
+    // A fleet store: the outputs run where the fleet's lease is, once for every cluster.
+    // Held by a `run` (or another `scan`): this sweep is stored, and it sends nothing.
+    let fence = if store.is_fleet() && !built.outputs.is_empty() {
+        let holder = format!("{}/scan/{}", config.cluster, std::process::id());
+        let ttl = i64::try_from(config.run.fleet_lease.0.as_millis()).unwrap_or(i64::MAX);
+        match lease::acquire(&mut store, lease::OUTPUTS, &holder, ttl)? {
+            Some(token) => Some(Fence {
+                name: lease::OUTPUTS.into(),
+                holder,
+                token,
+            }),
+            None => {
+                let other = lease::holder(&store, lease::OUTPUTS)?.map(|(h, _, _)| h);
+                summary.outputs_run_by = Some(other.unwrap_or_else(|| "another replica".into()));
+                summary.alerts = None;
+                summary.exit_code = exit_code(&summary);
+                return Ok(summary);
+            }
+        }
+    } else {
+        None
+    };
+    store.fence(fence.clone());
+    let results = runner::once(&built.outputs, &mut store, opts.now).await;
+    store.fence(None);
+    if let Some(f) = &fence
+        && let Err(e) = lease::release(&mut store, f)
+    {
+        tracing::warn!("fleet lease: release failed (it expires on its own): {e:#}");
+    }
+    for (kind, result) in results {
         match result {
             Ok(Report::DefectDojo(run)) => {
                 summary.defectdojo = Some(DojoSummary {
@@ -649,6 +683,13 @@ pub fn render_text(s: &ScanSummary) -> String {
         h.reports_expired, h.targets_removed
     );
     match &s.defectdojo {
+        None if s.outputs_run_by.is_some() => {
+            let _ = writeln!(
+                o,
+                "Outputs   run for the fleet by {}: this sweep is stored; DefectDojo, alerts and summaries are theirs",
+                esc(s.outputs_run_by.as_deref().unwrap_or_default())
+            );
+        }
         None => {
             let _ = writeln!(
                 o,
