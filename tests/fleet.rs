@@ -739,3 +739,42 @@ fn a_scan_leaves_the_outputs_to_the_fleet_lease_holder() {
         run.stdout
     );
 }
+
+/// The monthly summary of a fleet store is the fleet's; `--of-cluster` is one cluster's
+/// view: the image repositories that ran there.
+#[test]
+fn the_summary_is_the_fleets_with_a_view_per_cluster() {
+    let (_db, clusters) = fleet("summary_views", &["eu", "ap"], "fleet: acme\n");
+    let e = export(&clusters[0], 6, 100);
+    finished(&clusters[0].name, sweep(&clusters[0].ws, T0, &e));
+    let only_img1 = clusters[1].ws.write(
+        "export.json",
+        &list(vec![vulnerability_report(
+            "shop",
+            "api",
+            "org/img-1",
+            Some(&digest(1)),
+            &vulns(1),
+        )]),
+    );
+    finished(&clusters[1].name, sweep(&clusters[1].ws, T0, &only_img1));
+    let text = |args: &[&str]| {
+        let mut a = vec!["summary", "--month", "2026-11", "--text", "--now", T1];
+        a.extend_from_slice(args);
+        let run = clusters[1].ws.run(&a);
+        assert_eq!(run.code, 0, "{}", run.stderr);
+        run.stdout
+    };
+    let fleet = text(&[]);
+    assert!(
+        fleet.contains("[acme]") || fleet.contains("acme"),
+        "{fleet}"
+    );
+    assert!(fleet.contains("whole fleet"), "{fleet}");
+    assert!(fleet.contains("org/img-0"), "{fleet}");
+    let ap = text(&["--of-cluster", "ap"]);
+    assert!(ap.contains("cluster ap"), "{ap}");
+    assert!(ap.contains("org/img-1"), "{ap}");
+    assert!(!ap.contains("org/img-0"), "img-0 never ran in ap: {ap}");
+    assert!(!ap.contains("org/img-2"), "img-2 never ran in ap: {ap}");
+}

@@ -26,6 +26,9 @@ pub struct CliArgs {
     /// One team's view: the namespaces whose teams.annotation names it.
     #[arg(long, value_name = "NAME")]
     pub team: Option<String>,
+    /// One cluster's view of a fleet store: what ran in cluster NAME.
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["team", "send"])]
+    pub of_cluster: Option<String>,
     /// Mail it to summary.to and the team routes (or only --team), once per month
     /// and recipient list.
     #[arg(long)]
@@ -48,9 +51,10 @@ pub async fn summary(config: &Config, args: CliArgs) -> Result<i32> {
     let month = args.month.unwrap_or_else(|| Month::last_complete(now, tz));
     let mut store = Store::open_at(&config.store)?;
     store.claim_cluster(&config.cluster)?;
-    let scope = match &args.team {
-        Some(t) => Scope::Team(t.clone()),
-        None => Scope::Cluster,
+    let scope = match (&args.team, &args.of_cluster) {
+        (Some(t), _) => Scope::Team(t.clone()),
+        (None, Some(c)) => Scope::OneCluster(c.clone()),
+        (None, None) => Scope::Cluster,
     };
 
     let write_out = args.out.is_some() || !args.send;

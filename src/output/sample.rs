@@ -170,6 +170,7 @@ pub fn summary(scope: Scope) -> Summary {
     let (scope_label, team_namespaces) = match &scope {
         Scope::Cluster => ("whole cluster".to_owned(), Vec::new()),
         Scope::Team(t) => (format!("team {t}"), vec!["shop".to_owned()]),
+        Scope::OneCluster(c) => (format!("cluster {c}"), Vec::new()),
     };
     Summary {
         cluster: CLUSTER.into(),

@@ -218,9 +218,10 @@ impl From<&Summary> for SummaryContext {
             scope: match s.scope {
                 Scope::Cluster => "cluster",
                 Scope::Team(_) => "team",
+                Scope::OneCluster(_) => "one_cluster",
             },
             team: match &s.scope {
-                Scope::Cluster => None,
+                Scope::Cluster | Scope::OneCluster(_) => None,
                 Scope::Team(t) => Some(t.clone()),
             },
             scope_label: s.scope_label.clone(),

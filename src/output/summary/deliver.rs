@@ -241,8 +241,15 @@ fn finish(
 
 /// The options a month of this config is computed with.
 pub fn options(config: &Config, month: Month, scope: Scope, now: DateTime<Utc>) -> Options {
+    let fleet = config.store.is_postgres();
     Options {
-        cluster: config.cluster.clone(),
+        // A fleet store's summary is the fleet's.
+        cluster: if fleet {
+            config.fleet.clone()
+        } else {
+            config.cluster.clone()
+        },
+        fleet,
         month,
         tz: config.summary.timezone.tz(),
         now,

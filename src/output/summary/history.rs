@@ -131,6 +131,7 @@ pub struct SubjectInfo {
 
 #[derive(Debug, Clone)]
 pub struct WorkloadInfo {
+    pub cluster: String,
     pub namespace: String,
     pub kind: String,
     pub name: String,
@@ -322,10 +323,11 @@ impl History {
 
         h.workloads = by_id(
             conn,
-            "SELECT id, namespace, kind, name FROM workloads",
+            "SELECT id, namespace, kind, name, cluster FROM workloads",
             "workloads",
             |r| {
                 Ok(WorkloadInfo {
+                    cluster: r.get(4)?,
                     namespace: r.get(1)?,
                     kind: r.get(2)?,
                     name: r.get(3)?,
@@ -431,6 +433,23 @@ impl History {
                             .workloads
                             .get(&s.workload_id)
                             .is_some_and(|w| namespaces.contains(&w.namespace))
+                })
+            })
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Subjects that ran in `cluster` (a fleet store's) during `[start, end)`.
+    pub fn subjects_in_cluster(&self, cluster: &str, start: i64, end: i64) -> HashSet<i64> {
+        self.sightings
+            .iter()
+            .filter(|(_, ss)| {
+                ss.iter().any(|s| {
+                    s.overlaps(start, end)
+                        && self
+                            .workloads
+                            .get(&s.workload_id)
+                            .is_some_and(|w| w.cluster == cluster)
                 })
             })
             .map(|(id, _)| *id)

@@ -41,8 +41,11 @@ use crate::store::triage::Triage;
 /// Whose view a summary is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Scope {
+    /// Everything the store holds: the cluster, or a fleet store's every cluster.
     Cluster,
     Team(String),
+    /// One cluster of a fleet store: what ran there.
+    OneCluster(String),
 }
 
 impl Scope {
@@ -51,13 +54,17 @@ impl Scope {
         match self {
             Scope::Cluster => "cluster".into(),
             Scope::Team(t) => format!("team:{t}"),
+            Scope::OneCluster(c) => format!("cluster:{c}"),
         }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Options {
+    /// The title's name: the cluster, or the fleet for a fleet store.
     pub cluster: String,
+    /// The store is a fleet's: the whole view is the fleet.
+    pub fleet: bool,
     pub month: Month,
     pub tz: Tz,
     pub now: DateTime<Utc>,
@@ -323,6 +330,7 @@ impl Summary {
         let who = match &self.scope {
             Scope::Cluster => String::new(),
             Scope::Team(t) => format!(" for team {t}"),
+            Scope::OneCluster(c) => format!(" for cluster {c}"),
         };
         format!(
             "[{}] Vulnerability summary {}{}: {} critical, {} high open ({} vs {})",
@@ -408,12 +416,15 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
     let month = opts.month;
     let (start, end) = window(month, opts);
     let team_ns: Option<BTreeSet<String>> = match &opts.scope {
-        Scope::Cluster => None,
+        Scope::Cluster | Scope::OneCluster(_) => None,
         Scope::Team(t) => Some(h.team_namespaces(&opts.team_annotation, t)),
     };
     let scope_of = |m: Month| -> Option<HashSet<i64>> {
         let (s, e) = window(m, opts);
-        team_ns.as_ref().map(|ns| h.subjects_in(ns, s, e))
+        match &opts.scope {
+            Scope::OneCluster(c) => Some(h.subjects_in_cluster(c, s, e)),
+            _ => team_ns.as_ref().map(|ns| h.subjects_in(ns, s, e)),
+        }
     };
     // With one DefectDojo test per team, another team's triage is not this one's.
     let triage = |f: &FindingHistory| f.triage(opts.dojo_per_workload);
@@ -851,8 +862,10 @@ pub fn compute(store: &Store, h: &History, opts: &Options) -> Result<Summary> {
         month,
         month_name: month.long_name(),
         scope_label: match &opts.scope {
+            Scope::Cluster if opts.fleet => "whole fleet".into(),
             Scope::Cluster => "whole cluster".into(),
             Scope::Team(t) => format!("team {t}"),
+            Scope::OneCluster(c) => format!("cluster {c}"),
         },
         team_namespaces: team_ns.map(|s| s.into_iter().collect()).unwrap_or_default(),
         scope: opts.scope.clone(),

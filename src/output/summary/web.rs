@@ -140,7 +140,7 @@ fn render_index(config: &Config, team: Option<&str>, now: DateTime<Utc>) -> Resu
                     href: format!("/summary/?team={}", urlencode(&t)),
                     name: t,
                 }),
-                Scope::Cluster => None,
+                Scope::Cluster | Scope::OneCluster(_) => None,
             })
             .collect()
     } else {
