@@ -772,6 +772,21 @@ fn the_summary_is_the_fleets_with_a_view_per_cluster() {
     );
     assert!(fleet.contains("whole fleet"), "{fleet}");
     assert!(fleet.contains("org/img-0"), "{fleet}");
+    // `query` names each workload's cluster.
+    let run = clusters[1]
+        .ws
+        .run(&["query", "--image", "ghcr.io/org/img-1"]);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(
+        run.stdout.contains("ap/shop/Deployment/api"),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("eu/shop/Deployment/app-1"),
+        "{}",
+        run.stdout
+    );
     let ap = text(&["--of-cluster", "ap"]);
     assert!(ap.contains("cluster ap"), "{ap}");
     assert!(ap.contains("org/img-1"), "{ap}");

@@ -203,11 +203,14 @@ fn images_text(s: &mut String, images: &[ImageHit], indent: &str) {
         };
         let _ = writeln!(s, "{indent}{}{pin}: {state}", i.image);
         for w in &i.workloads {
-            let place = if w.namespace.is_empty() {
+            let mut place = if w.namespace.is_empty() {
                 format!("{}/{}", w.kind, w.name)
             } else {
                 format!("{}/{}/{}", w.namespace, w.kind, w.name)
             };
+            if let Some(c) = &w.cluster {
+                place = format!("{c}/{place}");
+            }
             let _ = writeln!(s, "{indent}  {place} since {}", day(w.since));
         }
         if let Some(ci) = &i.ci {

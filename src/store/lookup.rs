@@ -37,6 +37,9 @@ pub struct ImageHit {
 /// A workload running an image, and since when it has (first report of it).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Place {
+    /// The cluster it runs in, in a fleet store (one cluster's store leaves it out).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
     pub namespace: String,
     pub kind: String,
     pub name: String,
@@ -435,6 +438,7 @@ fn open_counts(conn: &Db, image_id: i64) -> Result<BTreeMap<String, u64>> {
 /// The image contents `ids`, with their workloads and CI sightings; images that neither
 /// run nor were seen by CI only with `include_past`.
 fn images(conn: &Db, ids: &BTreeSet<i64>, filter: Filter) -> Result<Vec<ImageHit>> {
+    let fleet = conn.engine() == crate::store::db::Engine::Postgres;
     let mut out = Vec::new();
     for &id in ids {
         let Some((key, registry, repository, tag, digest, first_seen)) = conn
@@ -458,7 +462,8 @@ fn images(conn: &Db, ids: &BTreeSet<i64>, filter: Filter) -> Result<Vec<ImageHit
         let mut stmt = conn.prepare_cached(
             "SELECT w.namespace, w.kind, w.name,
                     COALESCE((SELECT MIN(s.first_seen) FROM sightings s
-                              WHERE s.image_id = ?1 AND s.workload_id = w.id), w.first_seen)
+                              WHERE s.image_id = ?1 AND s.workload_id = w.id), w.first_seen),
+                    w.cluster
              FROM reports r JOIN targets t ON t.id = r.target_id
              JOIN workloads w ON w.id = r.workload_id
              WHERE t.image_id = ?1
@@ -467,6 +472,7 @@ fn images(conn: &Db, ids: &BTreeSet<i64>, filter: Filter) -> Result<Vec<ImageHit
         let mut workloads: Vec<Place> = stmt
             .query_map(params![id], |r| {
                 Ok(Place {
+                    cluster: if fleet { Some(r.get(4)?) } else { None },
                     namespace: r.get(0)?,
                     kind: r.get(1)?,
                     name: r.get(2)?,
