@@ -66,10 +66,12 @@ if [ ! -x "$bin" ]; then
 fi
 bin=$(cd "$(dirname "$bin")" && pwd)/$(basename "$bin")
 "$py" scripts/chart_tool.py configs "$work/configs" >/dev/null
-# Tokens come from Secrets in the cluster; any value satisfies the check here.
+# Tokens come from Secrets in the cluster; any value satisfies the check here. A
+# postgres:// store is only parsed: nothing connects.
 for config in "$work"/configs/*.yaml; do
     if out=$(cd "$work" && env -u DEFECTDOJO_URL -u DEFECTDOJO_TOKEN_FILE -u TRIVY_DIGEST_CLUSTER \
-        -u TRIVY_DIGEST_STORE -u TRIVY_DIGEST_CONFIG -u SMTP_PASSWORD -u SMTP_PASSWORD_FILE \
+        -u TRIVY_DIGEST_STORE -u TRIVY_DIGEST_STORE_PASSWORD -u TRIVY_DIGEST_STORE_PASSWORD_FILE \
+        -u TRIVY_DIGEST_CONFIG -u SMTP_PASSWORD -u SMTP_PASSWORD_FILE \
         -u SLACK_WEBHOOK_URL -u SLACK_WEBHOOK_URL_FILE DEFECTDOJO_TOKEN=check-manifests \
         "$bin" --config "$config" config check 2>&1 >/dev/null); then
         echo "  ok   $(basename "$config" .yaml)"

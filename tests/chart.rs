@@ -2,14 +2,19 @@
 //! the plain manifests (the chart rendered by Helm, kept in sync by
 //! scripts/check-manifests.sh), the Flux example and the configuration reference must
 //! all be configurations `trivy-digest config check` accepts, and the Deployment, Service
-//! and RBAC must agree with the config and with what the code does. No helm binary is
-//! needed: the chart's ConfigMap is `toYaml .Values.config`, so the values' `config`
-//! block (merged as Helm merges values) is the config file.
+//! and RBAC must agree with the config and with what the code does. Most tests need no
+//! Helm: the chart's ConfigMap is `toYaml` of the values' `config` block (merged as Helm
+//! merges values; in fleet mode with `store` from `store.postgres`), and the renders of
+//! ci/ values files are kept in tests/fixtures/chart. Values the chart must refuse, and
+//! variants without a ci/ file, are rendered by Helm's SDK from the virtualenv of
+//! scripts/install-tools.sh (as scripts/check-manifests.sh does).
 
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::Write;
 use std::path::PathBuf;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use serde_json::{Value, json};
@@ -71,7 +76,26 @@ fn chart_values() -> Value {
 
 /// The config file the chart mounts for these extra values.
 fn chart_config_with(extra: &Value) -> Value {
-    at(&coalesce(&chart_values(), extra), "config").clone()
+    chart_config_of(&coalesce(&chart_values(), extra))
+}
+
+/// The config file the chart writes for these (merged) values: their `config`; in fleet
+/// mode with `store` set to `store.postgres.url`, or left out when the URL comes from a
+/// Secret (TRIVY_DIGEST_STORE).
+fn chart_config_of(values: &Value) -> Value {
+    let mut config = at(values, "config").clone();
+    if at(values, "store.postgres.enabled") == true {
+        let map = config.as_object_mut().expect("config is a mapping");
+        match at(values, "store.postgres.url")
+            .as_str()
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+        {
+            Some(url) => map.insert("store".into(), json!(url)),
+            None => map.remove("store"),
+        };
+    }
+    config
 }
 
 /// A workspace whose DefectDojo token comes from the environment, as in the cluster.
@@ -169,6 +193,7 @@ fn chart_ci_values_configs_are_valid() {
         .collect();
     files.sort();
     assert!(files.len() >= 3, "ci values files: {files:?}");
+    let mut fleet = 0;
     for f in files {
         let extra = yaml(&std::fs::read_to_string(&f).expect("read"), "ci values");
         let name = f.display().to_string();
@@ -176,8 +201,25 @@ fn chart_ci_values_configs_are_valid() {
         // With configFrom the chart mounts another file: only its store path is read.
         if extra.get("configFrom").is_none() {
             assert_valid(&name, &config);
+            // The model above is what Helm rendered.
+            let stem = f
+                .file_name()
+                .expect("name")
+                .to_string_lossy()
+                .replace("-values.yaml", "");
+            let (docs, _) = rendered(&stem);
+            assert_eq!(
+                rendered_config(&docs),
+                config,
+                "{name}: the rendered config file"
+            );
         }
         let store = config["store"].as_str().expect("store");
+        if at(&extra, "store.postgres.enabled") == true {
+            fleet += 1;
+            assert!(store.starts_with("postgres://"), "{name}: store {store}");
+            continue;
+        }
         let mount = at(&coalesce(&chart_values(), &extra), "persistence.mountPath")
             .as_str()
             .expect("persistence.mountPath")
@@ -187,6 +229,21 @@ fn chart_ci_values_configs_are_valid() {
             "{name}: store {store} is not on the volume at {mount}"
         );
     }
+    assert!(fleet > 0, "a ci/ values file renders fleet mode");
+}
+
+/// The config file in rendered documents: a ConfigMap's `data` or a Secret's `stringData`.
+fn rendered_config(docs: &[Value]) -> Value {
+    let texts: Vec<&str> = docs
+        .iter()
+        .filter_map(|d| {
+            d["data"][CONFIG_KEY]
+                .as_str()
+                .or(d["stringData"][CONFIG_KEY].as_str())
+        })
+        .collect();
+    assert_eq!(texts.len(), 1, "one config file in the render");
+    yaml(texts[0], "rendered config file")
 }
 
 #[test]
@@ -242,9 +299,24 @@ fn manifests_config_is_the_values_config_verbatim() {
 fn configmap_template_is_the_config_verbatim() {
     let cm = read(&format!("{CHART}/templates/configmap.yaml"));
     assert!(
-        cm.contains("toYaml .Values.config"),
+        cm.contains("toYaml $config") && cm.contains("$config := .Values.config"),
         "the ConfigMap must render .Values.config with toYaml:\n{cm}"
     );
+    // Fleet mode changes `store` and nothing else (chart_config_of is the model).
+    for line in cm.lines().filter(|l| l.contains("$config")) {
+        let line = line.trim();
+        assert!(
+            [
+                "{{- $config := .Values.config }}",
+                "{{- $config = deepCopy .Values.config }}",
+                "{{- $_ := set $config \"store\" . }}",
+                "{{- $_ := unset $config \"store\" }}",
+                "{{- toYaml $config | nindent 4 }}",
+            ]
+            .contains(&line),
+            "configmap.yaml changes the config beyond fleet mode's store: {line}"
+        );
+    }
     for entry in std::fs::read_dir(root().join(CHART).join("templates")).expect("templates") {
         let path = entry.expect("entry").path();
         let text = std::fs::read_to_string(&path).expect("read template");
@@ -1104,4 +1176,414 @@ fn teams_webhook_secret_and_egress() {
             .as_array()
             .is_some_and(|v| v.iter().any(|v| v["name"] == "msteams"))
     );
+}
+
+/// The chart rendered by Helm's SDK (the virtualenv of scripts/install-tools.sh, with
+/// scripts/chart_tool.py's release and namespace) with these values over the chart's:
+/// the documents, or Helm's error (a schema error or a template's `fail`).
+fn helm_render(values: &Value) -> Result<Vec<Value>, String> {
+    let out = Command::new(root().join("scripts/install-tools.sh"))
+        .args(["--print-python", "--no-install"])
+        .output()
+        .expect("run scripts/install-tools.sh");
+    let python = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    assert!(
+        out.status.success() && python.is_file(),
+        "Helm's SDK not found (no {}): run scripts/install-tools.sh (CI does, in .ci/run)",
+        python.display()
+    );
+    const SCRIPT: &str = r#"
+import json, sys
+sys.path.insert(0, sys.argv[1])
+import chart_tool, helm_python as helm
+values = json.load(sys.stdin)
+chart = chart_tool.load_chart()
+try:
+    chart.validate_schema(values)
+    docs = [d[3] for d in chart_tool.render(chart, values)]
+except helm.HelmError as e:
+    print(e, file=sys.stderr)
+    sys.exit(3)
+json.dump(docs, sys.stdout)
+"#;
+    let mut child = Command::new(&python)
+        .args(["-c", SCRIPT])
+        .arg(root().join("scripts"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{}: {e}", python.display()));
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(values.to_string().as_bytes())
+        .expect("write values");
+    let out = child.wait_with_output().expect("helm render");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    match out.status.code() {
+        Some(0) => Ok(serde_json::from_slice(&out.stdout).expect("rendered documents")),
+        Some(3) => Err(stderr),
+        _ => panic!("rendering with Helm's SDK failed:\n{stderr}"),
+    }
+}
+
+/// The deepest mount that `path` is under, and its volume.
+fn mount_and_volume<'a>(deploy: &'a Value, path: &str) -> (&'a Value, &'a Value) {
+    let pod = &deploy["spec"]["template"]["spec"];
+    let m = container(deploy)["volumeMounts"]
+        .as_array()
+        .expect("mounts")
+        .iter()
+        .filter(|m| path.starts_with(&format!("{}/", m["mountPath"].as_str().unwrap_or(""))))
+        .max_by_key(|m| m["mountPath"].as_str().unwrap_or("").len())
+        .unwrap_or_else(|| panic!("nothing mounted above {path}"));
+    let v = pod["volumes"]
+        .as_array()
+        .expect("volumes")
+        .iter()
+        .find(|v| v["name"] == m["name"])
+        .unwrap_or_else(|| panic!("volume {}", m["name"]));
+    (m, v)
+}
+
+fn env_var<'a>(deploy: &'a Value, name: &str) -> Option<&'a Value> {
+    container(deploy)["env"]
+        .as_array()
+        .expect("env")
+        .iter()
+        .find(|e| e["name"] == name)
+}
+
+/// A Secret volume's file `path` holds the Secret's key `key`.
+fn secret_item<'a>(volume: &'a Value, path: &str) -> (&'a Value, &'a Value) {
+    let item = volume["secret"]["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .find(|i| i["path"] == path)
+        .unwrap_or_else(|| panic!("no item {path} in {volume}"));
+    (&volume["secret"]["secretName"], &item["key"])
+}
+
+/// Fleet mode: no claim and no store volume, the replicas free to spread over nodes, the
+/// password a mounted Secret file named by TRIVY_DIGEST_STORE_PASSWORD_FILE, the CA where
+/// the URL's sslrootcert reads it, the store in the config file the URL (which the binary
+/// accepts with that password file), and egress to the database.
+#[test]
+fn fleet_mode_has_no_volume_and_the_database_settings() {
+    let (docs, values) = rendered("fleet");
+    let pg = &values["store"]["postgres"];
+    assert!(objects(&docs, "PersistentVolumeClaim").is_empty());
+    let deploy = object(&docs, "Deployment");
+    let pod = &deploy["spec"]["template"]["spec"];
+    assert_eq!(deploy["spec"]["replicas"], 2);
+    assert_eq!(values["replicaCount"], 2);
+    for v in pod["volumes"].as_array().expect("volumes") {
+        assert!(v["persistentVolumeClaim"].is_null(), "{v}");
+        assert_ne!(v["name"], "data", "no store volume");
+    }
+    let mount = values["persistence"]["mountPath"]
+        .as_str()
+        .expect("mountPath");
+    assert!(
+        !container(deploy)["volumeMounts"]
+            .as_array()
+            .expect("mounts")
+            .iter()
+            .any(|m| m["mountPath"] == mount),
+        "nothing mounted at {mount}"
+    );
+    // Not kept on one node (that is for a shared ReadWriteOnce volume): preferably apart.
+    let affinity = &pod["affinity"];
+    assert!(affinity["podAffinity"].is_null(), "{affinity}");
+    let anti = &affinity["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"][0];
+    assert_eq!(
+        anti["podAffinityTerm"]["topologyKey"],
+        "kubernetes.io/hostname"
+    );
+    assert_eq!(
+        anti["podAffinityTerm"]["labelSelector"]["matchLabels"],
+        deploy["spec"]["selector"]["matchLabels"]
+    );
+    assert!(
+        affinity["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"].is_null(),
+        "a soft preference: two replicas still fit on one node"
+    );
+    let strategy = &deploy["spec"]["strategy"];
+    assert_eq!(strategy["type"], "RollingUpdate");
+    assert_eq!(strategy["rollingUpdate"]["maxUnavailable"], 0);
+
+    // The password: a mounted Secret file.
+    let password_file = env_var(deploy, "TRIVY_DIGEST_STORE_PASSWORD_FILE")
+        .and_then(|e| e["value"].as_str())
+        .expect("TRIVY_DIGEST_STORE_PASSWORD_FILE");
+    let (m, v) = mount_and_volume(deploy, password_file);
+    assert_eq!(m["readOnly"], true);
+    let file = password_file
+        .strip_prefix(&format!("{}/", m["mountPath"].as_str().expect("mountPath")))
+        .expect("under the mount");
+    let (secret, key) = secret_item(v, file);
+    assert_eq!(*secret, pg["passwordSecret"]);
+    assert_eq!(*key, pg["passwordKey"]);
+    for e in container(deploy)["env"].as_array().expect("env") {
+        assert!(
+            !["TRIVY_DIGEST_STORE_PASSWORD", "TRIVY_DIGEST_STORE"]
+                .contains(&e["name"].as_str().unwrap_or("")),
+            "the URL is in the config file, the password only in its file: {e}"
+        );
+    }
+
+    // The CA: mounted where the URL's sslrootcert reads it.
+    let url = pg["url"].as_str().expect("url");
+    let ca = url
+        .split(['?', '&'])
+        .find_map(|p| p.strip_prefix("sslrootcert="))
+        .expect("the URL names the CA file");
+    let (m, v) = mount_and_volume(deploy, ca);
+    assert_eq!(m["readOnly"], true);
+    let file = ca
+        .strip_prefix(&format!("{}/", m["mountPath"].as_str().expect("mountPath")))
+        .expect("under the mount");
+    let (secret, key) = secret_item(v, file);
+    assert_eq!(*secret, pg["caSecret"]);
+    assert_eq!(*key, pg["caKey"]);
+
+    // The config file's store is the URL, the fleet's name as set; the binary takes both
+    // with the password from the file (it only parses the URL: nothing connects).
+    let config = rendered_config(&docs);
+    assert_eq!(config["store"], pg["url"]);
+    assert_eq!(config["fleet"], values["config"]["fleet"]);
+    let mut ws = workspace();
+    let pw = ws.write("store/password", "fleet-password-from-a-secret\n");
+    ws.env.push((
+        "TRIVY_DIGEST_STORE_PASSWORD_FILE".into(),
+        pw.display().to_string(),
+    ));
+    let run = config_check(&ws, &config);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("fleet-password"), "{}", run.stdout);
+    let checked = yaml(&run.stdout, "config check output");
+    let store = checked["store"].as_str().expect("store");
+    assert!(
+        store.starts_with(
+            "postgres://trivy_digest@db.example.com:5432/trivy_digest?sslmode=verify-full"
+        ),
+        "{store}"
+    );
+    assert_eq!(checked["fleet"], values["config"]["fleet"]);
+    assert_eq!(checked["run"]["fleet_lease"], "20s");
+    // The password file is read: a missing one is an error, so the path matters.
+    ws.env.pop();
+    ws.env.push((
+        "TRIVY_DIGEST_STORE_PASSWORD_FILE".into(),
+        ws.path("missing").display().to_string(),
+    ));
+    assert_ne!(config_check(&ws, &config).code, 0);
+
+    // Egress to the database's address on PostgreSQL's port.
+    let np = object(&docs, "NetworkPolicy");
+    let db = &values["networkPolicy"]["egress"]["database"];
+    assert_eq!(db["ports"], json!([5432]));
+    let allowed = np["spec"]["egress"]
+        .as_array()
+        .expect("egress")
+        .iter()
+        .any(|r| {
+            r["to"]
+                .as_array()
+                .is_some_and(|to| to.iter().any(|t| t["ipBlock"]["cidr"] == db["cidrs"][0]))
+                && r["ports"] == json!([{"port": 5432, "protocol": "TCP"}])
+        });
+    assert!(allowed, "{:?}", np["spec"]["egress"]);
+    // Without fleet mode there is no such rule, and the store is on the claim.
+    let (docs, _) = rendered("full");
+    let np = object(&docs, "NetworkPolicy");
+    assert!(
+        !np["spec"]["egress"].to_string().contains("5432"),
+        "{:?}",
+        np["spec"]["egress"]
+    );
+    let (docs, _) = rendered("default");
+    assert_eq!(objects(&docs, "PersistentVolumeClaim").len(), 1);
+}
+
+fn fleet_values(postgres: Value) -> Value {
+    coalesce(
+        &json!({
+            "image": {"repository": "registry.example.com/trivy-digest"},
+            "config": {"cluster": "prod-us-1"},
+            "store": {"postgres": {"enabled": true}},
+        }),
+        &json!({"store": {"postgres": postgres}}),
+    )
+}
+
+/// What the chart refuses in fleet mode, each with a message that names the value and
+/// never shows a password.
+#[test]
+fn fleet_values_the_chart_refuses_by_name() {
+    const URL: &str = "postgres://trivy_digest@db.example.com:5432/trivy_digest";
+    let np = json!({"enabled": true, "egress": {"apiServer": {"cidrs": ["10.0.0.1/32"]}}});
+    let cases = [
+        (
+            "a password in the URL",
+            fleet_values(
+                json!({"url": "postgres://trivy_digest:hunter2@db.example.com/trivy_digest"}),
+            ),
+            "store.postgres.url holds a password",
+        ),
+        (
+            "a password in the URL's query",
+            fleet_values(json!({"url": format!("{URL}?sslmode=require&password=hunter2")})),
+            "store.postgres.url holds a password",
+        ),
+        (
+            "neither url nor existingSecret",
+            fleet_values(json!({})),
+            "store.postgres.enabled needs store.postgres.url",
+        ),
+        (
+            "both url and existingSecret",
+            fleet_values(json!({"url": URL, "existingSecret": "trivy-digest-store-url"})),
+            "store.postgres.url and store.postgres.existingSecret are both set",
+        ),
+        (
+            "another scheme",
+            fleet_values(json!({"url": "mysql://trivy_digest@db.example.com/trivy_digest"})),
+            "store.postgres.url must be a postgres:// or postgresql:// URL",
+        ),
+        (
+            "a CA the URL does not read",
+            fleet_values(json!({"url": URL, "caSecret": "trivy-digest-store-ca"})),
+            "add sslrootcert=/etc/trivy-digest/store-ca/ca.crt",
+        ),
+        (
+            "sslrootcert on the CA mount without a CA",
+            fleet_values(
+                json!({"url": format!("{URL}?sslrootcert=/etc/trivy-digest/store-ca/ca.crt")}),
+            ),
+            "neither store.postgres.caSecret nor caConfigMap is set",
+        ),
+        (
+            "a CA from a Secret and a ConfigMap",
+            fleet_values(json!({"existingSecret": "u", "caSecret": "a", "caConfigMap": "b"})),
+            "store.postgres.caSecret and store.postgres.caConfigMap are both set",
+        ),
+        (
+            "another PostgreSQL URL in config.store",
+            coalesce(
+                &fleet_values(json!({"url": URL})),
+                &json!({"config": {"store": "postgres://trivy_digest:hunter2@other.example.com/x"}}),
+            ),
+            "config.store is a PostgreSQL URL other than store.postgres.url",
+        ),
+        (
+            "a PostgreSQL URL in config.store without store.postgres",
+            json!({
+                "image": {"repository": "registry.example.com/trivy-digest"},
+                "config": {"cluster": "prod-us-1", "store": "postgres://trivy_digest:hunter2@db.example.com/x"},
+            }),
+            "config.store is a PostgreSQL URL: set store.postgres.enabled=true",
+        ),
+        (
+            "a NetworkPolicy without the database",
+            coalesce(
+                &fleet_values(json!({"url": URL})),
+                &json!({"networkPolicy": np}),
+            ),
+            "needs networkPolicy.egress.database.cidrs or .peers",
+        ),
+        (
+            "an unknown store.postgres key",
+            fleet_values(json!({"url": URL, "password": "hunter2"})),
+            "password",
+        ),
+    ];
+    for (what, values, words) in cases {
+        match helm_render(&values) {
+            Ok(_) => panic!("{what}: rendered"),
+            Err(e) => {
+                assert!(e.contains(words), "{what}: {e}");
+                assert!(
+                    !e.contains("hunter2"),
+                    "{what}: the message shows the password: {e}"
+                );
+            }
+        }
+    }
+}
+
+/// The whole URL from a Secret: TRIVY_DIGEST_STORE from a secretKeyRef and no `store` in
+/// the config file; with the config file from configFrom, the values' URL as
+/// TRIVY_DIGEST_STORE; else the URL in the chart's ConfigMap. No volume, and more
+/// replicas than one need no persistence.
+#[test]
+fn fleet_url_from_a_secret_or_beside_config_from() {
+    let values = coalesce(
+        &fleet_values(json!({
+            "existingSecret": "trivy-digest-store-url",
+            "urlKey": "dsn",
+            "caConfigMap": "db-ca",
+        })),
+        &json!({"replicaCount": 3, "persistence": {"enabled": false}}),
+    );
+    let docs = helm_render(&values).unwrap_or_else(|e| panic!("{e}"));
+    assert!(objects(&docs, "PersistentVolumeClaim").is_empty());
+    let deploy = object(&docs, "Deployment");
+    assert_eq!(deploy["spec"]["replicas"], 3);
+    let store = env_var(deploy, "TRIVY_DIGEST_STORE").expect("TRIVY_DIGEST_STORE");
+    assert!(store["value"].is_null(), "{store}");
+    assert_eq!(
+        store["valueFrom"]["secretKeyRef"],
+        json!({"name": "trivy-digest-store-url", "key": "dsn"})
+    );
+    assert!(env_var(deploy, "TRIVY_DIGEST_STORE_PASSWORD_FILE").is_none());
+    let config = rendered_config(&docs);
+    assert!(config.get("store").is_none(), "{config}");
+    assert_eq!(config, chart_config_of(&coalesce(&chart_values(), &values)));
+    let (_, ca) = mount_and_volume(deploy, "/etc/trivy-digest/store-ca/ca.crt");
+    assert_eq!(ca["configMap"]["name"], "db-ca");
+    assert_eq!(ca["configMap"]["items"][0]["path"], "ca.crt");
+    // The binary takes the URL, password included, from the variable.
+    let mut ws = workspace();
+    ws.env.push((
+        "TRIVY_DIGEST_STORE".into(),
+        "postgres://trivy_digest:url-password@db.example.com/trivy_digest?sslmode=verify-full"
+            .into(),
+    ));
+    let run = config_check(&ws, &config);
+    assert_eq!(run.code, 0, "{}", run.stderr);
+    assert!(!run.stdout.contains("url-password"), "{}", run.stdout);
+
+    let url = "postgres://trivy_digest@db.example.com:5432/trivy_digest?sslmode=require";
+    let values = coalesce(
+        &fleet_values(json!({"url": url, "passwordSecret": "trivy-digest-store"})),
+        &json!({"configFrom": {"existingConfigMap": "trivy-digest-config"}}),
+    );
+    let docs = helm_render(&values).unwrap_or_else(|e| panic!("{e}"));
+    let deploy = object(&docs, "Deployment");
+    assert_eq!(
+        env_var(deploy, "TRIVY_DIGEST_STORE").expect("store")["value"],
+        url
+    );
+    assert_eq!(
+        env_var(deploy, "TRIVY_DIGEST_STORE_PASSWORD_FILE").expect("password")["value"],
+        "/var/run/secrets/trivy-digest/store/password"
+    );
+    // One replica: a surge, no affinity.
+    assert_eq!(deploy["spec"]["strategy"]["rollingUpdate"]["maxSurge"], 1);
+    assert!(deploy["spec"]["template"]["spec"]["affinity"].is_null());
+
+    // The chart's own ConfigMap (ci/fleet-values.yaml keeps it in a Secret) holds the URL.
+    let values = fleet_values(json!({"url": url}));
+    let docs = helm_render(&values).unwrap_or_else(|e| panic!("{e}"));
+    let cm = object(&docs, "ConfigMap");
+    assert_eq!(
+        yaml(cm["data"][CONFIG_KEY].as_str().expect("config"), "config")["store"],
+        url
+    );
+    assert!(env_var(object(&docs, "Deployment"), "TRIVY_DIGEST_STORE").is_none());
 }

@@ -75,6 +75,17 @@ Where the config file is mounted, and the paths of mounted secrets.
 {{- define "trivy-digest.configDir" -}}/etc/trivy-digest{{- end }}
 {{- define "trivy-digest.configFile" -}}trivy-digest.yaml{{- end }}
 {{- define "trivy-digest.secretsDir" -}}/var/run/secrets/trivy-digest{{- end }}
+{{- define "trivy-digest.storeCaDir" -}}/etc/trivy-digest/store-ca{{- end }}
+
+{{/*
+"true" in fleet mode (store.postgres.enabled): the store is a PostgreSQL database, so
+there is no volume and the replicas may run on any node.
+*/}}
+{{- define "trivy-digest.postgres" -}}
+{{- $store := .Values.store | default dict }}
+{{- $pg := $store.postgres | default dict }}
+{{- if $pg.enabled }}true{{ end }}
+{{- end }}
 
 {{/*
 The port of config.run.listen ("0.0.0.0:8080", "[::]:9090"); 8080 when unset, as in
@@ -118,11 +129,17 @@ chart's namespace (the binary's POD_NAMESPACE).
 
 {{/*
 The Deployment's strategy: Recreate for one replica on a ReadWriteOnce volume (a new Pod
-scheduled elsewhere could not attach the volume while the old one holds it).
+scheduled elsewhere could not attach the volume while the old one holds it); with
+PostgreSQL a surge, the new Pod standing by until the old one leaves the Lease.
 */}}
 {{- define "trivy-digest.strategy" -}}
 {{- if .Values.strategy }}
 {{- toYaml .Values.strategy }}
+{{- else if include "trivy-digest.postgres" . }}
+type: RollingUpdate
+rollingUpdate:
+  maxSurge: 1
+  maxUnavailable: 0
 {{- else if and .Values.persistence.enabled (eq (int .Values.replicaCount) 1) }}
 type: Recreate
 {{- else }}
@@ -144,13 +161,25 @@ Refuses values that would deploy something broken, with the reason.
 {{- end }}
 {{- end }}
 {{- $store := $config.store | default "" | toString }}
+{{- /* A URL may hold a password: messages never show config.store's value when it is one. */}}
+{{- $storeIsURL := regexMatch "(?i)^postgres(ql)?:" (trim $store) }}
+{{- $fleet := include "trivy-digest.postgres" . }}
+{{- if $fleet }}
+{{- include "trivy-digest.validatePostgres" . }}
+{{- if and $storeIsURL (ne (trim $store) (.Values.store.postgres.url | default "" | trim)) }}
+{{- fail "config.store is a PostgreSQL URL other than store.postgres.url: with store.postgres.enabled the chart sets the store from store.postgres (url or existingSecret); leave config.store at its default" }}
+{{- end }}
+{{- else if $storeIsURL }}
+{{- fail "config.store is a PostgreSQL URL: set store.postgres.enabled=true and the URL in store.postgres.url (or the whole URL in store.postgres.existingSecret), the password in store.postgres.passwordSecret; the chart then mounts no volume" }}
+{{- else }}
 {{- $dir := trimSuffix "/" .Values.persistence.mountPath }}
 {{- if not (hasPrefix (printf "%s/" $dir) $store) }}
 {{- fail (printf "config.store %q must be a file under persistence.mountPath (%s/), or the store would be written to the read-only root file system" $store $dir) }}
 {{- end }}
+{{- end }}
 {{- if gt (int .Values.replicaCount) 1 }}
-{{- if not .Values.persistence.enabled }}
-{{- fail "replicaCount > 1 needs persistence.enabled=true: with an emptyDir each replica would keep its own store, and a new leader would start from nothing" }}
+{{- if not (or .Values.persistence.enabled $fleet) }}
+{{- fail "replicaCount > 1 needs persistence.enabled=true (or store.postgres.enabled=true): with an emptyDir each replica would keep its own store, and a new leader would start from nothing" }}
 {{- end }}
 {{- if ne (include "trivy-digest.leaderElection" .) "true" }}
 {{- fail "replicaCount > 1 needs config.run.leader_election.enabled=true: two leaders would both export" }}
@@ -171,6 +200,48 @@ Refuses values that would deploy something broken, with the reason.
 {{- end }}
 {{- if and .Values.networkPolicy.enabled (not .Values.networkPolicy.egress.apiServer.cidrs) }}
 {{- fail "networkPolicy.enabled needs networkPolicy.egress.apiServer.cidrs: the API server's addresses (kubectl get endpointslices -n default -l kubernetes.io/service-name=kubernetes), or trivy-digest cannot watch anything" }}
+{{- end }}
+{{- if and .Values.networkPolicy.enabled $fleet }}
+{{- $db := .Values.networkPolicy.egress.database | default dict }}
+{{- if not (or $db.cidrs $db.peers) }}
+{{- fail "networkPolicy.enabled with store.postgres.enabled needs networkPolicy.egress.database.cidrs or .peers: the PostgreSQL server's addresses (or its Pods), or trivy-digest cannot reach its store" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/*
+store.postgres: where the URL, the password and the CA come from. The URL's value is
+never part of a message: it may hold a password.
+*/}}
+{{- define "trivy-digest.validatePostgres" -}}
+{{- $pg := .Values.store.postgres }}
+{{- $url := $pg.url | default "" | trim }}
+{{- if and $url $pg.existingSecret }}
+{{- fail "store.postgres.url and store.postgres.existingSecret are both set: the URL comes from one of them" }}
+{{- end }}
+{{- if not (or $url $pg.existingSecret) }}
+{{- fail "store.postgres.enabled needs store.postgres.url (postgres://USER@HOST:PORT/DATABASE?sslmode=verify-full) or store.postgres.existingSecret (a Secret holding the whole URL, key store.postgres.urlKey)" }}
+{{- end }}
+{{- if $url }}
+{{- if or (regexMatch "^[^/?#]*//[^/?#@]*:[^/?#]*@" $url) (regexMatch "(?i)[?&]password=" $url) }}
+{{- fail "store.postgres.url holds a password, which would be written into the ConfigMap and the release: keep the URL without it and put the password in a Secret named by store.postgres.passwordSecret (or the whole URL in store.postgres.existingSecret)" }}
+{{- end }}
+{{- if not (regexMatch "(?i)^postgres(ql)?://" $url) }}
+{{- fail "store.postgres.url must be a postgres:// or postgresql:// URL, e.g. postgres://trivy_digest@db.example.com:5432/trivy_digest?sslmode=verify-full" }}
+{{- end }}
+{{- end }}
+{{- if and $pg.caSecret $pg.caConfigMap }}
+{{- fail "store.postgres.caSecret and store.postgres.caConfigMap are both set: the CA certificates come from one of them" }}
+{{- end }}
+{{- if $url }}
+{{- $ca := printf "%s/ca.crt" (include "trivy-digest.storeCaDir" .) }}
+{{- $names := contains (printf "sslrootcert=%s" $ca) $url }}
+{{- if and (or $pg.caSecret $pg.caConfigMap) (not $names) }}
+{{- fail (printf "store.postgres.caSecret (or caConfigMap) is mounted as %s, but store.postgres.url does not use it: add sslrootcert=%s to its query" $ca $ca) }}
+{{- end }}
+{{- if and $names (not (or $pg.caSecret $pg.caConfigMap)) }}
+{{- fail (printf "store.postgres.url reads sslrootcert=%s, but neither store.postgres.caSecret nor caConfigMap is set to mount it" $ca) }}
+{{- end }}
 {{- end }}
 {{- end }}
 
