@@ -394,7 +394,33 @@ pub async fn scan(config: &Config, opts: ScanOptions) -> Result<ScanSummary> {
         None
     };
     store.fence(fence.clone());
+    // Renewed beside the outputs, on a connection of its own: their writes may wait for
+    // other clusters' sweeps longer than the lease lasts.
+    let renewing = fence.as_ref().map(|f| {
+        let (location, f, every) = (
+            config.store.clone(),
+            f.clone(),
+            (config.run.fleet_lease.0 / 3).max(std::time::Duration::from_millis(100)),
+        );
+        let ttl = i64::try_from(config.run.fleet_lease.0.as_millis()).unwrap_or(i64::MAX);
+        tokio::spawn(async move {
+            let Ok(mut s) = Store::open_at(&location) else {
+                return;
+            };
+            loop {
+                tokio::time::sleep(every).await;
+                match lease::acquire(&mut s, &f.name, &f.holder, ttl) {
+                    Ok(Some(t)) if t == f.token => {}
+                    Ok(_) => return,
+                    Err(e) => tracing::warn!("fleet lease: renewal failed: {e:#}"),
+                }
+            }
+        })
+    });
     let results = runner::once(&built.outputs, &mut store, opts.now).await;
+    if let Some(r) = renewing {
+        r.abort();
+    }
     store.fence(None);
     if let Some(f) = &fence
         && let Err(e) = lease::release(&mut store, f)

@@ -48,22 +48,32 @@ pub fn server_now_ms(db: &Db) -> Result<i64> {
 /// Takes the lease for `holder` when it is free or expired, or renews it when `holder`
 /// has it; `Some(token)` while held. Runs in its own write transaction.
 pub fn acquire(store: &mut Store, name: &str, holder: &str, ttl_ms: i64) -> Result<Option<i64>> {
-    store.write_unfenced(|db| {
+    store.write_lease(|db| {
         let now = server_now_ms(db)?;
+        // The row locked until commit (PostgreSQL), so two replicas never both take it.
+        let lock = match db.engine() {
+            Engine::Postgres => " FOR UPDATE",
+            Engine::Sqlite => "",
+        };
         let row: Option<(String, i64, i64)> = db
             .query_row(
-                "SELECT holder, token, expires_at FROM leases WHERE name = ?1",
+                &format!("SELECT holder, token, expires_at FROM leases WHERE name = ?1{lock}"),
                 params![name],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
         let token = match row {
             None => {
-                db.execute(
+                // Two first holders at once: one inserts, the other's insert does
+                // nothing, and it takes no lease this round.
+                let n = db.execute(
                     "INSERT INTO leases(name, holder, token, acquired_at, renewed_at, expires_at)
-                     VALUES(?1, ?2, 1, ?3, ?3, ?4)",
+                     VALUES(?1, ?2, 1, ?3, ?3, ?4) ON CONFLICT DO NOTHING",
                     params![name, holder, now, now + ttl_ms],
                 )?;
+                if n == 0 {
+                    return Ok(None);
+                }
                 1
             }
             Some((h, token, _)) if h == holder => {
@@ -90,7 +100,7 @@ pub fn acquire(store: &mut Store, name: &str, holder: &str, ttl_ms: i64) -> Resu
 
 /// Gives the lease up (on shutdown), so the next holder need not wait for it to expire.
 pub fn release(store: &mut Store, fence: &Fence) -> Result<()> {
-    store.write_unfenced(|db| {
+    store.write_lease(|db| {
         db.execute(
             "UPDATE leases SET expires_at = 0 WHERE name = ?1 AND holder = ?2 AND token = ?3",
             params![fence.name, fence.holder, fence.token],
@@ -114,10 +124,18 @@ pub fn holder(store: &Store, name: &str) -> Result<Option<(String, i64, i64)>> {
 /// Inside a write transaction: fails unless `fence` still holds its lease.
 pub(super) fn check(db: &Db, fence: &Fence) -> Result<()> {
     let now = server_now_ms(db)?;
+    // FOR SHARE (PostgreSQL): a takeover (FOR UPDATE) waits until this write committed,
+    // so no write of an old holder lands after its successor took over.
+    let lock = match db.engine() {
+        Engine::Postgres => " FOR SHARE",
+        Engine::Sqlite => "",
+    };
     let held = db
         .query_row(
-            "SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND token = ?3
-               AND expires_at > ?4",
+            &format!(
+                "SELECT 1 FROM leases WHERE name = ?1 AND holder = ?2 AND token = ?3
+                   AND expires_at > ?4{lock}"
+            ),
             params![fence.name, fence.holder, fence.token, now],
             |r| r.get::<_, i64>(0),
         )

@@ -38,12 +38,20 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const PG_MIGRATE_LOCK: i64 = 0x7472_6976_7964_0001;
 const PG_WRITE_LOCK: i64 = 0x7472_6976_7964_0002;
 
+/// A fleet store's writers are many clusters' sweeps, each one transaction: waiting for
+/// a few of them in turn is normal.
+const PG_BUSY_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// The wait for a lock; `TRIVY_DIGEST_BUSY_TIMEOUT_MS` (undocumented, for tests) shortens it.
 fn busy_timeout() -> Duration {
+    busy_timeout_or(BUSY_TIMEOUT)
+}
+
+fn busy_timeout_or(default: Duration) -> Duration {
     std::env::var("TRIVY_DIGEST_BUSY_TIMEOUT_MS")
         .ok()
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map_or(BUSY_TIMEOUT, Duration::from_millis)
+        .map_or(default, Duration::from_millis)
 }
 
 /// True for SQLITE_BUSY / SQLITE_LOCKED, or PostgreSQL's lock timeout: another
@@ -68,7 +76,11 @@ fn busy_or(location: &StoreLocation, e: db::Error) -> anyhow::Error {
     if is_busy(&e) {
         StoreLocked {
             location: location.to_string(),
-            waited: busy_timeout(),
+            waited: if location.is_postgres() {
+                busy_timeout_or(PG_BUSY_TIMEOUT)
+            } else {
+                busy_timeout()
+            },
         }
         .into()
     } else {
@@ -195,7 +207,7 @@ impl Store {
                 // SQLite would, then say so (StoreLocked).
                 self.conn.execute_batch(&format!(
                     "SET lock_timeout = {}; SET client_min_messages = warning",
-                    busy_timeout().as_millis().max(1)
+                    busy_timeout_or(PG_BUSY_TIMEOUT).as_millis().max(1)
                 ))?;
                 self.migrate_postgres()
             }
@@ -383,9 +395,17 @@ impl Store {
         self.finish_write(f)
     }
 
-    /// `write` without the fence: the lease itself is taken and renewed this way.
-    pub(crate) fn write_unfenced<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
-        self.begin_write_unfenced()?;
+    /// A transaction for the lease row: on PostgreSQL without the store's write lock
+    /// (the row is locked instead, `FOR UPDATE`), so renewing never queues behind the
+    /// sweeps of other clusters; SQLite has one writer anyway.
+    pub(crate) fn write_lease<T>(&mut self, f: impl FnOnce(&Db) -> Result<T>) -> Result<T> {
+        match &self.conn {
+            Db::Sqlite(_) => self.begin_write_unfenced()?,
+            Db::Postgres(_) => self
+                .conn
+                .execute_batch("BEGIN")
+                .map_err(|e| busy_or(&self.location, e))?,
+        }
         self.finish_write(f)
     }
 
