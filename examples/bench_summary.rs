@@ -242,6 +242,7 @@ fn build_store(path: &std::path::Path, images: usize, per_image: usize) -> Resul
         // Five teams of ten namespaces each.
         for n in 0..50 {
             session.namespace(&NamespaceMeta {
+                uid: None,
                 name: format!("ns-{n}"),
                 labels: Default::default(),
                 annotations: [("trivy-digest.io/team".to_owned(), format!("team-{}", n % 5))]

@@ -569,6 +569,8 @@ pub struct CiScan {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NamespaceMeta {
     pub name: String,
+    /// The Namespace's UID, when known: `kube-system`'s identifies the cluster.
+    pub uid: Option<String>,
     pub labels: std::collections::BTreeMap<String, String>,
     pub annotations: std::collections::BTreeMap<String, String>,
 }

@@ -793,3 +793,100 @@ fn the_summary_is_the_fleets_with_a_view_per_cluster() {
     assert!(!ap.contains("org/img-0"), "img-0 never ran in ap: {ap}");
     assert!(!ap.contains("org/img-2"), "img-2 never ran in ap: {ap}");
 }
+
+/// Alerts are once per new finding for the whole fleet: a CVE that appears in two
+/// clusters' sweeps is one alert.
+#[test]
+fn a_new_finding_in_two_clusters_is_alerted_once() {
+    use support::webhook::WebhookFake;
+    let hook = WebhookFake::start();
+    let (_db, mut clusters) = fleet(
+        "alerts_once",
+        &["eu", "us"],
+        "alerts:\n  batch_window: 1s\n  timeout: 5s\n  channels:\n    - name: siem\n      webhook:\n        url_env: SIEM_URL\n",
+    );
+    for c in &mut clusters {
+        c.ws.env.push(("SIEM_URL".into(), hook.url("fleet-token")));
+    }
+    let image = |extra: bool| {
+        let mut v = vulns(1);
+        if extra {
+            v.push(vuln("CVE-2026-7777", "curl", "CRITICAL").fixed("8.9.1"));
+        }
+        list(vec![vulnerability_report(
+            "shop",
+            "api",
+            "org/img-1",
+            Some(&digest(1)),
+            &v,
+        )])
+    };
+    // The first sweeps are the baseline: nothing is alerted.
+    for c in &clusters {
+        let e = c.ws.write("export.json", &image(false));
+        finished(&c.name, sweep(&c.ws, T0, &e));
+    }
+    assert_eq!(hook.accepted().len(), 0, "the baseline alerts nothing");
+    // The new CVE reaches both clusters.
+    for c in &clusters {
+        let e = c.ws.write("export.json", &image(true));
+        finished(&c.name, sweep(&c.ws, T1, &e));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let sent = hook.accepted();
+    let mentioning: Vec<_> = sent
+        .iter()
+        .filter(|r| {
+            r.body
+                .as_ref()
+                .is_some_and(|b| b.to_string().contains("CVE-2026-7777"))
+        })
+        .collect();
+    assert_eq!(mentioning.len(), 1, "one alert for the fleet: {sent:?}");
+    assert_eq!(sent.len(), 1, "{sent:?}");
+}
+
+/// Two installs given one cluster name in a fleet store: the second's sweep is refused
+/// (kube-system's UID differs), and the first's reports stay live.
+#[test]
+fn a_second_cluster_with_the_same_name_is_refused_and_ends_nothing() {
+    let (_db, clusters) = fleet("same_name", &["prod", "prod"], "");
+    let kube_system = |uid: &str| {
+        serde_json::json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": "kube-system", "uid": uid}})
+    };
+    let with_ns = |c: &Cluster, uid: &str, n: u32| {
+        let mut items: Vec<Value> = (0..n)
+            .map(|i| {
+                vulnerability_report(
+                    "shop",
+                    &format!("app-{i}"),
+                    "org/img-1",
+                    Some(&digest(1)),
+                    &vulns(1),
+                )
+            })
+            .collect();
+        items.insert(0, kube_system(uid));
+        c.ws.write("export.json", &list(items))
+    };
+    let (a, b) = (&clusters[0], &clusters[1]);
+    let e = with_ns(a, "1b6f0c52-0000-4000-8000-00000000000a", 5);
+    finished("prod (a)", sweep(&a.ws, T0, &e));
+    // Its next sweep is fine: same UID.
+    finished("prod (a)", sweep(&a.ws, T1, &e));
+    // The other install, same name, another cluster, one workload: refused.
+    let other = with_ns(b, "9c2d11aa-0000-4000-8000-00000000000b", 1);
+    let run = support::cli::output(sweep(&b.ws, T1, &other).wait_with_output().expect("wait"));
+    assert_ne!(run.code, 0, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("is another cluster") && run.stderr.contains("same cluster name"),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        live_reports(a),
+        5,
+        "the first cluster's reports are not ended by the other's sweep"
+    );
+}

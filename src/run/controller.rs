@@ -248,6 +248,7 @@ async fn watch_namespaces(client: kube::Client, tx: mpsc::Sender<Msg>) {
         };
         let meta = NamespaceMeta {
             name,
+            uid: obj.metadata.uid.clone(),
             labels: obj.metadata.labels.unwrap_or_default(),
             annotations: obj.metadata.annotations.unwrap_or_default(),
         };

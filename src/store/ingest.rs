@@ -16,6 +16,22 @@ use crate::model::{
 };
 use crate::scope::{Coverage, Scope};
 
+/// Two clusters given one name in a fleet store: refused, since one's sweeps would end
+/// the other's reports and its DefectDojo pushes close the other's findings.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cluster {cluster:?} in this fleet store is another cluster (its kube-system Namespace \
+     has UID {known}; this one's is {seen}): two installs were given the same cluster name. \
+     Nothing was written. Give each cluster its own `cluster:` name; if this cluster was \
+     rebuilt and is the same one, remove the old identity with \
+     `DELETE FROM clusters WHERE name = '{cluster}'` in the fleet database"
+)]
+pub struct ClusterNameTaken {
+    pub cluster: String,
+    pub known: String,
+    pub seen: String,
+}
+
 /// What closing a sweep changed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct FinishStats {
@@ -181,8 +197,15 @@ impl<'s> Session<'s> {
         Ok(())
     }
 
-    /// Records a namespace's labels and annotations.
+    /// Records a namespace's labels and annotations. `kube-system`'s UID identifies the
+    /// cluster in a fleet store: another cluster given the same name is refused before
+    /// its sweep could end this one's reports.
     pub fn namespace(&mut self, ns: &NamespaceMeta) -> Result<()> {
+        if ns.name == "kube-system"
+            && let Some(uid) = &ns.uid
+        {
+            self.check_cluster_uid(uid)?;
+        }
         self.store
             .conn()
             .prepare_cached(
@@ -199,6 +222,34 @@ impl<'s> Session<'s> {
                 self.store.cluster(),
             ])?;
         Ok(())
+    }
+
+    fn check_cluster_uid(&mut self, uid: &str) -> Result<()> {
+        let conn = self.store.conn();
+        let cluster = self.store.cluster();
+        let known: Option<Option<String>> = conn
+            .query_row(
+                "SELECT uid FROM clusters WHERE name = ?1",
+                params![cluster],
+                |r| r.get(0),
+            )
+            .optional()?;
+        match known.flatten() {
+            Some(k) if k != uid && self.store.is_fleet() => anyhow::bail!(ClusterNameTaken {
+                cluster: cluster.to_owned(),
+                known: k,
+                seen: uid.to_owned(),
+            }),
+            Some(k) if k == uid => Ok(()),
+            // A file store belongs to one cluster; a rebuilt cluster keeps its file.
+            _ => {
+                conn.execute(
+                    "UPDATE clusters SET uid = ?2 WHERE name = ?1",
+                    params![cluster, uid],
+                )?;
+                Ok(())
+            }
+        }
     }
 
     /// A report that could not be parsed this time: it still exists, so it keeps the

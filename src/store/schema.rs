@@ -471,7 +471,10 @@ pub const MIGRATIONS: &[&str] = &[
     CREATE TABLE clusters (
         name       TEXT PRIMARY KEY,
         first_seen INTEGER NOT NULL,
-        last_seen  INTEGER NOT NULL
+        last_seen  INTEGER NOT NULL,
+        -- The kube-system Namespace's UID, once a sweep read it: two installs given one
+        -- cluster name are told apart by it.
+        uid        TEXT
     );
 
     -- Who runs the outputs for every cluster of a shared store (store::lease): the
@@ -875,7 +878,8 @@ pub const POSTGRES: &[&str] = &[
     CREATE TABLE clusters (
         name       TEXT PRIMARY KEY,
         first_seen BIGINT NOT NULL,
-        last_seen  BIGINT NOT NULL
+        last_seen  BIGINT NOT NULL,
+        uid        TEXT
     );
 
     CREATE TABLE leases (

@@ -58,6 +58,9 @@ pub struct Metadata {
     pub name: Option<String>,
     #[serde(default)]
     pub namespace: Option<String>,
+    /// Read for Namespaces only: `kube-system`'s tells clusters apart.
+    #[serde(default)]
+    pub uid: Option<serde_json::Value>,
     #[serde(default, deserialize_with = "scalar_map")]
     pub labels: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "scalar_map")]

@@ -105,6 +105,12 @@ pub fn parse_object(obj: &RawObject) -> Result<Parsed, Box<ObjectError>> {
             {
                 return Ok(Parsed::Namespace(NamespaceMeta {
                     name,
+                    uid: meta
+                        .uid
+                        .as_ref()
+                        .and_then(|u| u.as_str())
+                        .filter(|u| !u.is_empty())
+                        .map(str::to_owned),
                     labels: meta.labels,
                     annotations: meta.annotations,
                 }));
