@@ -95,6 +95,30 @@ fn mapped(map: &Map, v: &Value, what: &str) -> Result<Value> {
     }
 }
 
+/// Copies what `select` reads into `insert` (same columns, in order), mapping the
+/// columns `maps` names (index, source id → target id, what it is); the rows read.
+fn copy_rows(
+    src: &Db,
+    dst: &Db,
+    select: &str,
+    insert: &str,
+    maps: &[(usize, &Map, &str)],
+) -> Result<usize> {
+    let columns = select
+        .split_once(" FROM ")
+        .map_or(0, |(cols, _)| cols.matches(',').count() + 1);
+    let list = rows(src, select, columns)?;
+    for r in &list {
+        let mut row = r.clone();
+        for (i, map, what) in maps {
+            row[*i] = mapped(map, &r[*i], what)?;
+        }
+        let values: Vec<&dyn ToValue> = row.iter().map(|v| v as &dyn ToValue).collect();
+        dst.execute(insert, values)?;
+    }
+    Ok(list.len())
+}
+
 fn id_of(db: &Db, sql: &str, p: &[&dyn ToValue]) -> Result<i64> {
     Ok(db.query_row(sql, p, |r| r.get(0))?)
 }
@@ -297,15 +321,7 @@ pub fn copy(source: &Store, target: &mut Store) -> Result<Copied> {
             findings.insert(r[0].int().unwrap_or_default(), id);
         }
         count("findings", list.len());
-        let list = rows(src, "SELECT target_id, finding_id FROM target_findings", 2)?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO target_findings(target_id, finding_id) VALUES(?1, ?2)
-                 ON CONFLICT DO NOTHING",
-                params![mapped(&targets, &r[0], "target")?, mapped(&findings, &r[1], "finding")?],
-            )?;
-        }
-        count("target_findings", list.len());
+        count("target_findings", copy_rows(src, dst, "SELECT target_id, finding_id FROM target_findings", "INSERT INTO target_findings(target_id, finding_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING", &[(0, &targets, "target"), (1, &findings, "finding")])?);
 
         // Events: history, with ids below every cursor (never read as new).
         let floor = id_of(dst, "SELECT COALESCE(MIN(id), 0) FROM finding_events", params![])?.min(0);
@@ -324,21 +340,7 @@ pub fn copy(source: &Store, target: &mut Store) -> Result<Copied> {
             )?;
         }
         count("finding_events", list.len());
-        let list = rows(src, "SELECT subject_id, image_id, workload_id, first_seen, last_seen FROM sightings", 5)?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO sightings(subject_id, image_id, workload_id, first_seen, last_seen)
-                 VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
-                params![
-                    mapped(&subjects, &r[0], "subject")?,
-                    mapped(&images, &r[1], "image")?,
-                    mapped(&workloads, &r[2], "workload")?,
-                    r[3],
-                    r[4]
-                ],
-            )?;
-        }
-        count("sightings", list.len());
+        count("sightings", copy_rows(src, dst, "SELECT subject_id, image_id, workload_id, first_seen, last_seen FROM sightings", "INSERT INTO sightings(subject_id, image_id, workload_id, first_seen, last_seen) VALUES(?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING", &[(0, &subjects, "subject"), (1, &images, "image"), (2, &workloads, "workload")])?);
         let list = rows(src, "SELECT name, labels, annotations, updated_at FROM namespaces", 4)?;
         for r in &list {
             dst.execute(
@@ -388,40 +390,8 @@ pub fn copy(source: &Store, target: &mut Store) -> Result<Copied> {
             tests.insert(r[0].int().unwrap_or_default(), id);
         }
         count("dojo_tests", list.len());
-        let list = rows(
-            src,
-            "SELECT test_id, uid, dd_id, sent_hash, active, risk_accepted, false_p,
-                    out_of_scope, checked_at FROM dojo_findings",
-            9,
-        )?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO dojo_findings(test_id, uid, dd_id, sent_hash, active, risk_accepted,
-                                           false_p, out_of_scope, checked_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING",
-                params![
-                    mapped(&tests, &r[0], "DefectDojo test")?,
-                    r[1],
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8]
-                ],
-            )?;
-        }
-        count("dojo_findings", list.len());
-        let list = rows(src, "SELECT product_type, product, engagement FROM dojo_contexts", 3)?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO dojo_contexts(product_type, product, engagement) VALUES(?1, ?2, ?3)
-                 ON CONFLICT DO NOTHING",
-                params![r[0], r[1], r[2]],
-            )?;
-        }
-        count("dojo_contexts", list.len());
+        count("dojo_findings", copy_rows(src, dst, "SELECT test_id, uid, dd_id, sent_hash, active, risk_accepted, false_p, out_of_scope, checked_at FROM dojo_findings", "INSERT INTO dojo_findings(test_id, uid, dd_id, sent_hash, active, risk_accepted, false_p, out_of_scope, checked_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT DO NOTHING", &[(0, &tests, "DefectDojo test")])?);
+        count("dojo_contexts", copy_rows(src, dst, "SELECT product_type, product, engagement FROM dojo_contexts", "INSERT INTO dojo_contexts(product_type, product, engagement) VALUES(?1, ?2, ?3) ON CONFLICT DO NOTHING", &[])?);
 
         // Alert records: what was sent stays sent; what was pending is sent by the fleet.
         let mut messages = Map::new();
@@ -442,56 +412,8 @@ pub fn copy(source: &Store, target: &mut Store) -> Result<Copied> {
             messages.insert(r[0].int().unwrap_or_default(), id);
         }
         count("alert_messages", list.len());
-        let list = rows(
-            src,
-            "SELECT destination, finding_id, namespaces, state, reason, created_at, message_id,
-                    sent_at FROM alert_items",
-            8,
-        )?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO alert_items(destination, finding_id, namespaces, state, reason,
-                                         created_at, message_id, sent_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING",
-                params![
-                    r[0],
-                    mapped(&findings, &r[1], "finding")?,
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    mapped(&messages, &r[6], "alert message")?,
-                    r[7]
-                ],
-            )?;
-        }
-        count("alert_items", list.len());
-        let list = rows(
-            src,
-            "SELECT destination, image_id, subject_id, fkey, jkey, state, reason, created_at,
-                    message_id, sent_at FROM ci_alert_items",
-            10,
-        )?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO ci_alert_items(destination, image_id, subject_id, fkey, jkey, state,
-                                            reason, created_at, message_id, sent_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING",
-                params![
-                    r[0],
-                    mapped(&images, &r[1], "image")?,
-                    mapped(&subjects, &r[2], "subject")?,
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    mapped(&messages, &r[8], "alert message")?,
-                    r[9]
-                ],
-            )?;
-        }
-        count("ci_alert_items", list.len());
+        count("alert_items", copy_rows(src, dst, "SELECT destination, finding_id, namespaces, state, reason, created_at, message_id, sent_at FROM alert_items", "INSERT INTO alert_items(destination, finding_id, namespaces, state, reason, created_at, message_id, sent_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) ON CONFLICT DO NOTHING", &[(1, &findings, "finding"), (6, &messages, "alert message")])?);
+        count("ci_alert_items", copy_rows(src, dst, "SELECT destination, image_id, subject_id, fkey, jkey, state, reason, created_at, message_id, sent_at FROM ci_alert_items", "INSERT INTO ci_alert_items(destination, image_id, subject_id, fkey, jkey, state, reason, created_at, message_id, sent_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT DO NOTHING", &[(1, &images, "image"), (2, &subjects, "subject"), (8, &messages, "alert message")])?);
         let floor = id_of(dst, "SELECT COALESCE(MIN(id), 0) FROM ci_events", params![])?.min(0);
         let list = rows(src, "SELECT image_id, subject_id, fkey, at FROM ci_events ORDER BY id", 4)?;
         for (i, r) in list.iter().enumerate() {
@@ -509,21 +431,7 @@ pub fn copy(source: &Store, target: &mut Store) -> Result<Copied> {
         count("ci_events", list.len());
 
         // Summary claims: a month already sent (or claimed) stays so.
-        let list = rows(
-            src,
-            "SELECT month, audience, scope, recipients, message_id, state, claimed_by,
-                    claimed_at, sent_at, attempts, last_error FROM sent_summaries",
-            11,
-        )?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO sent_summaries(month, audience, scope, recipients, message_id, state,
-                                            claimed_by, claimed_at, sent_at, attempts, last_error)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING",
-                params![r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10]],
-            )?;
-        }
-        count("sent_summaries", list.len());
+        count("sent_summaries", copy_rows(src, dst, "SELECT month, audience, scope, recipients, message_id, state, claimed_by, claimed_at, sent_at, attempts, last_error FROM sent_summaries", "INSERT INTO sent_summaries(month, audience, scope, recipients, message_id, state, claimed_by, claimed_at, sent_at, attempts, last_error) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT DO NOTHING", &[])?);
 
         // The inventory and CI results.
         let mut packages = Map::new();
@@ -543,81 +451,11 @@ pub fn copy(source: &Store, target: &mut Store) -> Result<Copied> {
             packages.insert(r[0].int().unwrap_or_default(), id);
         }
         count("packages", list.len());
-        let list = rows(src, "SELECT image_id, package_id FROM image_packages", 2)?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO image_packages(image_id, package_id) VALUES(?1, ?2)
-                 ON CONFLICT DO NOTHING",
-                params![mapped(&images, &r[0], "image")?, mapped(&packages, &r[1], "package")?],
-            )?;
-        }
-        count("image_packages", list.len());
-        let list = rows(
-            src,
-            "SELECT image_id, origin, set_hash, packages, sbom_at, updated_at FROM image_sboms",
-            6,
-        )?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO image_sboms(image_id, origin, set_hash, packages, sbom_at, updated_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
-                params![mapped(&images, &r[0], "image")?, r[1], r[2], r[3], r[4], r[5]],
-            )?;
-        }
-        count("image_sboms", list.len());
-        let list = rows(
-            src,
-            "SELECT image_id, artifact, source, first_seen, last_seen, scanned_at FROM ci_images",
-            6,
-        )?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO ci_images(image_id, artifact, source, first_seen, last_seen, scanned_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6)
-                 ON CONFLICT(image_id) DO UPDATE SET
-                     first_seen = MIN(ci_images.first_seen, excluded.first_seen),
-                     last_seen = MAX(ci_images.last_seen, excluded.last_seen)",
-                params![mapped(&images, &r[0], "image")?, r[1], r[2], r[3], r[4], r[5]],
-            )?;
-        }
-        count("ci_images", list.len());
-        let list = rows(
-            src,
-            "SELECT image_id, subject_id, fkey, severity, fixable, data, first_seen, last_seen,
-                    resolved_at FROM ci_findings",
-            9,
-        )?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO ci_findings(image_id, subject_id, fkey, severity, fixable, data,
-                                         first_seen, last_seen, resolved_at)
-                 VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT(image_id, subject_id, fkey) DO UPDATE SET
-                     first_seen = MIN(ci_findings.first_seen, excluded.first_seen)",
-                params![
-                    mapped(&images, &r[0], "image")?,
-                    mapped(&subjects, &r[1], "subject")?,
-                    r[2],
-                    r[3],
-                    r[4],
-                    r[5],
-                    r[6],
-                    r[7],
-                    r[8]
-                ],
-            )?;
-        }
-        count("ci_findings", list.len());
-        let list = rows(src, "SELECT image_id, family, scanned_at FROM ci_covered", 3)?;
-        for r in &list {
-            dst.execute(
-                "INSERT INTO ci_covered(image_id, family, scanned_at) VALUES(?1, ?2, ?3)
-                 ON CONFLICT(image_id, family) DO UPDATE
-                     SET scanned_at = MAX(ci_covered.scanned_at, excluded.scanned_at)",
-                params![mapped(&images, &r[0], "image")?, r[1], r[2]],
-            )?;
-        }
-        count("ci_covered", list.len());
+        count("image_packages", copy_rows(src, dst, "SELECT image_id, package_id FROM image_packages", "INSERT INTO image_packages(image_id, package_id) VALUES(?1, ?2) ON CONFLICT DO NOTHING", &[(0, &images, "image"), (1, &packages, "package")])?);
+        count("image_sboms", copy_rows(src, dst, "SELECT image_id, origin, set_hash, packages, sbom_at, updated_at FROM image_sboms", "INSERT INTO image_sboms(image_id, origin, set_hash, packages, sbom_at, updated_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING", &[(0, &images, "image")])?);
+        count("ci_images", copy_rows(src, dst, "SELECT image_id, artifact, source, first_seen, last_seen, scanned_at FROM ci_images", "INSERT INTO ci_images(image_id, artifact, source, first_seen, last_seen, scanned_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(image_id) DO UPDATE SET first_seen = MIN(ci_images.first_seen, excluded.first_seen), last_seen = MAX(ci_images.last_seen, excluded.last_seen)", &[(0, &images, "image")])?);
+        count("ci_findings", copy_rows(src, dst, "SELECT image_id, subject_id, fkey, severity, fixable, data, first_seen, last_seen, resolved_at FROM ci_findings", "INSERT INTO ci_findings(image_id, subject_id, fkey, severity, fixable, data, first_seen, last_seen, resolved_at) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT(image_id, subject_id, fkey) DO UPDATE SET first_seen = MIN(ci_findings.first_seen, excluded.first_seen)", &[(0, &images, "image"), (1, &subjects, "subject")])?);
+        count("ci_covered", copy_rows(src, dst, "SELECT image_id, family, scanned_at FROM ci_covered", "INSERT INTO ci_covered(image_id, family, scanned_at) VALUES(?1, ?2, ?3) ON CONFLICT(image_id, family) DO UPDATE SET scanned_at = MAX(ci_covered.scanned_at, excluded.scanned_at)", &[(0, &images, "image")])?);
 
         // The cluster, and the source store as a predecessor of the fleet's.
         let now = chrono::Utc::now().timestamp();

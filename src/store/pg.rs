@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll, Wake, Waker};
 use std::thread::Thread;
 
-use bytes_free::Buf;
+use be::Buf;
 use tokio_postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 
 use super::db::{Cell, Error, Result, StatementCache, to_postgres};
@@ -378,7 +378,7 @@ fn numeric(mut raw: &[u8]) -> std::result::Result<Cell<'static>, String> {
 }
 
 /// Big-endian reads from a byte slice, advancing it.
-mod bytes_free {
+mod be {
     pub trait Buf {
         fn read_i16(&mut self) -> Option<i16>;
         fn read_u16(&mut self) -> Option<u16>;

@@ -424,32 +424,26 @@ impl History {
 
     /// Subjects that ran in one of `namespaces` during `[start, end)`.
     pub fn subjects_in(&self, namespaces: &BTreeSet<String>, start: i64, end: i64) -> HashSet<i64> {
-        self.sightings
-            .iter()
-            .filter(|(_, ss)| {
-                ss.iter().any(|s| {
-                    s.overlaps(start, end)
-                        && self
-                            .workloads
-                            .get(&s.workload_id)
-                            .is_some_and(|w| namespaces.contains(&w.namespace))
-                })
-            })
-            .map(|(id, _)| *id)
-            .collect()
+        self.subjects_where(start, end, |w| namespaces.contains(&w.namespace))
     }
 
     /// Subjects that ran in `cluster` (a fleet store's) during `[start, end)`.
     pub fn subjects_in_cluster(&self, cluster: &str, start: i64, end: i64) -> HashSet<i64> {
+        self.subjects_where(start, end, |w| w.cluster == cluster)
+    }
+
+    /// Subjects with a sighting in `[start, end)` on a workload `place` accepts.
+    fn subjects_where(
+        &self,
+        start: i64,
+        end: i64,
+        place: impl Fn(&WorkloadInfo) -> bool,
+    ) -> HashSet<i64> {
         self.sightings
             .iter()
             .filter(|(_, ss)| {
                 ss.iter().any(|s| {
-                    s.overlaps(start, end)
-                        && self
-                            .workloads
-                            .get(&s.workload_id)
-                            .is_some_and(|w| w.cluster == cluster)
+                    s.overlaps(start, end) && self.workloads.get(&s.workload_id).is_some_and(&place)
                 })
             })
             .map(|(id, _)| *id)
